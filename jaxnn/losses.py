@@ -1,0 +1,142 @@
+"""Costs: each per-example cost C beside its hand-written gradient grad_a C.
+
+All functions take ``A`` (the network's output A^[L]) and ``Y`` of shape
+``(n_L, m)``, one example per column, and return per-example costs of shape
+``(m,)`` or a gradient of shape ``(n_L, m)``. The network's cost is the mean of
+the per-example costs over the m examples (see ``jaxnn.cost``).
+
+Three forms of each cost live here:
+  * ``value(A, Y)``: the seed's formula, literally, from the activations;
+  * ``stable_value(Z, A, Y)``: the same number computed from the output layer's
+    pre-activation Z through log-softmax / log-sigmoid, finite and exact for
+    |Z| in the thousands, where ``log(A)`` would give ``log(0) = -inf``;
+  * ``grad(A, Y)``: grad_a C, the seed's table, used by BP1 when ``fused=False``.
+The fused output errors delta^L = dC/dZ^L, closed forms of BP1 for the pairs
+where one exists, are in ``FUSED``.
+"""
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax.scipy.special import xlogy
+
+
+class Loss(NamedTuple):
+    """A cost with its gradient, and the output activations it accepts."""
+
+    name: str
+    value: Callable[[jax.Array, jax.Array], jax.Array]
+    stable_value: Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
+    grad: Callable[[jax.Array, jax.Array], jax.Array]
+    outputs: tuple[str, ...] | None  # valid output activations; None: any
+
+
+def mse(A, Y):
+    """C = 1/2 sum_j (y_j - a_j)^2   (C1)"""
+    return 0.5 * jnp.sum((Y - A) ** 2, axis=0)
+
+
+def mse_stable(Z, A, Y):
+    """(C1): already exact; Z is unused."""
+    del Z
+    return mse(A, Y)
+
+
+def mse_grad(A, Y):
+    """grad_a C = a - y   (G1)"""
+    return A - Y
+
+
+def binary_cross_entropy(A, Y):
+    """C = -sum_j [y_j log a_j + (1 - y_j) log(1 - a_j)]   (C2)
+
+    The seed writes this without the leading minus sign; that is an erratum (it
+    would be maximised, and its gradient is the negative of the seed's (G2)).
+    ``xlogy`` makes 0 log 0 = 0, the limit, for targets of exactly 0 or 1.
+    """
+    return -jnp.sum(xlogy(Y, A) + xlogy(1 - Y, 1 - A), axis=0)
+
+
+def binary_cross_entropy_stable(Z, A, Y):
+    """(C2) with log a = log sigmoid(z) and log(1 - a) = log sigmoid(-z)."""
+    del A
+    return -jnp.sum(Y * jax.nn.log_sigmoid(Z) + (1 - Y) * jax.nn.log_sigmoid(-Z), axis=0)
+
+
+def binary_cross_entropy_grad(A, Y):
+    """grad_a C = -y / a + (1 - y) / (1 - a)   (G2)
+
+    A term whose target factor is zero is zero, so a = 0 with y = 0 (or a = 1
+    with y = 1) gives the limit 0 rather than 0/0.
+    """
+    safe_a = jnp.where(Y == 0, 1, A)
+    safe_1ma = jnp.where(Y == 1, 1, 1 - A)
+    return -Y / safe_a + (1 - Y) / safe_1ma  # (G2)
+
+
+def cross_entropy(A, Y):
+    """C = -sum_k y_k log a_k   (C3)"""
+    return -jnp.sum(xlogy(Y, A), axis=0)
+
+
+def cross_entropy_stable(Z, A, Y):
+    """(C3) with log a = log_softmax(z) = z - logsumexp(z)."""
+    del A
+    return -jnp.sum(Y * jax.nn.log_softmax(Z, axis=0), axis=0)
+
+
+def cross_entropy_grad(A, Y):
+    """grad_a C = -y / a   (G3); zero where y = 0."""
+    return -Y / jnp.where(Y == 0, 1, A)  # (G3)
+
+
+# Fused output errors: delta^L = dC/dZ^L for one example, in closed form.
+def softmax_cross_entropy_delta(A, Y):
+    """delta^L = p sum_k y_k - y   (F1)
+
+    The seed's derivation ends in ``p - y``, which needs sum_k y_k = 1; for soft
+    or unnormalised labels the general form keeps the factor.
+    """
+    return A * jnp.sum(Y, axis=0, keepdims=True) - Y  # (F1)
+
+
+def sigmoid_binary_cross_entropy_delta(A, Y):
+    """delta^L = (-y/a + (1-y)/(1-a)) a (1 - a) = a - y   (F2)"""
+    return A - Y  # (F2)
+
+
+def linear_mse_delta(A, Y):
+    """delta^L = (a - y) * 1 = a - y   (F3)"""
+    return A - Y  # (F3)
+
+
+FUSED = {
+    ("softmax", "cross_entropy"): softmax_cross_entropy_delta,
+    ("sigmoid", "binary_cross_entropy"): sigmoid_binary_cross_entropy_delta,
+    ("linear", "mse"): linear_mse_delta,
+}
+
+LOSSES = {
+    "mse": Loss("mse", mse, mse_stable, mse_grad, None),
+    "binary_cross_entropy": Loss(
+        "binary_cross_entropy",
+        binary_cross_entropy,
+        binary_cross_entropy_stable,
+        binary_cross_entropy_grad,
+        ("sigmoid",),
+    ),
+    "cross_entropy": Loss(
+        "cross_entropy", cross_entropy, cross_entropy_stable, cross_entropy_grad, ("softmax",)
+    ),
+}
+
+
+def get(name: str) -> Loss:
+    """The loss called ``name``; a ValueError lists the valid names."""
+    try:
+        return LOSSES[name]
+    except (KeyError, TypeError):
+        valid = ", ".join(repr(k) for k in LOSSES)
+        raise ValueError(f"unknown loss {name!r}; valid names: {valid}") from None

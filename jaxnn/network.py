@@ -1,0 +1,246 @@
+"""The network: its specification, parameters, forward pass and cost.
+
+Notation follows the seeds. Layer l = 1..L of the math has ``W^[l]`` of shape
+``(n^[l], n^[l-1])`` and ``b^[l]`` of shape ``(n^[l], 1)``; ``X = A^[0]`` is
+``(n_x, m)``, one example per column; ``Y`` is ``(n_L, m)``.
+
+Indexing: Python is 0-based, the math 1-based. ``params[l]`` holds layer
+``l + 1`` of the math, ``cache.Z[l]`` is ``Z^[l+1]``, while ``cache.A[l]`` is
+``A^[l]`` (``A[0]`` is X), so ``Z[l] = W[l] @ A[l] + b[l]``.
+"""
+
+import dataclasses
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxnn import activations, losses
+
+Params = list  # [{"W": (n_l, n_{l-1}), "b": (n_l, 1)}, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Network:
+    """A dense network: layer sizes, one activation per layer, and a loss.
+
+    Frozen and hashable, so it can be a static argument of ``jax.jit``.
+
+    Args:
+      sizes: ``(n0, n1, ..., nL)``; n0 is the number of inputs n_x.
+      activations: one name per layer (``len(sizes) - 1`` of them), from
+        ``jaxnn.activations.ACTIVATIONS``.
+      loss: ``"mse"``, ``"binary_cross_entropy"`` or ``"cross_entropy"``.
+
+    Example:
+      >>> net = Network((64, 32, 10), ("relu", "softmax"), "cross_entropy")
+    """
+
+    sizes: tuple[int, ...]
+    activations: tuple[str, ...]
+    loss: str
+
+    def __post_init__(self):
+        sizes, acts = self.sizes, self.activations
+        if isinstance(acts, str):
+            raise ValueError(
+                f"activations must be a sequence of names, one per layer, got the string {acts!r}"
+            )
+        try:
+            sizes, acts = tuple(sizes), tuple(acts)
+        except TypeError:
+            raise ValueError("sizes and activations must be sequences") from None
+        if len(sizes) < 2:
+            raise ValueError(f"sizes needs at least two entries (inputs and outputs), got {sizes}")
+        for i, n in enumerate(sizes):
+            if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+                raise ValueError(f"sizes[{i}] = {n!r}: every size must be an integer >= 1")
+        if len(acts) != len(sizes) - 1:
+            raise ValueError(
+                f"got {len(acts)} activations for {len(sizes) - 1} layers "
+                f"(sizes {sizes}): give one activation per layer"
+            )
+        for l, name in enumerate(acts, start=1):
+            try:
+                activations.get(name)
+            except ValueError as e:
+                raise ValueError(f"layer {l}: {e}") from None
+        loss = losses.get(self.loss)
+        if loss.outputs is not None and acts[-1] not in loss.outputs:
+            raise ValueError(
+                f"loss {self.loss!r} needs an output activation in {loss.outputs}, "
+                f"got {acts[-1]!r} for layer {len(acts)}"
+            )
+        if acts[-1] == "softmax" and sizes[-1] < 2:
+            raise ValueError("a softmax output layer needs at least 2 units (n_L >= 2)")
+        object.__setattr__(self, "sizes", tuple(int(n) for n in sizes))
+        object.__setattr__(self, "activations", acts)
+
+    @property
+    def L(self) -> int:
+        """Number of layers with parameters."""
+        return len(self.sizes) - 1
+
+
+class Cache(NamedTuple):
+    """The forward pass: Z = [Z^[1], ..., Z^[L]], A = [A^[0], ..., A^[L]]."""
+
+    Z: list
+    A: list
+
+
+INIT_METHODS = ("auto", "he", "glorot", "lecun", "normal", "pytorch")
+
+
+def init_params(key, net: Network, method: str = "auto", dtype=None) -> Params:
+    """Random weights and zero biases, one ``{"W", "b"}`` dict per layer.
+
+    Methods (n_in = n^[l-1], n_out = n^[l]):
+      * ``"auto"``: ``"he"`` for relu and leaky_relu layers, ``"glorot"`` otherwise;
+      * ``"he"``: W ~ N(0, 2 / n_in) (He et al., 2015);
+      * ``"glorot"``: W ~ U(-r, r), r = sqrt(6 / (n_in + n_out)) (Glorot & Bengio, 2010);
+      * ``"lecun"``: W ~ truncated N with variance 1 / n_in, as
+        ``jax.nn.initializers.lecun_normal`` (Flax's Dense default);
+      * ``"normal"``: W ~ N(0, 1 / n_in), the seeds' era (Nielsen's network2);
+      * ``"pytorch"``: W, b ~ U(-1/sqrt(n_in), 1/sqrt(n_in)), ``torch.nn.Linear``'s
+        default; the only method with non-zero biases.
+
+    Args:
+      key: a ``jax.random`` key.
+      net: the network.
+      method: one of ``INIT_METHODS``.
+      dtype: the parameters' dtype; JAX's default float type if None.
+    """
+    if method not in INIT_METHODS:
+        raise ValueError(f"unknown init method {method!r}; valid methods: {INIT_METHODS}")
+    dtype = jnp.zeros(()).dtype if dtype is None else jnp.dtype(dtype)
+    params = []
+    keys = jax.random.split(key, net.L)
+    for l in range(net.L):
+        n_in, n_out = net.sizes[l], net.sizes[l + 1]
+        kind = method
+        if kind == "auto":
+            kind = "he" if net.activations[l] in ("relu", "leaky_relu") else "glorot"
+        kw, kb = jax.random.split(keys[l])
+        shape = (n_out, n_in)
+        b = jnp.zeros((n_out, 1), dtype)
+        if kind == "he":
+            W = jax.random.normal(kw, shape, dtype) * math.sqrt(2.0 / n_in)
+        elif kind == "glorot":
+            r = math.sqrt(6.0 / (n_in + n_out))
+            W = jax.random.uniform(kw, shape, dtype, -r, r)
+        elif kind == "lecun":
+            init = jax.nn.initializers.lecun_normal(in_axis=-1, out_axis=-2)
+            W = init(kw, shape, dtype)
+        elif kind == "normal":
+            W = jax.random.normal(kw, shape, dtype) / math.sqrt(n_in)
+        else:  # pytorch
+            r = 1.0 / math.sqrt(n_in)
+            W = jax.random.uniform(kw, shape, dtype, -r, r)
+            b = jax.random.uniform(kb, (n_out, 1), dtype, -r, r)
+        params.append({"W": W, "b": b})
+    return params
+
+
+def _shape(x):
+    return tuple(np.shape(x))
+
+
+def check_params(params, net: Network) -> None:
+    """Raise ValueError unless params has one {"W", "b"} per layer with the right shapes."""
+    if not isinstance(params, (list, tuple)):
+        raise ValueError(
+            f"params must be a list with one dict per layer, got {type(params).__name__}"
+        )
+    if len(params) != net.L:
+        raise ValueError(f"params has {len(params)} layers, the network has {net.L}")
+    for l, layer in enumerate(params, start=1):
+        if not isinstance(layer, dict) or set(layer) != {"W", "b"}:
+            got = sorted(layer) if isinstance(layer, dict) else type(layer).__name__
+            raise ValueError(f"layer {l}: expected a dict with keys 'W' and 'b', got {got}")
+        n_out, n_in = net.sizes[l], net.sizes[l - 1]
+        for name, want, what in (
+            ("W", (n_out, n_in), f"n^[{l}] x n^[{l - 1}]"),
+            ("b", (n_out, 1), f"n^[{l}] x 1"),
+        ):
+            got = _shape(layer[name])
+            if got != want:
+                raise ValueError(
+                    f"layer {l}: {name} has shape {got}, the network expects {want} ({what})"
+                )
+
+
+def as_columns(X, n, name, symbol):
+    """X as a 2-D (n, m) array; a vector of length n is one example, (n, 1)."""
+    shape = _shape(X)
+    if len(shape) == 1 and shape[0] == n:
+        return jnp.reshape(X, (n, 1))
+    if len(shape) != 2 or shape[0] != n:
+        hint = ""
+        if len(shape) == 2 and shape[1] == n:
+            hint = "; examples go in columns, so transpose it"
+        raise ValueError(
+            f"{name} has shape {shape}, the network expects ({n}, m) ({symbol} x m, "
+            f"one example per column){hint}"
+        )
+    return X
+
+
+def check_inputs(params, X, net: Network, Y=None):
+    """Validate params, X and Y before any math; return X and Y as (n, m) arrays."""
+    check_params(params, net)
+    X2 = as_columns(X, net.sizes[0], "X", "n_x")
+    if Y is None:
+        return X2, None
+    Y2 = as_columns(Y, net.sizes[-1], "Y", "n_L")
+    if np.ndim(X) != np.ndim(Y) or _shape(X2)[1] != _shape(Y2)[1]:
+        raise ValueError(
+            f"X has shape {_shape(X)} and Y has shape {_shape(Y)}: they need the same "
+            "number of examples m (columns)"
+        )
+    return X2, Y2
+
+
+def _forward(params, X, net: Network) -> Cache:
+    Zs, As = [], [X]
+    for l, (layer, act_name) in enumerate(zip(params, net.activations, strict=True)):
+        Z = layer["W"] @ As[l] + layer["b"]  # (F-Z)
+        Zs.append(Z)
+        As.append(activations.get(act_name).fn(Z))  # (F-A)
+    return Cache(Zs, As)
+
+
+def forward(params, X, net: Network) -> Cache:
+    """The forward pass, Z^[l] = W^[l] A^[l-1] + b^[l] and A^[l] = sigma^[l](Z^[l]).
+
+    Equations (F-Z) and (F-A). Returns a ``Cache`` of the Z^[1..L] and the
+    A^[0..L], with A^[0] = X. A vector X of length n_x is taken as one example.
+    """
+    X, _ = check_inputs(params, X, net)
+    return _forward(params, X, net)
+
+
+def predict(params, X, net: Network):
+    """A^[L], the network's output; a vector X gives a vector."""
+    A = forward(params, X, net).A[-1]
+    return A[:, 0] if np.ndim(X) == 1 else A
+
+
+def output_cost(cache: Cache, Y, net: Network):
+    """Mean over the m columns of the per-example cost, in its stable form (C1-C3), (C-M)."""
+    loss = losses.get(net.loss)
+    per_example = loss.stable_value(cache.Z[-1], cache.A[-1], Y)
+    return jnp.mean(per_example)  # (C-M)
+
+
+def cost(params, X, Y, net: Network):
+    """The network's cost: the mean over the m examples of the per-example cost.
+
+    C = (1/m) sum_x C_x   (C-M), with C_x one of (C1) MSE, (C2) binary
+    cross-entropy, (C3) cross-entropy. Computed from Z^[L] through log-sigmoid
+    or log-softmax, so it stays finite and exact for |Z| in the thousands.
+    """
+    X, Y = check_inputs(params, X, net, Y)
+    return output_cost(_forward(params, X, net), Y, net)

@@ -6,6 +6,7 @@ layer ``l + 1`` of the seeds' 1-based math. Inputs are ``(n_x, m)``, one example
 
 from jaxnn import activations as activations
 from jaxnn import losses as losses
+from jaxnn import optim as optim
 from jaxnn.backprop import Backward as Backward
 from jaxnn.backprop import backprop as backprop
 from jaxnn.backprop import backward as backward

@@ -50,9 +50,11 @@ def backward(params, cache: Cache, Y, net: Network, fused: bool = True) -> Backw
     deltas = [None] * net.L
     for l in reversed(range(net.L)):  # params[l] is layer l + 1 of the math
         deltas[l] = delta
+        # Cast to the params' dtypes, as jax.grad does: float32 params with float64 data
+        # (x64 on) must not get float64 gradients, which would promote them on update.
         grads[l] = {
-            "W": delta @ cache.A[l].T,  # (BP4)
-            "b": jnp.sum(delta, axis=1, keepdims=True),  # (BP3)
+            "W": (delta @ cache.A[l].T).astype(params[l]["W"].dtype),  # (BP4)
+            "b": jnp.sum(delta, axis=1, keepdims=True).astype(params[l]["b"].dtype),  # (BP3)
         }
         if l > 0:
             act = activations.get(net.activations[l - 1])

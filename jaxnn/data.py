@@ -1,0 +1,336 @@
+"""Datasets in the seeds' column layout: X is ``(n_x, m)``, Y is ``(n_y, m)``.
+
+Every loader returns a ``Dataset`` whose test part is held out by a
+deterministic stratified split (``stratified_split``: the same fraction of
+every class, or of every target decile for regression) and whose features are
+standardised with the mean and standard deviation of the training part only:
+
+* ``digits``: scikit-learn's bundled 8x8 handwritten digits, 64 features, 10
+  classes, one-hot Y; softmax + cross_entropy;
+* ``breast_cancer``: scikit-learn's bundled Wisconsin data, 30 features, Y is
+  ``(1, m)`` of 0 (malignant) and 1 (benign); sigmoid + binary_cross_entropy;
+* ``diabetes``: scikit-learn's bundled data, 10 features, the target
+  standardised (on the training part) too; linear + mse;
+* ``mnist``: read from a directory holding the four IDX files (gzipped or not)
+  or a keras-style ``mnist.npz``; its own train/test split; 784 features.
+
+Tabular features (breast_cancer, diabetes) are standardised one by one; a
+feature constant on the training part would only be centred. Images (digits,
+mnist) are standardised with one mean and one standard deviation over all
+training pixels (for MNIST, the usual 0.1307 and 0.3081 of x / 255): pixels
+share one scale, and per pixel the near-empty border pixels would be divided by
+a tiny deviation and blow up on the test set (on digits it also costs about
+half a point of test accuracy).
+
+Only the bundled datasets need scikit-learn, imported when they are loaded.
+"""
+
+import gzip
+import os
+import struct
+import zipfile
+import zlib
+from typing import NamedTuple
+
+import numpy as np
+
+from jaxnn.network import Network
+
+DATASETS = ("digits", "breast_cancer", "diabetes", "mnist")
+
+
+class Dataset(NamedTuple):
+    """Train and test parts in column layout, and the network head that fits them.
+
+    ``X_*`` is ``(n_x, m)``, ``Y_*`` is ``(n_y, m)`` (one-hot for more than two
+    classes); ``task`` is ``"classification"`` or ``"regression"``;
+    ``output_activation`` and ``loss`` are the default head for the task.
+    """
+
+    X_train: np.ndarray
+    Y_train: np.ndarray
+    X_test: np.ndarray
+    Y_test: np.ndarray
+    task: str
+    output_activation: str
+    loss: str
+    name: str = ""
+
+    def network(self, hidden=(64, 64), activation: str = "relu") -> Network:
+        """A ``Network`` with these hidden layer sizes and this data's inputs and head."""
+        hidden = tuple(hidden)
+        sizes = (self.X_train.shape[0], *hidden, self.Y_train.shape[0])
+        return Network(sizes, (activation,) * len(hidden) + (self.output_activation,), self.loss)
+
+
+def load(name: str, data_dir=None, **kwargs) -> Dataset:
+    """The dataset called ``name`` (one of ``DATASETS``); ``data_dir`` is for ``mnist``."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; valid: {', '.join(DATASETS)}")
+    if name == "mnist":
+        return mnist(data_dir, **kwargs)
+    if data_dir is not None:
+        raise ValueError(
+            f"dataset {name!r} is bundled with scikit-learn and takes no data directory"
+        )
+    return {"digits": digits, "breast_cancer": breast_cancer, "diabetes": diabetes}[name](**kwargs)
+
+
+def stratified_split(labels, test_fraction: float = 0.2, seed: int = 0):
+    """Indices ``(train, test)``, each sorted: ``round(test_fraction * n_c)`` of
+    every label value c go to the test part, chosen by a fixed permutation."""
+    if not 0 < test_fraction < 1:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    train, test = [], []
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        n_test = round(test_fraction * len(idx))
+        test.append(idx[:n_test])
+        train.append(idx[n_test:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
+
+
+def standardize(train, *others, axis=1):
+    """``(train - mean) / std`` with the mean and std of ``train`` along ``axis``
+    (1: per feature, over the examples; None: one mean and std over all entries),
+    applied to ``train`` and to each of ``others``; a std of 0 is taken as 1."""
+    mean = np.mean(train, axis=axis, keepdims=True)
+    std = np.std(train, axis=axis, keepdims=True)
+    std = np.where(std > 0, std, 1.0)
+    return tuple((x - mean) / std for x in (train, *others))
+
+
+def one_hot(labels, n_classes: int) -> np.ndarray:
+    """``(n_classes, m)`` with a 1 in row ``labels[i]`` of column i."""
+    return (np.arange(n_classes)[:, None] == np.asarray(labels)[None, :]).astype(np.float64)
+
+
+def _sklearn_datasets():
+    try:
+        import sklearn.datasets
+    except ImportError:
+        raise ImportError(
+            "the bundled datasets need scikit-learn: pip install 'jaxnn[cli]'"
+        ) from None
+    return sklearn.datasets
+
+
+def _split_and_scale(X, Y, strata, name, task, head, test_fraction, seed, dtype, axis=1):
+    """X is (m, n_x) as scikit-learn gives it; Y is (n_y, m)."""
+    train, test = stratified_split(strata, test_fraction, seed)
+    X = np.asarray(X, np.float64).T
+    X_train, X_test = standardize(X[:, train], X[:, test], axis=axis)
+    Y_train, Y_test = Y[:, train], Y[:, test]
+    if task == "regression":
+        Y_train, Y_test = standardize(Y_train, Y_test)
+    arrays = (np.asarray(a, dtype) for a in (X_train, Y_train, X_test, Y_test))
+    return Dataset(*arrays, task, *head, name)
+
+
+def digits(*, test_fraction: float = 0.2, seed: int = 0, dtype=np.float32) -> Dataset:
+    """scikit-learn's 8x8 digits: 1797 examples, 64 pixels (0-16), 10 classes (softmax)."""
+    X, y = _sklearn_datasets().load_digits(return_X_y=True)
+    head = ("softmax", "cross_entropy")
+    return _split_and_scale(
+        X, one_hot(y, 10), y, "digits", "classification", head, test_fraction, seed, dtype, None
+    )
+
+
+def breast_cancer(*, test_fraction: float = 0.2, seed: int = 0, dtype=np.float32) -> Dataset:
+    """Wisconsin breast cancer: 569 examples, 30 features, 1 sigmoid output."""
+    X, y = _sklearn_datasets().load_breast_cancer(return_X_y=True)
+    head = ("sigmoid", "binary_cross_entropy")
+    Y = np.asarray(y, np.float64)[None, :]
+    return _split_and_scale(
+        X, Y, y, "breast_cancer", "classification", head, test_fraction, seed, dtype
+    )
+
+
+def diabetes(*, test_fraction: float = 0.2, seed: int = 0, dtype=np.float32) -> Dataset:
+    """Diabetes progression: 442 examples, 10 features, 1 linear output (standardised)."""
+    X, y = _sklearn_datasets().load_diabetes(return_X_y=True, scaled=False)
+    deciles = np.searchsorted(np.quantile(y, np.linspace(0, 1, 11)[1:-1]), y, side="right")
+    Y = np.asarray(y, np.float64)[None, :]
+    head = ("linear", "mse")
+    return _split_and_scale(
+        X, Y, deciles, "diabetes", "regression", head, test_fraction, seed, dtype
+    )
+
+
+# --- MNIST from files -------------------------------------------------------------------
+
+# IDX: two zero bytes, a type code, the number of dimensions, then one big-endian
+# uint32 per dimension, then the data, big-endian, row-major.
+IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+MNIST_FILES = {
+    "x_train": "train-images-idx3-ubyte",
+    "y_train": "train-labels-idx1-ubyte",
+    "x_test": "t10k-images-idx3-ubyte",
+    "y_test": "t10k-labels-idx1-ubyte",
+}
+
+
+def _read_bytes(path) -> bytes:
+    with open(path, "rb") as f:
+        raw = f.read()
+    if raw[:2] == b"\x1f\x8b":  # gzip's magic, whatever the file's name
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as e:
+            raise ValueError(f"{path}: not a valid gzip file ({e})") from None
+    return raw
+
+
+def read_idx(path) -> np.ndarray:
+    """The array in an IDX file (gzipped or not), validated against its header."""
+    raw = _read_bytes(path)
+    if len(raw) < 4:
+        raise ValueError(f"{path}: {len(raw)} bytes, too short for an IDX header")
+    magic = int.from_bytes(raw[:4], "big")
+    if raw[0] != 0 or raw[1] != 0 or raw[2] not in IDX_TYPES:
+        raise ValueError(
+            f"{path}: bad magic number 0x{magic:08x}; an IDX file starts with two zero bytes "
+            "and a type code 0x08 (ubyte), 0x09, 0x0b, 0x0c, 0x0d or 0x0e, e.g. 0x00000803 "
+            "for images and 0x00000801 for labels"
+        )
+    ndim = raw[3]
+    start = 4 + 4 * ndim
+    if len(raw) < start:
+        raise ValueError(f"{path}: truncated header: {ndim} dimensions need {start} bytes")
+    dims = struct.unpack(f">{ndim}I", raw[4:start])
+    dtype = np.dtype(IDX_TYPES[raw[2]])
+    count = int(np.prod(dims, dtype=np.int64))
+    need, have = count * dtype.itemsize, len(raw) - start
+    if have != need:
+        what = "truncated" if have < need else "too long"
+        raise ValueError(
+            f"{path}: {what}: the header declares shape {dims}, {need} bytes of data, "
+            f"but the file holds {have}"
+        )
+    data = np.frombuffer(raw, dtype, count=count, offset=start).reshape(dims)
+    return data.astype(dtype.newbyteorder("="))
+
+
+def _find_idx(data_dir, stem):
+    for name in (stem, stem.replace("-idx", ".idx")):
+        for candidate in (name, name + ".gz"):
+            path = os.path.join(data_dir, candidate)
+            if os.path.isfile(path):
+                return path
+    return None
+
+
+def _check_pair(images, labels, split, where):
+    if images.ndim not in (2, 3):
+        raise ValueError(
+            f"{where}: {split} images have shape {images.shape}; expected (m, rows, cols) or (m, n)"
+        )
+    if labels.ndim != 1:
+        raise ValueError(f"{where}: {split} labels have shape {labels.shape}; expected (m,)")
+    if images.shape[0] != labels.shape[0]:
+        raise ValueError(
+            f"{where}: {images.shape[0]} {split} images but {labels.shape[0]} {split} labels"
+        )
+    in_range = labels.size == 0 or (labels.min() >= 0 and labels.max() <= 9)
+    if not np.issubdtype(labels.dtype, np.integer) or not in_range:
+        raise ValueError(f"{where}: {split} labels must be integers from 0 to 9")
+
+
+def load_mnist_arrays(data_dir):
+    """``(x_train, y_train, x_test, y_test)`` from the IDX files or ``mnist.npz``.
+
+    ``data_dir`` is a directory holding either the four IDX files (each named as
+    in ``MNIST_FILES``, optionally ending in ``.gz``, or with ``.idx`` in place
+    of ``-idx``) or ``mnist.npz`` with arrays ``x_train, y_train, x_test,
+    y_test``; or the path of such an ``.npz`` file. Images are ``(m, rows,
+    cols)``, labels ``(m,)``. Nothing is unpickled.
+    """
+    if data_dir is None:
+        raise ValueError(
+            "mnist needs a data directory holding the IDX files "
+            f"({', '.join(MNIST_FILES.values())}, optionally .gz) or mnist.npz"
+        )
+    data_dir = os.fspath(data_dir)
+    if os.path.isfile(data_dir) and data_dir.endswith(".npz"):
+        return _load_npz(data_dir)
+    if not os.path.isdir(data_dir):
+        raise ValueError(f"mnist data directory {data_dir!r} does not exist")
+    paths = {key: _find_idx(data_dir, stem) for key, stem in MNIST_FILES.items()}
+    if all(paths.values()):
+        arrays = {key: read_idx(path) for key, path in paths.items()}
+        for split in ("train", "test"):
+            where = f"{paths['x_' + split]} and {paths['y_' + split]}"
+            _check_pair(arrays["x_" + split], arrays["y_" + split], split, where)
+        return tuple(arrays[k] for k in MNIST_FILES)
+    npz = os.path.join(data_dir, "mnist.npz")
+    if os.path.isfile(npz):
+        return _load_npz(npz)
+    missing = [MNIST_FILES[k] for k, p in paths.items() if p is None]
+    if len(missing) < len(MNIST_FILES):
+        raise ValueError(
+            f"mnist data directory {data_dir!r} lacks {', '.join(missing)} (or .gz) "
+            "and holds no mnist.npz"
+        )
+    raise ValueError(
+        f"mnist data directory {data_dir!r} holds neither the IDX files "
+        f"({', '.join(MNIST_FILES.values())}, optionally .gz) nor mnist.npz"
+    )
+
+
+def _load_npz(path):
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{path}: not a valid .npz file (not a zip archive)")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            missing = [k for k in MNIST_FILES if k not in f.files]
+            if missing:
+                raise ValueError(
+                    f"{path}: missing arrays {', '.join(missing)}; found {', '.join(f.files)}"
+                )
+            arrays = {k: f[k] for k in MNIST_FILES}
+    except ValueError as e:
+        if str(e).startswith(path):
+            raise
+        raise ValueError(f"{path}: not a readable .npz of plain arrays ({e})") from None
+    except (OSError, EOFError) as e:
+        raise ValueError(f"{path}: not a valid .npz file ({e})") from None
+    for split in ("train", "test"):
+        _check_pair(arrays["x_" + split], arrays["y_" + split], split, path)
+    return tuple(arrays[k] for k in MNIST_FILES)
+
+
+def mnist(data_dir, *, dtype=np.float32) -> Dataset:
+    """MNIST from files (see ``load_mnist_arrays``), with its own train/test split.
+
+    Pixels are standardised with one mean and std over all training pixels.
+    """
+    x_train, y_train, x_test, y_test = load_mnist_arrays(data_dir)
+    dtype = np.dtype(dtype)
+    n_x = int(np.prod(x_train.shape[1:]))
+    if int(np.prod(x_test.shape[1:])) != n_x:
+        raise ValueError(
+            f"mnist: train images have shape {x_train.shape[1:]}, test images "
+            f"{x_test.shape[1:]}; they must match"
+        )
+    X_train = x_train.reshape(len(x_train), n_x).T.astype(dtype)
+    X_test = x_test.reshape(len(x_test), n_x).T.astype(dtype)
+    # Statistics in float64, the arrays (60000 x 784) in dtype.
+    mean = X_train.mean(dtype=np.float64)
+    std = X_train.std(dtype=np.float64)
+    std = std if std > 0 else 1.0
+    mean, std = dtype.type(mean), dtype.type(std)
+    X_train = (X_train - mean) / std
+    X_test = (X_test - mean) / std
+    return Dataset(
+        X_train,
+        one_hot(y_train, 10).astype(dtype),
+        X_test,
+        one_hot(y_test, 10).astype(dtype),
+        "classification",
+        "softmax",
+        "cross_entropy",
+        "mnist",
+    )

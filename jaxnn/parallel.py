@@ -1,0 +1,131 @@
+"""Data-parallel training: each batch's columns (examples) split over a device mesh.
+
+The mesh has one axis, ``"batch"``. A batch ``X`` of shape ``(n_x, m)`` is
+placed with ``NamedSharding(mesh, P(None, "batch"))``: device k holds columns
+``k m/N .. (k+1) m/N``. Parameters and optimizer state are replicated
+(``P()``). The step is the ordinary single-device step, compiled by XLA's SPMD
+partitioner: the forward pass and BP1-BP2 run on each device's columns alone,
+and the sums over examples in BP3 and BP4 (``delta A^T``, ``sum delta``) become
+an all-reduce that the compiler inserts. Nothing in the formulas changes.
+
+Several hosts: call ``jax.distributed.initialize()`` on every host first, then
+build the mesh from ``jax.devices()`` (all hosts' devices). Every host runs the
+same program on the same full batch; ``shard`` and ``replicate`` build global
+arrays with ``jax.make_array_from_callback``, so each host only places the
+columns its own devices hold.
+"""
+
+from collections.abc import Callable
+
+import jax
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from jaxnn import train
+from jaxnn.network import Network
+
+AXIS = "batch"
+
+
+def make_mesh(devices: int | None = None) -> Mesh:
+    """A one-axis mesh over the first ``devices`` devices (all of them if None)."""
+    available = jax.devices()
+    n = len(available) if devices is None else devices
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"devices must be an integer >= 1, got {devices!r}")
+    if n > len(available):
+        raise ValueError(
+            f"asked for {n} devices, but only {len(available)} are available "
+            f"({jax.default_backend()}); on a CPU, XLA_FLAGS="
+            f"--xla_force_host_platform_device_count={n} makes that many"
+        )
+    return Mesh(np.array(available[:n]), (AXIS,))
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+    """Columns (examples) split over the mesh, rows whole."""
+    return NamedSharding(mesh, P(None, AXIS))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    """A full copy on every device of the mesh."""
+    return NamedSharding(mesh, P())
+
+
+def check_divisible(m: int, mesh: Mesh, what: str = "batch size") -> None:
+    """Raise ValueError unless the mesh's devices split m examples evenly."""
+    n = mesh.devices.size
+    if m % n:
+        raise ValueError(
+            f"{what} {m} does not divide over {n} devices; use a multiple of {n} "
+            f"(e.g. {max(n, m - m % n)})"
+        )
+
+
+def _place(x, sharding):
+    x = np.asarray(x)
+    return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+
+
+def shard(X, mesh: Mesh):
+    """X ``(n, m)`` as a global array with its columns split over the mesh."""
+    check_divisible(np.shape(X)[1], mesh, "number of examples")
+    return _place(X, batch_sharding(mesh))
+
+
+def replicate(tree, mesh: Mesh):
+    """Every leaf of ``tree`` copied to every device of the mesh."""
+    return jax.tree.map(lambda x: _place(x, replicated(mesh)), tree)
+
+
+def make_parallel_step(
+    net: Network,
+    optimizer: optax.GradientTransformation,
+    mesh: Mesh,
+    gradients: str = "hand",
+) -> Callable:
+    """``jaxnn.train.make_step``, with each batch split over the mesh's devices.
+
+    Returns ``step(params, opt_state, X, Y) -> (params, opt_state, cost)``; the
+    batch size (X's columns) must divide by the number of devices. Inputs may
+    be host arrays; they are placed as the step's shardings say.
+    """
+    rep, bat = replicated(mesh), batch_sharding(mesh)
+    step = jax.jit(
+        train._make_step(net, optimizer, gradients),
+        in_shardings=(rep, rep, bat, bat),
+        out_shardings=(rep, rep, rep),
+    )
+
+    def parallel_step(params, opt_state, X, Y):
+        check_divisible(np.shape(X)[1], mesh)
+        return step(params, opt_state, X, Y)
+
+    return parallel_step
+
+
+def make_parallel_epoch(
+    net: Network,
+    optimizer: optax.GradientTransformation,
+    batch_size: int,
+    mesh: Mesh,
+    gradients: str = "hand",
+) -> Callable:
+    """``jaxnn.train.make_epoch`` with every batch split over the mesh's devices.
+
+    The training set is replicated (each device holds all of it, as a small
+    dataset allows); inside the epoch's ``lax.scan`` each batch is constrained
+    to ``batch_sharding(mesh)``, so every step runs data-parallel.
+    """
+    check_divisible(batch_size, mesh)
+    rep, bat = replicated(mesh), batch_sharding(mesh)
+    epoch = train._epoch_fn(
+        net, optimizer, batch_size, gradients, lambda B: jax.lax.with_sharding_constraint(B, bat)
+    )
+    return jax.jit(
+        epoch,
+        in_shardings=(rep, rep, rep, rep, rep),
+        out_shardings=(rep, rep, rep),
+    )

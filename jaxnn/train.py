@@ -1,0 +1,290 @@
+"""Training: a jitted step, an epoch of minibatches in one ``lax.scan``, evaluate, fit.
+
+Minibatches (the choice for a last partial batch): an epoch draws a fresh
+permutation of the m training examples and runs ``floor(m / B)`` full batches of
+B examples from it; the ``m mod B`` examples left over are not used in that
+epoch. Every step therefore sees the same batch shape (one compilation, no
+masks, every step's cost a mean over B examples), and since the permutation is
+new each epoch, every example is seen equally often on average. A batch larger
+than the training set is an error.
+
+Randomness: ``fit(..., key)`` splits ``key`` into an init key and a shuffle
+key; epoch ``e`` (0-based) is shuffled with ``jax.random.fold_in(shuffle_key,
+e)``, a function of (key, e) alone, so a run resumed at epoch e draws exactly
+the batches the uninterrupted run would have drawn.
+
+Nothing here prints; ``fit`` reports through its ``callback``.
+"""
+
+import functools
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax import lax
+
+from jaxnn.backprop import value_and_backprop
+from jaxnn.network import Network, check_inputs, cost, forward, init_params, output_cost
+
+GRADIENTS = ("hand", "autodiff")
+
+
+def _value_and_grad(net: Network, gradients: str):
+    """``(params, X, Y) -> (cost, grads)`` by hand backprop or by ``jax.value_and_grad``."""
+    if gradients == "hand":
+        return lambda params, X, Y: value_and_backprop(params, X, Y, net)
+    if gradients == "autodiff":
+        return lambda params, X, Y: jax.value_and_grad(cost)(params, X, Y, net)
+    valid = ", ".join(GRADIENTS)
+    raise ValueError(f"unknown gradients {gradients!r}; valid: {valid}")
+
+
+def _make_step(net: Network, optimizer: optax.GradientTransformation, gradients: str):
+    value_and_grad = _value_and_grad(net, gradients)
+
+    def step(params, opt_state, X, Y):
+        c, grads = value_and_grad(params, X, Y)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, c
+
+    return step
+
+
+def make_step(
+    net: Network, optimizer: optax.GradientTransformation, gradients: str = "hand"
+) -> Callable:
+    """A jitted ``step(params, opt_state, X, Y) -> (params, opt_state, cost)``.
+
+    One optimizer update on the batch ``(X, Y)`` (columns are examples); ``cost``
+    is the batch's cost before the update.
+
+    Args:
+      net: the ``Network``.
+      optimizer: an ``optax.GradientTransformation``, e.g. ``jaxnn.optim.adam(1e-3)``.
+      gradients: ``"hand"``: ``jaxnn.value_and_backprop`` (BP1-BP4);
+        ``"autodiff"``: ``jax.value_and_grad(jaxnn.cost)``, for comparison.
+
+    Example:
+      >>> step = make_step(net, jaxnn.optim.sgd(0.1))
+      >>> params, opt_state, c = step(params, opt_state, X, Y)
+    """
+    return jax.jit(_make_step(net, optimizer, gradients))
+
+
+def epoch_batches(key, m: int, batch_size: int) -> jax.Array:
+    """The example indices of one epoch, shape ``(floor(m / B), B)``.
+
+    Row k is batch k: B consecutive entries of ``jax.random.permutation(key, m)``;
+    the last ``m mod B`` entries of the permutation are left out.
+    """
+    check_batch_size(batch_size, m)
+    n_batches = m // batch_size
+    return jax.random.permutation(key, m)[: n_batches * batch_size].reshape(n_batches, batch_size)
+
+
+def check_batch_size(batch_size: int, m: int) -> None:
+    """Raise ValueError unless 1 <= batch_size <= m, the number of training examples."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
+        raise ValueError(f"batch size must be an integer, got {batch_size!r}")
+    if batch_size < 1:
+        raise ValueError(f"batch size must be >= 1, got {batch_size}")
+    if batch_size > m:
+        raise ValueError(
+            f"batch size {batch_size} is larger than the training set ({m} examples); "
+            f"use at most {m}"
+        )
+
+
+def make_epoch(
+    net: Network,
+    optimizer: optax.GradientTransformation,
+    batch_size: int,
+    gradients: str = "hand",
+) -> Callable:
+    """A jitted ``epoch(params, opt_state, X, Y, key) -> (params, opt_state, costs)``.
+
+    Runs the step over the ``epoch_batches(key, m, batch_size)`` in one
+    ``lax.scan``, so a whole epoch is one compiled call, compiled once for all
+    epochs of the same shapes. ``costs`` has one entry per batch.
+
+    Cached: the same (net, optimizer object, batch_size, gradients) gives the
+    same jitted function, so repeated ``fit`` calls do not recompile.
+    """
+    try:
+        return _make_epoch_cached(net, optimizer, batch_size, gradients)
+    except TypeError:  # an unhashable optimizer: build it afresh
+        return _make_epoch(net, optimizer, batch_size, gradients)
+
+
+def _epoch_fn(net, optimizer, batch_size, gradients, constrain=None):
+    """The epoch, not jitted. ``constrain`` maps each batch array before its step
+    (``jaxnn.parallel`` uses it to shard the batch over devices)."""
+    step = _make_step(net, optimizer, gradients)
+    constrain = constrain or (lambda B: B)
+
+    def epoch(params, opt_state, X, Y, key):
+        batches = epoch_batches(key, X.shape[1], batch_size)
+
+        def body(carry, idx):
+            params, opt_state = carry
+            Xb, Yb = constrain(X[:, idx]), constrain(Y[:, idx])
+            params, opt_state, c = step(params, opt_state, Xb, Yb)
+            return (params, opt_state), c
+
+        (params, opt_state), costs = lax.scan(body, (params, opt_state), batches)
+        return params, opt_state, costs
+
+    return epoch
+
+
+def _make_epoch(net, optimizer, batch_size, gradients):
+    return jax.jit(_epoch_fn(net, optimizer, batch_size, gradients))
+
+
+_make_epoch_cached = functools.lru_cache(maxsize=16)(_make_epoch)
+
+
+def task_of(net: Network) -> str:
+    """``"classification"`` for softmax + cross-entropy or sigmoid + binary
+    cross-entropy outputs, ``"regression"`` otherwise."""
+    if (net.activations[-1], net.loss) in (
+        ("softmax", "cross_entropy"),
+        ("sigmoid", "binary_cross_entropy"),
+    ):
+        return "classification"
+    return "regression"
+
+
+def main_metric(task: str) -> str:
+    """The metric the history and the CLI report: ``"accuracy"`` or ``"r2"``."""
+    return "accuracy" if task == "classification" else "r2"
+
+
+def _metrics(params, X, Y, net: Network):
+    cache = forward(params, X, net)
+    A = cache.A[-1]
+    out = {"cost": output_cost(cache, Y, net)}
+    if task_of(net) == "classification":
+        if net.activations[-1] == "softmax":
+            correct = jnp.argmax(A, axis=0) == jnp.argmax(Y, axis=0)
+        else:  # sigmoid: predict 1 where a > 0.5, i.e. z > 0; per output unit
+            correct = (A > 0.5) == (Y > 0.5)
+        out["accuracy"] = jnp.mean(correct.astype(A.dtype))
+    else:
+        residual = jnp.sum((Y - A) ** 2, axis=1)
+        total = jnp.sum((Y - jnp.mean(Y, axis=1, keepdims=True)) ** 2, axis=1)
+        # Constant targets: R^2 is 1 for a perfect fit, else 0 (scikit-learn's convention).
+        r2 = jnp.where(
+            total > 0, 1 - residual / jnp.where(total > 0, total, 1), 1.0 * (residual == 0)
+        )
+        out["r2"] = jnp.mean(r2)
+        out["mse"] = jnp.mean((A - Y) ** 2)
+    return out
+
+
+_metrics_jit = jax.jit(_metrics, static_argnames="net")
+
+
+def evaluate(params, X, Y, net: Network) -> dict[str, float]:
+    """The cost and the task's metrics on ``(X, Y)``, as Python floats.
+
+    * every task: ``"cost"``, the network's cost (C-M);
+    * classification (``task_of(net)``): ``"accuracy"``, the fraction of
+      examples whose class is right: argmax over the outputs for softmax; for
+      sigmoid outputs, ``a > 0.5`` against ``y > 0.5`` per output unit (with one
+      unit, the fraction of examples);
+    * regression: ``"r2"``, the coefficient of determination 1 - SS_res / SS_tot
+      per output row, averaged over the rows (scikit-learn's ``r2_score``), and
+      ``"mse"``, the mean of (a - y)^2 over all entries (no 1/2, unlike the cost).
+    """
+    X, Y = check_inputs(params, X, net, Y)
+    return {name: float(value) for name, value in _metrics_jit(params, X, Y, net).items()}
+
+
+class FitResult(NamedTuple):
+    """What ``fit`` returns."""
+
+    params: Any
+    opt_state: Any
+    history: list  # one dict per epoch, see ``fit``
+
+
+def fit(
+    net: Network,
+    optimizer: optax.GradientTransformation,
+    data,
+    epochs: int,
+    batch_size: int,
+    key,
+    *,
+    callback: Callable | None = None,
+    gradients: str = "hand",
+    params=None,
+    opt_state=None,
+    start_epoch: int = 0,
+    history=(),
+) -> FitResult:
+    """Train ``net`` on ``data`` by minibatch descent, ``epochs`` epochs in all.
+
+    Each epoch is one compiled ``lax.scan`` over ``floor(m / batch_size)`` full
+    batches of a fresh permutation (see the module docstring), then an
+    evaluation on the test set.
+
+    Args:
+      net: the ``Network``.
+      optimizer: an ``optax.GradientTransformation``, e.g. ``jaxnn.optim.adam(1e-3)``.
+      data: a ``jaxnn.data.Dataset``, or anything with ``X_train, Y_train,
+        X_test, Y_test`` in the column layout ``(n, m)``. They are cast to the
+        params' dtype.
+      epochs: the total number of epochs; with ``start_epoch``, the target, so
+        ``epochs - start_epoch`` epochs run.
+      batch_size: B, from 1 to the number of training examples.
+      key: a ``jax.random`` key; ``split`` into the init key (unused when
+        ``params`` is given) and the shuffle key.
+      callback: called after every epoch as ``callback(epoch, params, opt_state,
+        history)``, ``epoch`` counting from 1; e.g. for progress or checkpoints.
+      gradients: ``"hand"`` or ``"autodiff"``, as in ``make_step``.
+      params: start from these instead of ``init_params(init_key, net)``.
+      opt_state: start from this instead of ``optimizer.init(params)``.
+      start_epoch: the number of epochs already done (to resume a run: with
+        the same key, the result is the same as one run of ``epochs``).
+      history: the history of those epochs, continued.
+
+    Returns:
+      ``FitResult(params, opt_state, history)``. ``history`` has one dict per
+      epoch: ``epoch`` (from 1), ``train_cost`` (the mean of that epoch's batch
+      costs, each taken before its step) and ``test_<name>`` for every metric of
+      ``evaluate`` on the test set.
+    """
+    if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
+        raise ValueError(f"epochs must be an integer >= 0, got {epochs!r}")
+    if not 0 <= start_epoch <= epochs:
+        raise ValueError(f"start_epoch must be in [0, epochs = {epochs}], got {start_epoch}")
+    check_batch_size(batch_size, np.shape(data.X_train)[-1])
+    init_key, shuffle_key = jax.random.split(key)
+    if params is None:
+        params = init_params(init_key, net)
+    dtype = jax.tree.leaves(params)[0].dtype
+    X, Y = check_inputs(
+        params, jnp.asarray(data.X_train, dtype), net, jnp.asarray(data.Y_train, dtype)
+    )
+    X_test, Y_test = check_inputs(
+        params, jnp.asarray(data.X_test, dtype), net, jnp.asarray(data.Y_test, dtype)
+    )
+    if opt_state is None:
+        opt_state = optimizer.init(params)
+    history = list(history)
+    epoch_fn = make_epoch(net, optimizer, batch_size, gradients)
+    for e in range(start_epoch, epochs):
+        params, opt_state, costs = epoch_fn(
+            params, opt_state, X, Y, jax.random.fold_in(shuffle_key, e)
+        )
+        record = {"epoch": e + 1, "train_cost": float(jnp.mean(costs))}
+        record.update({f"test_{k}": v for k, v in evaluate(params, X_test, Y_test, net).items()})
+        history.append(record)
+        if callback is not None:
+            callback(e + 1, params, opt_state, history)
+    return FitResult(params, opt_state, history)

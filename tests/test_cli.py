@@ -1,0 +1,326 @@
+"""The command line: end-to-end runs, resume, and every user error as one line, exit 2.
+
+Most runs call ``cli.main`` in this process (x64 on, so in float64), which is
+fast; a few run the real command in a subprocess (float32, as users run it) to
+check exit codes, stderr and the console script.
+"""
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import types
+
+import jax
+import numpy as np
+import pytest
+
+import jaxnn
+from jaxnn import checkpoint, cli, data, optim
+from tests.test_data import small_mnist, write_idx_dir
+
+SMALL = ["--hidden", "8", "--batch-size", "64"]  # quick to compile and run
+
+
+def run(*argv):
+    """``jaxnn ARGV`` in this process: (exit status, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            status = cli.main(list(argv))
+        except SystemExit as e:  # argparse's own errors
+            status = e.code
+    return status, out.getvalue(), err.getvalue()
+
+
+def run_subprocess(*argv, timeout=120):
+    return subprocess.run(
+        [sys.executable, "-m", "jaxnn", *argv],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
+    )
+
+
+def snapshot(directory):
+    """{relative path: sha256} of every file under directory."""
+    files = {}
+    for root, _, names in os.walk(directory):
+        for name in names:
+            path = os.path.join(root, name)
+            with open(path, "rb") as f:
+                files[os.path.relpath(path, directory)] = hashlib.sha256(f.read()).hexdigest()
+    return files
+
+
+def restore(run_dir, hidden=(8,), dataset="digits", optimizer="adam"):
+    """The newest checkpoint of a run, restored against a fresh template."""
+    ds = data.load(dataset)
+    net = ds.network(hidden, "relu")
+    opt = optim.OPTIMIZERS[optimizer](1e-3)
+    key = jax.random.key(0)
+    template = jaxnn.init_params(key, net)
+    with checkpoint.Checkpoints(os.path.join(run_dir, "checkpoints")) as ckpts:
+        return ckpts.restore(template, opt.init(template), key)
+
+
+def assert_trees_equal(a, b):
+    leaves_a, leaves_b = jax.tree.leaves(a), jax.tree.leaves(b)
+    assert jax.tree.structure(a) == jax.tree.structure(b)
+    for x, y in zip(leaves_a, leaves_b, strict=True):
+        assert x.dtype == y.dtype
+        np.testing.assert_array_equal(x, y)  # bitwise: no tolerance
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory):
+    """One short run on digits, shared by the tests that only read it."""
+    out = tmp_path_factory.mktemp("runs") / "digits"
+    status, stdout, stderr = run("train", "--epochs", "2", *SMALL, "--out", str(out))
+    assert status == 0, stderr
+    return out, stdout, stderr
+
+
+def test_train_writes_run(digits_run):
+    out, stdout, stderr = digits_run
+    assert re.fullmatch(
+        rf"digits: test accuracy 0\.\d{{4}} after 2 epochs in \d+\.\d s -> {re.escape(str(out))}\n",
+        stdout,
+    )
+    assert "2/2" in stderr  # the progress bar, on stderr
+    assert sorted(os.listdir(out)) == ["checkpoints", "config.json", "curves.png", "metrics.json"]
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(os.listdir(out / "checkpoints")) == ["1", "2"]
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["dataset"] == "digits" and metrics["task"] == "classification"
+    assert metrics["network"] == {
+        "sizes": [64, 8, 10],
+        "activations": ["relu", "softmax"],
+        "loss": "cross_entropy",
+    }
+    assert metrics["optimizer"] == {
+        "name": "adam",
+        "learning_rate": 1e-3,
+        "b1": 0.9,
+        "b2": 0.999,
+        "eps": 1e-8,
+    }
+    assert metrics["epochs"] == 2 and metrics["batch_size"] == 64 and metrics["seed"] == 0
+    assert metrics["gradients"] == "hand" and metrics["seconds"] > 0
+    assert [r["epoch"] for r in metrics["history"]] == [1, 2]
+    for record in metrics["history"]:
+        assert set(record) == {"epoch", "train_cost", "test_cost", "test_accuracy"}
+        assert record["train_cost"] > 0 and 0 <= record["test_accuracy"] <= 1
+    assert metrics["test_accuracy"] == metrics["history"][-1]["test_accuracy"]
+    assert f"{metrics['test_accuracy']:.4f}" in stdout
+
+    restored = restore(out)
+    assert restored.epoch == 2 and restored.meta["history"] == metrics["history"]
+    np.testing.assert_array_equal(jax.random.key_data(restored.key), [0, 0])  # seed 0
+
+
+def test_train_regression(tmp_path):
+    out = tmp_path / "run"
+    status, stdout, _ = run(
+        "train", "--dataset", "diabetes", "--epochs", "2", "--optimizer", "sgd",
+        "--learning-rate", "0.01", "--hidden", "--batch-size", "32", "--out", str(out),
+    )  # fmt: skip
+    assert status == 0
+    assert re.match(r"diabetes: test R\^2 -?\d\.\d{4} after 2 epochs", stdout)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["network"]["sizes"] == [10, 1]  # --hidden with no sizes: no hidden layer
+    assert metrics["optimizer"] == {"name": "sgd", "learning_rate": 0.01}
+    assert set(metrics["history"][0]) == {"epoch", "train_cost", "test_cost", "test_r2", "test_mse"}
+    assert "test_r2" in metrics and "test_accuracy" not in metrics
+
+
+def test_train_mnist_from_files(tmp_path):
+    directory = write_idx_dir(tmp_path / "mnist", small_mnist(m_train=40), gz=True)
+    out = tmp_path / "run"
+    status, _, stderr = run(
+        "train", "--dataset", "mnist", "--data", str(directory), "--epochs", "1",
+        "--hidden", "4", "--batch-size", "8", "--out", str(out),
+    )  # fmt: skip
+    assert status == 0, stderr
+    assert json.loads((out / "metrics.json").read_text())["network"]["sizes"] == [12, 4, 10]
+
+
+def test_resume_is_bitwise_exact(tmp_path):
+    """--epochs 2 then --resume --epochs 4 ends exactly where --epochs 4 does."""
+    split, whole = tmp_path / "split", tmp_path / "whole"
+    flags = ["--optimizer", "momentum", *SMALL]
+    assert run("train", "--epochs", "2", *flags, "--out", str(split))[0] == 0
+    status, stdout, _ = run("train", "--resume", "--epochs", "4", "--out", str(split))
+    assert status == 0 and "after 4 epochs" in stdout
+    assert run("train", "--epochs", "4", *flags, "--out", str(whole))[0] == 0
+
+    a, b = restore(split, optimizer="momentum"), restore(whole, optimizer="momentum")
+    assert a.epoch == b.epoch == 4
+    assert_trees_equal(a.params, b.params)
+    assert_trees_equal(a.opt_state, b.opt_state)
+    metrics_a = json.loads((split / "metrics.json").read_text())
+    metrics_b = json.loads((whole / "metrics.json").read_text())
+    assert metrics_a["history"] == metrics_b["history"]
+    assert sorted(os.listdir(split / "checkpoints")) == ["2", "3", "4"]  # the newest 3 kept
+
+
+def test_resume_rejects_other_settings(digits_run, tmp_path):
+    out = digits_run[0]
+    before = snapshot(out)
+    status, _, stderr = run(
+        "train", "--resume", "--out", str(out), "--epochs", "3", "--hidden", "16", "8"
+    )
+    assert status == 2
+    assert stderr == (
+        f"jaxnn: error: --resume: {out} does not match: --hidden [16, 8] but the run has [8]\n"
+    )
+    status, _, stderr = run("train", "--resume", "--out", str(out), "--epochs", "2")
+    assert status == 2 and "has 2 epochs already; --epochs is the total" in stderr
+    assert snapshot(out) == before
+
+
+def test_resume_rejects_checkpoint_of_another_network(digits_run, tmp_path):
+    """A run whose checkpoints come from another network: the error names each mismatch."""
+    other = tmp_path / "other"
+    shutil.copytree(digits_run[0], other)
+    config = json.loads((other / "config.json").read_text())
+    config["settings"]["hidden"] = [5]  # the run now claims a hidden layer of 5; checkpoints: 8
+    config["network"]["sizes"] = [64, 5, 10]
+    (other / "config.json").write_text(json.dumps(config))
+    before = snapshot(other)
+    status, _, stderr = run("train", "--resume", "--epochs", "3", "--out", str(other))
+    assert status == 2 and stderr.count("\n") == 1
+    assert "does not match the network and optimizer" in stderr
+    assert "params.0.W has shape (8, 64) float64 there, shape (5, 64) float64 expected" in stderr
+    assert snapshot(other) == before
+
+
+def test_checkpoint_keeps_dtypes_and_typed_key(tmp_path):
+    net = jaxnn.Network((3, 2), ("sigmoid",), "binary_cross_entropy")
+    opt = optim.adam(0.1)
+    params = jaxnn.init_params(jax.random.key(1), net, dtype=np.float32)
+    key = jax.random.key(42)
+    with checkpoint.Checkpoints(tmp_path / "c") as ckpts:
+        for epoch in range(1, 6):
+            ckpts.save(epoch, params, opt.init(params), key, {"note": "x"})
+        assert ckpts.epochs() == [3, 4, 5]
+        restored = ckpts.restore(params, opt.init(params), key, epoch=4)
+    assert restored.epoch == 4 and restored.meta == {"note": "x", "epoch": 4}
+    assert_trees_equal(restored.params, params)
+    assert jax.random.key_data(restored.key).tolist() == jax.random.key_data(key).tolist()
+    assert not any(name.startswith(".") or "tmp" in name for name in os.listdir(tmp_path / "c"))
+
+
+# --- errors: one line on stderr, exit status 2, nothing written ----------------------------
+
+ERRORS = [
+    (["--optimizer", "adamw"], "unknown optimizer 'adamw'; valid: sgd, momentum, rmsprop, adam"),
+    (["--dataset", "iris"], "unknown dataset 'iris'; valid: digits, breast_cancer, diabetes, "),
+    (["--activation", "swish"], "unknown activation 'swish'; valid: sigmoid, tanh, relu, "),
+    (["--gradients", "numeric"], "unknown gradients 'numeric'; valid: hand, autodiff"),
+    (["--learning-rate", "0"], "learning rate must be a finite number > 0, got 0.0"),
+    (["--learning-rate", "-0.1"], "learning rate must be a finite number > 0, got -0.1"),
+    (["--epochs", "0"], "epochs must be >= 1, got 0"),
+    (["--batch-size", "-3"], "batch size must be >= 1, got -3"),
+    (["--batch-size", "5000"], "batch size 5000 is larger than the training set (1438 examples)"),
+    (["--hidden", "64", "0"], "hidden layer sizes must be >= 1, got 64 0"),
+    (["--dataset", "mnist"], "--dataset mnist needs --data DIR"),
+    (["--dataset", "mnist", "--data", "{tmp}/no"], "directory '{tmp}/no' does not exist"),
+    (["--dataset", "mnist", "--data", "{tmp}"], "holds neither the IDX files"),
+    (["--data", "{tmp}"], "--data is only for --dataset mnist; digits is bundled"),
+    (["--resume"], "--resume needs --out DIR, the run to continue"),
+    (["--resume", "--out", "{tmp}"], "--resume: {tmp} holds no run with a checkpoint to resume"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("argv", "message"), ERRORS, ids=[" ".join(a) for a, _ in ERRORS])
+def test_errors(tmp_path, monkeypatch, argv, message):
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    before = snapshot(tmp_path)
+    monkeypatch.chdir(tmp_path)  # a default --out would land here
+    status, stdout, stderr = run("train", *argv)
+    assert status == 2
+    assert stdout == ""
+    assert stderr.startswith("jaxnn: error: ") and stderr.count("\n") == 1
+    assert message.replace("{tmp}", str(tmp_path)) in stderr
+    assert snapshot(tmp_path) == before and not os.path.exists(tmp_path / "runs")
+
+
+def test_error_existing_run_untouched(digits_run):
+    out = digits_run[0]
+    before = snapshot(out)
+    status, stdout, stderr = run("train", "--epochs", "1", "--out", str(out))
+    assert status == 2 and stdout == ""
+    assert stderr == (
+        f"jaxnn: error: {out} already exists and is not empty; continue the run there with "
+        "--resume or choose another --out\n"
+    )
+    assert snapshot(out) == before
+
+
+def test_argparse_errors_are_one_line():
+    for argv, words in [
+        (["train", "--epochs", "x"], "argument --epochs: invalid int value: 'x'"),
+        (["train", "--bogus"], "unrecognized arguments: --bogus"),
+        ([], "the following arguments are required: COMMAND"),
+    ]:
+        status, stdout, stderr = run(*argv)
+        assert status == 2 and stdout == "" and stderr.count("\n") == 1
+        assert words in stderr and stderr.startswith("jaxnn")
+
+
+def test_subprocess_errors(tmp_path):
+    """The real command: exit status 2, one line, no traceback."""
+    result = run_subprocess("train", "--optimizer", "adamw", "--out", str(tmp_path / "r"))
+    assert result.returncode == 2 and result.stdout == ""
+    assert (
+        result.stderr
+        == "jaxnn: error: unknown optimizer 'adamw'; valid: sgd, momentum, rmsprop, adam\n"
+    )
+    result = run_subprocess("train", "--dataset", "mnist", "--data", str(tmp_path))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1 and "holds neither the IDX files" in result.stderr
+    assert not os.path.exists(tmp_path / "r")
+
+
+def test_default_train_reaches_97_percent(tmp_path):
+    """``jaxnn train`` with no flags (but --out): digits, float32, >= 97% test accuracy."""
+    script = shutil.which("jaxnn", path=os.path.dirname(sys.executable))
+    argv = [script] if script else [sys.executable, "-m", "jaxnn"]
+    out = tmp_path / "default"
+    result = subprocess.run(
+        [*argv, "train", "--out", str(out)], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["epochs"] == 40 and metrics["network"]["sizes"] == [64, 256, 128, 10]
+    assert metrics["test_accuracy"] >= 0.97
+    assert "Traceback" not in result.stderr
+
+
+# --- jaxnn verify, wired to a stand-in for jaxnn.verify ------------------------------------
+
+
+@pytest.mark.parametrize("all_ok", [True, False])
+def test_verify_wiring(monkeypatch, tmp_path, all_ok):
+    rows = [{"case": "a", "ok": True, "error": np.float64(1e-12)}, {"case": "b", "ok": all_ok}]
+    fake = types.ModuleType("jaxnn.verify")
+    fake.run_matrix = lambda: rows
+    fake.format_table = lambda rows: "TABLE " + " ".join(r["case"] for r in rows)
+    monkeypatch.setitem(sys.modules, "jaxnn.verify", fake)
+    monkeypatch.setattr(jaxnn, "verify", fake, raising=False)
+    path = tmp_path / "rows.json"
+    status, stdout, _ = run("verify", "--json", str(path))
+    assert status == (0 if all_ok else 1)
+    assert stdout == "TABLE a b\n"
+    assert json.loads(path.read_text()) == [
+        {"case": "a", "ok": True, "error": 1e-12},
+        {"case": "b", "ok": all_ok},
+    ]

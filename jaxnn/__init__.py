@@ -12,11 +12,14 @@ from jaxnn.backprop import backprop as backprop
 from jaxnn.backprop import backward as backward
 from jaxnn.backprop import output_delta as output_delta
 from jaxnn.backprop import value_and_backprop as value_and_backprop
+from jaxnn.custom import cost_with_hand_gradients as cost_with_hand_gradients
 from jaxnn.network import Cache as Cache
 from jaxnn.network import Network as Network
 from jaxnn.network import cost as cost
 from jaxnn.network import forward as forward
 from jaxnn.network import init_params as init_params
 from jaxnn.network import predict as predict
+from jaxnn.verify import check_gradients as check_gradients
+from jaxnn.verify import locate_fault as locate_fault
 
 __version__ = "0.1.0"

@@ -1,0 +1,337 @@
+"""jaxnn.verify: check_gradients, locate_fault, and the verify matrix.
+
+The fault-localisation tests inject real mistakes into an otherwise faithful
+transcription of BP1-BP4 (``backward_with``) and check that the report names
+the layer and equation where each one enters.
+"""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxnn
+from jaxnn import activations, verify
+from jaxnn.verify import check_gradients, locate_fault
+
+
+def params_for(net, seed=0, dtype=np.float64):
+    rng = np.random.default_rng(seed)
+    return [
+        {
+            "W": jnp.asarray(rng.normal(0, 1 / np.sqrt(n_in), (n_out, n_in)), dtype),
+            "b": jnp.asarray(rng.normal(0, 0.5, (n_out, 1)), dtype),
+        }
+        for n_in, n_out in zip(net.sizes[:-1], net.sizes[1:], strict=True)
+    ]
+
+
+def data_for(net, m=7, seed=0):
+    rng = np.random.default_rng(seed + 100)
+    X = jnp.asarray(rng.normal(size=(net.sizes[0], m)))
+    n = net.sizes[-1]
+    if net.loss == "cross_entropy":
+        Y = np.eye(n)[:, rng.integers(0, n, m)]
+    elif net.loss == "binary_cross_entropy":
+        Y = rng.integers(0, 2, (n, m)).astype(np.float64)
+    else:
+        Y = rng.normal(size=(n, m))
+    return X, jnp.asarray(Y)
+
+
+# ---------------------------------------------------------------------------
+# check_gradients
+
+
+def test_check_gradients_passes_jaxnn_backprop_and_names_every_leaf():
+    net = jaxnn.Network((4, 5, 3), ("tanh", "softmax"), "cross_entropy")
+    params, (X, Y) = params_for(net), data_for(net)
+    report = check_gradients(jaxnn.backprop, jaxnn.cost, params, X, Y, net)
+    assert report.ok
+    assert report.rtol == 1e-8 and report.atol == 0.0
+    assert [leaf.path for leaf in report.leaves] == ["[0]['W']", "[0]['b']", "[1]['W']", "[1]['b']"]
+    assert all(leaf.grad.max_rel < 1e-14 for leaf in report.leaves)
+    text = str(report)
+    assert "[1]['b']" in text and "OK" in text and "FAIL" not in text
+
+
+def test_check_gradients_on_any_function_with_finite_differences():
+    """A researcher's own derivation: logistic regression, three lines."""
+
+    def cost(w, x, y):
+        return jnp.mean(jnp.logaddexp(0.0, -y * (x @ w)))
+
+    def grad(w, x, y):
+        return -(x.T @ (y * jax.nn.sigmoid(-y * (x @ w)))) / x.shape[0]
+
+    rng = np.random.default_rng(1)
+    w, x, y = rng.normal(size=3), rng.normal(size=(10, 3)), rng.choice([-1.0, 1.0], 10)
+    report = check_gradients(grad, cost, w, x, y, finite_differences=True)
+    assert report.ok, str(report)
+    assert report.h == pytest.approx(np.finfo(np.float64).eps ** (1 / 3))
+    assert report.leaves[0].path == "" and report.leaves[0].fd.max_rel < 1e-8
+    assert "central differences" in str(report)
+
+
+def test_check_gradients_flags_the_wrong_leaf():
+    net = jaxnn.Network((3, 4, 2), ("relu", "linear"), "mse")
+    params, (X, Y) = params_for(net), data_for(net)
+
+    def bias_twice(params, X, Y, net):
+        grads = jaxnn.backprop(params, X, Y, net)
+        grads[0]["b"] = 2 * grads[0]["b"]
+        return grads
+
+    report = check_gradients(bias_twice, jaxnn.cost, params, X, Y, net, finite_differences=True)
+    assert not report.ok
+    bad = {leaf.path for leaf in report.leaves if not leaf.ok}
+    assert bad == {"[0]['b']"}
+    assert {leaf.path for leaf in report.leaves if not leaf.fd_ok} == {"[0]['b']"}
+    assert report.leaves[1].grad.max_rel == pytest.approx(1.0)
+    assert "FAIL" in str(report) and str(report).endswith("FAILED")
+
+
+def test_check_gradients_tolerances_follow_the_dtype():
+    net = jaxnn.Network((3, 4, 2), ("sigmoid", "sigmoid"), "binary_cross_entropy")
+    params = params_for(net, dtype=np.float32)
+    X, Y = (a.astype(jnp.float32) for a in data_for(net))
+    report = check_gradients(jaxnn.backprop, jaxnn.cost, params, X, Y, net)
+    assert report.rtol == 1e-4 and report.ok
+    assert verify.default_rtol(jnp.bfloat16) == 1e-2
+
+
+def test_check_gradients_rejects_a_mismatched_structure():
+    net = jaxnn.Network((3, 4, 2), ("tanh", "linear"), "mse")
+    params, (X, Y) = params_for(net), data_for(net)
+    with pytest.raises(ValueError, match="tree structure"):
+        check_gradients(lambda *a: jaxnn.backprop(*a)[:1], jaxnn.cost, params, X, Y, net)
+    with pytest.raises(ValueError, match=r"\[0\]\['W'\] has shape \(3, 4\)"):
+        check_gradients(
+            lambda p, *a: [{"W": g["W"].T, "b": g["b"]} for g in jaxnn.backprop(p, *a)],
+            jaxnn.cost,
+            params,
+            X,
+            Y,
+            net,
+        )
+
+
+def test_errors_definitions():
+    e = np.array([1.0, -4.0, 0.0])
+    err = verify.errors(e + np.array([0.0, 3 * np.spacing(4.0), 0.0]), e)
+    assert err.max_abs == 3 * np.spacing(4.0)
+    assert err.max_rel == pytest.approx(3 * np.spacing(4.0) / 4.0)
+    assert err.ulp == pytest.approx(3.0)
+    assert verify.errors(np.zeros(3), np.zeros(3)) == verify.Errors(0.0, 0.0, 0.0, 0.0)
+    assert verify.errors(np.ones(2), np.zeros(2)).max_rel == np.inf
+    assert np.isnan(verify.errors(np.array([np.nan, 1.0]), np.ones(2)).max_abs)
+    # float32 ulps are counted in float32's spacing
+    e32 = np.float32([2.0])
+    assert verify.errors(e32 + np.spacing(np.float32(2.0)), e32).ulp == pytest.approx(1.0)
+
+
+# ---------------------------------------------------------------------------
+# locate_fault
+
+
+def backward_with(*, output_grad=None, deriv=None, bias=None):
+    """BP1-BP4 as the seeds write them, with one formula replaceable to inject a fault.
+
+    output_grad(A, Y): grad_a C for BP1 (default: jaxnn's); deriv(l, Z): sigma'
+    of math layer l for BP2 (default: jaxnn's); bias(delta): BP3 (default: sum).
+    """
+
+    def backward(params, cache, Y, net, fused):
+        del fused
+        L = net.L
+        out = activations.get(net.activations[-1])
+        A, Z = cache.A[-1], cache.Z[-1]
+        grad_a = (output_grad or jaxnn.losses.get(net.loss).grad)(A, Y)
+        delta = out.vjp(Z, A, grad_a) / A.shape[1]  # (BP1) for the mean cost
+        grads, deltas = [None] * L, [None] * L
+        for l in reversed(range(L)):
+            deltas[l] = delta
+            db = bias(delta) if bias else jnp.sum(delta, axis=1, keepdims=True)
+            grads[l] = {"W": delta @ cache.A[l].T, "b": db}  # (BP4), (BP3)
+            if l > 0:
+                sigma_prime = (
+                    deriv or (lambda k, Z: activations.get(net.activations[k - 1]).deriv(Z))
+                )(l, cache.Z[l - 1])
+                delta = (params[l]["W"].T @ delta) * sigma_prime  # (BP2)
+        return jaxnn.Backward(grads, deltas)
+
+    return backward
+
+
+def seed_bce_as_written(A, Y):
+    """grad_a of the seed's C = y log a + (1 - y) log(1 - a): the minus sign is missing."""
+    return Y / A - (1 - Y) / (1 - A)
+
+
+BCE_NET = jaxnn.Network((4, 6, 5, 3), ("tanh", "relu", "sigmoid"), "binary_cross_entropy")
+
+
+@pytest.mark.parametrize(
+    "net, fused",
+    [
+        (BCE_NET, True),
+        (jaxnn.Network((4, 5, 3), ("leaky_relu", "softmax"), "cross_entropy"), False),
+        (jaxnn.Network((4, 5, 6, 2), ("sigmoid", "softmax", "tanh"), "mse"), True),
+    ],
+    ids=["bce-fused", "ce-bp1", "mse"],
+)
+def test_locate_fault_finds_nothing_in_jaxnn_backward(net, fused):
+    params, (X, Y) = params_for(net), data_for(net)
+    report = locate_fault(params, X, Y, net, fused=fused)
+    assert report.ok and report.fault is None and report.first_bad_layer is None
+    assert all(check.delta.ulp < 64 for check in report.layers)
+    assert "every layer agrees" in str(report)
+
+
+def test_locate_fault_names_layer_L_for_the_seeds_bce_sign():
+    params, (X, Y) = params_for(BCE_NET), data_for(BCE_NET)
+    report = locate_fault(params, X, Y, BCE_NET, backward_with(output_grad=seed_bce_as_written))
+    assert not report.ok
+    assert report.fault == (3, "delta", "BP1")
+    assert report.first_bad_layer == BCE_NET.L
+    # The wrong sign flips delta^[3] exactly: |a - e| = 2 |e|.
+    assert report.layers[2].delta.max_rel == pytest.approx(2.0)
+    assert not any(check.delta_ok for check in report.layers)  # it spreads down through BP2
+    assert "first disagreement, from the output back: layer 3, delta^[3] (BP1)" in str(report)
+
+
+def test_locate_fault_names_the_hidden_layer_with_a_wrong_derivative():
+    net = jaxnn.Network((4, 6, 5, 4, 3), ("tanh", "tanh", "tanh", "softmax"), "cross_entropy")
+    params, (X, Y) = params_for(net), data_for(net)
+
+    def deriv(l, Z):  # layer 2 writes tanh' = 1 - tanh(z): the square is missing
+        return 1 - jnp.tanh(Z) if l == 2 else activations.tanh_deriv(Z)
+
+    report = locate_fault(params, X, Y, net, backward_with(deriv=deriv))
+    assert report.fault == (2, "delta", "BP2")
+    assert [c.delta_ok for c in report.layers] == [False, False, True, True]
+    assert report.layers[3].W_ok and report.layers[2].W_ok and not report.layers[1].W_ok
+
+
+def test_locate_fault_names_a_bias_gradient_fault():
+    net = jaxnn.Network((4, 5, 3), ("relu", "softmax"), "cross_entropy")
+    params, (X, Y) = params_for(net), data_for(net)
+    report = locate_fault(
+        params, X, Y, net, backward_with(bias=lambda d: jnp.mean(d, axis=1, keepdims=True))
+    )
+    assert report.fault == (2, "b", "BP3")
+    assert all(c.delta_ok and c.W_ok for c in report.layers)
+
+
+def test_reference_deltas_are_jax_vjp_of_the_cut_network():
+    net = jaxnn.Network((4, 5, 3), ("sigmoid", "softmax"), "cross_entropy")
+    params, (X, Y) = params_for(net), data_for(net)
+    deltas = verify.reference_deltas(params, X, Y, net)
+    # delta^[1] W-gradient identity: dC/dW^[1] = delta^[1] X^T (BP4), against jax.grad
+    grads = jax.grad(jaxnn.cost)(params, X, Y, net)
+    np.testing.assert_allclose(deltas[0] @ X.T, grads[0]["W"], rtol=1e-12)
+    np.testing.assert_allclose(
+        deltas[1] @ jax.nn.sigmoid(params[0]["W"] @ X + params[0]["b"]).T, grads[1]["W"], rtol=1e-12
+    )
+
+
+# ---------------------------------------------------------------------------
+# The verify matrix
+
+
+@pytest.fixture(scope="module")
+def matrix():
+    return verify.run_matrix()
+
+
+def test_matrix_covers_every_configuration_and_passes(matrix):
+    assert len(matrix) == (
+        len(verify.HIDDEN_ACTIVATIONS) * len(verify.OUTPUT_LOSSES) * len(verify.DEPTHS) * 2
+    )
+    configs = {(r["hidden"], r["output"], r["loss"], r["depth"], r["fused"]) for r in matrix}
+    assert len(configs) == len(matrix)
+    failed = [r for r in matrix if not r["ok"]]
+    assert not failed, verify.format_table(failed)
+    for r in matrix:
+        assert r["grad_rel_float64"] <= 1e-10 and r["grad_rel_float32"] <= 1e-4
+        assert r["fd_rel_float64"] <= 1e-6
+
+
+def test_matrix_rows_are_json(matrix):
+    rows = json.loads(json.dumps(matrix, allow_nan=False))
+    assert rows == matrix
+    assert {
+        "ok",
+        "hidden",
+        "output",
+        "loss",
+        "depth",
+        "fused",
+        "grad_rel_float64",
+        "grad_rel_float32",
+        "fd_rel_float64",
+        "not_applicable",
+        "points",
+    } <= set(rows[0])
+
+
+def test_matrix_points_hit_kinks_and_saturation(matrix):
+    for r in matrix:
+        points = r["points"]
+        assert points["kink"]["zero_preactivations"] >= 6  # a whole column of Z^[1]
+        assert points["random"]["zero_preactivations"] == 0
+        assert points["logit<=10"]["max_abs_logit"] == pytest.approx(10.0)
+        assert points["logit~50"]["max_abs_logit"] > 50
+        assert points["logit~2000"]["max_abs_logit"] > 2000
+
+
+def test_matrix_exclusions_are_where_the_numerics_say(matrix):
+    for r in matrix:
+        na = {(x["point"], x["check"]) for x in r["not_applicable"]}
+        if r["delta_L"] != "BP1" or r["output"] == "linear":
+            # closed forms (F1-F3) and linear outputs are checked everywhere
+            assert not na, r
+            assert r["points"]["logit~2000"]["float64"]["status"] == "ok"
+        else:
+            # BP1 through a sigmoid, softmax or tanh at |z| ~ 2000: 1 - a is 0
+            assert ("logit~2000", "float64") in na and ("random", "float64") not in na
+        if r["hidden"] in ("relu", "leaky_relu"):
+            assert "fd-kink" in r["notes"]
+
+
+def test_matrix_table(matrix):
+    text = verify.format_table(matrix)
+    lines = text.splitlines()
+    assert sum(line.startswith(("1 ", "2 ", "3 ")) for line in lines) == len(matrix)
+    assert "grad f64 1e-10" in text and "grad f32 1e-04" in text and "h = 1e-05" in text
+    assert lines[-1] == f"{len(matrix)}/{len(matrix)} configurations pass"
+    bad = dict(matrix[0], ok=False, grad_rel_float64="nan")
+    assert "FAIL" in verify.format_table([bad]) and "0/1" in verify.format_table([bad])
+
+
+def test_matrix_enables_float64_itself():
+    with jax.enable_x64(False):
+        rows = verify.run_matrix(hidden_activations=("relu",), depths=(1,))
+        assert not jax.config.x64_enabled
+    assert len(rows) == 12 and all(r["ok"] for r in rows)
+    assert all(r["grad_rel_float64"] < 1e-12 for r in rows)  # float32 would give ~1e-7
+
+
+def test_matrix_catches_a_wrong_derivative(monkeypatch):
+    """tanh' written as 1 - tanh(z): every tanh row fails, against jax.grad and FD."""
+    wrong = activations.ACTIVATIONS["tanh"]._replace(
+        deriv=lambda Z: 1 - jnp.tanh(Z), vjp=lambda Z, A, G: G * (1 - jnp.tanh(Z))
+    )
+    monkeypatch.setitem(activations.ACTIVATIONS, "tanh", wrong)
+    monkeypatch.setattr(verify, "_COMPILED", {})
+    rows = verify.run_matrix(hidden_activations=("tanh",), depths=(1,))
+    assert not any(r["ok"] for r in rows)
+    assert all(r["grad_rel_float64"] > 1e-3 and r["fd_rel_float64"] > 1e-3 for r in rows)
+
+
+def test_exported_at_top_level():
+    if not hasattr(jaxnn, "check_gradients"):
+        pytest.skip("jaxnn/__init__.py does not export check_gradients yet")
+    assert jaxnn.check_gradients is verify.check_gradients

@@ -21,6 +21,7 @@ import itertools
 import json
 import os
 import platform
+import re
 import time
 import tracemalloc
 
@@ -30,7 +31,8 @@ import numpy as np
 import optax
 
 from jaxnn import optim, train
-from jaxnn.network import Network, init_params
+from jaxnn.backprop import value_and_backprop
+from jaxnn.network import Network, cost, init_params
 
 SIZES = (784, 512, 512, 10)
 BATCH_SIZES = (32, 256, 2048)
@@ -140,8 +142,34 @@ def torch_eager(net, m):
     return run, -1
 
 
+def numpy_step(params, V, S, t, X, Y, learning_rate=LEARNING_RATE, b1=0.9, b2=0.999, eps=1e-8):
+    """One step of BP1-BP4 (relu hidden, softmax + cross-entropy, one-hot Y) and
+    the seed's Adam, transcribed into NumPy; updates params, V and S in place.
+    ``t`` is the number of this update, from 1."""
+    m = X.shape[1]
+    As, Zs = [X], []
+    for layer in params:
+        Z = layer["W"] @ As[-1] + layer["b"]  # (F-Z)
+        Zs.append(Z)
+        As.append(np.maximum(Z, 0))  # (A5)
+    Z = Zs[-1]
+    P = np.exp(Z - Z.max(axis=0))
+    P /= P.sum(axis=0)  # (A11)
+    delta = (P - Y) / m  # (F1) for one-hot labels, (C-M)
+    for l in reversed(range(len(params))):
+        grads = {"W": delta @ As[l].T, "b": delta.sum(axis=1, keepdims=True)}  # (BP4), (BP3)
+        if l > 0:
+            delta = (params[l]["W"].T @ delta) * (Zs[l - 1] > 0)  # (BP2), before W^[l+1] moves
+        for k, g in grads.items():
+            V[l][k] = b1 * V[l][k] + (1 - b1) * g  # (OPT-A1)
+            S[l][k] = b2 * S[l][k] + (1 - b2) * g * g  # (OPT-A2)
+            vc = V[l][k] / (1 - b1**t)  # (OPT-A3)
+            sc = S[l][k] / (1 - b2**t)
+            params[l][k] -= learning_rate * vc / (np.sqrt(sc) + eps)  # (OPT-A4)
+
+
 def numpy_hand(net, m):
-    """BP1-BP4 and the seed's Adam, transcribed into NumPy (float32)."""
+    """``numpy_step`` on float32 arrays."""
     X, Y, _ = _data(m, net.sizes)
     params = [
         {k: np.array(v) for k, v in layer.items()}
@@ -150,29 +178,10 @@ def numpy_hand(net, m):
     V = [{k: np.zeros_like(v) for k, v in layer.items()} for layer in params]
     S = [{k: np.zeros_like(v) for k, v in layer.items()} for layer in params]
     t = [0]
-    b1, b2, eps = 0.9, 0.999, 1e-8
 
     def one_step():
-        As, Zs = [X], []
-        for layer in params:
-            Z = layer["W"] @ As[-1] + layer["b"]
-            Zs.append(Z)
-            As.append(np.maximum(Z, 0))
-        Z = Zs[-1]
-        P = np.exp(Z - Z.max(axis=0))
-        P /= P.sum(axis=0)
-        delta = (P - Y) / m  # (F1), one-hot labels
         t[0] += 1
-        for l in reversed(range(len(params))):
-            grads = {"W": delta @ As[l].T, "b": delta.sum(axis=1, keepdims=True)}
-            if l > 0:
-                delta = (params[l]["W"].T @ delta) * (Zs[l - 1] > 0)
-            for k, g in grads.items():
-                V[l][k] = b1 * V[l][k] + (1 - b1) * g
-                S[l][k] = b2 * S[l][k] + (1 - b2) * g * g
-                vc = V[l][k] / (1 - b1 ** t[0])
-                sc = S[l][k] / (1 - b2 ** t[0])
-                params[l][k] -= LEARNING_RATE * vc / (np.sqrt(sc) + eps)
+        numpy_step(params, V, S, t[0], X, Y)
 
     tracemalloc.start()
     one_step()
@@ -211,12 +220,56 @@ def matmul_peak(sizes=(512, 1024, 2048), rounds=7) -> dict:
     return {"best_gflops": max(rates.values()), "by_size": rates}
 
 
-def run_benchmark(
-    batch_sizes=BATCH_SIZES, contenders=tuple(CONTENDERS), rounds=9, target_s=0.05, sizes=SIZES
-):
-    """Interleaved medians per (batch size, contender); returns a JSON-able dict."""
+def dot_report(m: int = 256, sizes=SIZES) -> dict:
+    """How XLA compiles the matrix products of the hand and the autodiff gradient.
+
+    For each, the compiled HLO's products: those handed to the CPU backend's
+    fast matmul library (YNNPACK fusions, ``ynn_fusion``) and the plain ``dot``
+    instructions left to the generic path, with their contracting dimensions.
+    This is the evidence behind the (BP2) transpose in ``jaxnn.backprop``.
+    """
     net = network(sizes)
-    limit = matmul_peak()
+    params = init_params(jax.random.PRNGKey(0), net, dtype=jnp.float32)
+    X = jnp.zeros((sizes[0], m), jnp.float32)
+    Y = jnp.zeros((sizes[-1], m), jnp.float32)
+    fns = {
+        "hand": lambda p, X, Y: value_and_backprop(p, X, Y, net),
+        "autodiff": lambda p, X, Y: jax.value_and_grad(cost)(p, X, Y, net),
+    }
+    report = {}
+    for name, fn in fns.items():
+        text = jax.jit(fn).lower(params, X, Y).compile().as_text()
+        lines = text[text.index("ENTRY") :].splitlines()
+        report[name] = {
+            "library_fusions": sum("kind=kCustom" in ln and "ynn" in ln for ln in lines),
+            "plain_dots": [
+                " ".join(re.findall(r"[lr]hs_contracting_dims=\{[\d,]*\}", ln))
+                for ln in lines
+                if re.search(r" dot\(", ln)
+            ],
+        }
+    return report
+
+
+def run_benchmark(
+    batch_sizes=BATCH_SIZES,
+    contenders=tuple(CONTENDERS),
+    rounds=9,
+    target_s=0.05,
+    sizes=SIZES,
+    matmul_sizes=(512, 1024, 2048),
+):
+    """Interleaved medians per (batch size, contender); returns a JSON-able dict.
+
+    PyTorch's OpenMP threads spin after each parallel region by default; in a
+    process that also runs XLA's thread pool (or on a busy machine), the spinning
+    threads take the cores the next contender needs and PyTorch itself slows
+    down 8-10x. ``OMP_WAIT_POLICY=PASSIVE`` (set here unless already set, before
+    torch is imported) makes them sleep instead, as a mixed process should.
+    """
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    net = network(sizes)
+    limit = matmul_peak(matmul_sizes)
     results, notes = [], []
     for m in batch_sizes:
         runs = {}
@@ -268,6 +321,7 @@ def run_benchmark(
         "machine": machine(),
         "matmul_limit": limit,
         "results": results,
+        "xla_products": dot_report(sizes=sizes),
         "notes": notes,
     }
 
@@ -290,6 +344,7 @@ def machine() -> dict:
 
         info["torch"] = torch.__version__
         info["torch_threads"] = torch.get_num_threads()
+        info["OMP_WAIT_POLICY"] = os.environ.get("OMP_WAIT_POLICY")
     except ImportError:
         info["torch"] = None
     return info
@@ -327,6 +382,13 @@ def markdown(report: dict) -> str:
             f"| {r['batch']} | {r['contender']} | {r['median_ms']:.3f} | {ratio} "
             f"| {r['gflops']:.0f} | {100 * r['fraction_of_matmul']:.0f}% "
             f"| {r['examples_per_s']:,.0f} | {peak} |"
+        )
+    lines.append("")
+    for name, d in report.get("xla_products", {}).items():
+        plain = "; ".join(d["plain_dots"]) or "none"
+        lines.append(
+            f"- XLA, {name} gradient at batch 256: {d['library_fusions']} products in "
+            f"YNNPACK fusions, plain dots: {plain}"
         )
     lines += [f"- {n}" for n in report["notes"]]
     return "\n".join(lines) + "\n"

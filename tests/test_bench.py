@@ -1,0 +1,83 @@
+"""The benchmark's machinery: its peers compute the same thing, its counts are right.
+
+Nothing here times anything; speed is measured by scripts/bench.py.
+"""
+
+import jax
+import numpy as np
+import pytest
+
+import jaxnn
+from jaxnn import bench, optim, train
+
+
+def test_step_flops_counts_every_product():
+    # 3-4-2 network, m = 5: forward W1 A0 (4x3 by 3x5) and W2 A1 (2x4 by 4x5);
+    # BP4 for both layers (same sizes); BP2 for layer 1 only (W2^T delta2).
+    m = 5
+    forward = 2 * m * (4 * 3 + 2 * 4)
+    bp4 = 2 * m * (4 * 3 + 2 * 4)
+    bp2 = 2 * m * (2 * 4)
+    assert bench.step_flops((3, 4, 2), m) == forward + bp4 + bp2
+
+
+def test_numpy_peer_matches_jaxnn_step():
+    """The NumPy transcription and jaxnn's hand step + Adam make the same 3 updates."""
+    net = bench.network((6, 5, 4, 3))
+    params = jaxnn.init_params(jax.random.PRNGKey(0), net)
+    X, Y, _ = bench._data(8, net.sizes)
+    X, Y = X.astype(np.float64), Y.astype(np.float64)
+    opt = optim.adam(0.01)
+    step = train.make_step(net, opt)
+    p, s = params, opt.init(params)
+    np_params = [{k: np.array(v) for k, v in layer.items()} for layer in params]
+    V = [{k: np.zeros_like(v) for k, v in layer.items()} for layer in np_params]
+    S = [{k: np.zeros_like(v) for k, v in layer.items()} for layer in np_params]
+    for t in range(1, 4):
+        p, s, _ = step(p, s, X, Y)
+        bench.numpy_step(np_params, V, S, t, X, Y, learning_rate=0.01)
+    for layer, np_layer in zip(p, np_params, strict=True):
+        for k in ("W", "b"):
+            np.testing.assert_allclose(layer[k], np_layer[k], rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="XLA CPU's product kinds")
+def test_hand_gradient_compiles_to_library_matmuls_only():
+    """BP2's explicit W^T keeps every product in the fast path (see BENCHMARKS.md):
+    no plain `dot` instruction, which XLA's CPU backend leaves to its slower path."""
+    report = bench.dot_report(m=8, sizes=(12, 16, 16, 4))
+    if report["autodiff"]["library_fusions"] == 0:
+        pytest.skip("this XLA build does not use YNNPACK fusions")
+    assert report["hand"]["plain_dots"] == []
+    assert report["hand"]["library_fusions"] >= 5
+
+
+def test_run_benchmark_reports_every_contender():
+    report = bench.run_benchmark(
+        batch_sizes=(4,),
+        contenders=("hand", "autodiff", "numpy", "epoch"),
+        rounds=1,
+        target_s=0.0,
+        sizes=(6, 5, 3),
+        matmul_sizes=(64,),
+    )
+    rows = {r["contender"]: r for r in report["results"]}
+    assert set(rows) == {"hand", "autodiff", "numpy", "epoch"}
+    assert rows["hand"]["vs_hand"] == 1.0
+    for r in rows.values():
+        assert r["median_ms"] > 0 and np.isfinite(r["gflops"])
+        assert r["gflops"] == pytest.approx(
+            bench.step_flops((6, 5, 3), 4) / (r["median_ms"] / 1e3) / 1e9
+        )
+    table = bench.markdown(report)
+    assert table.count("\n| 4 |") == 4
+    assert "Best float32 matmul" in table
+
+
+def test_bench_refuses_to_overwrite(tmp_path):
+    out = tmp_path / "bench.json"
+    out.write_text("mine")
+    args = bench.parser().parse_args(["--json", str(out), "--batch-sizes", "4"])
+    with pytest.raises(ValueError, match="already exists; pass --force"):
+        bench.run_from_args(args)
+    assert out.read_text() == "mine"

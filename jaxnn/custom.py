@@ -10,10 +10,11 @@ Cotangents for all three arguments, for the mean cost C (C-M) over m columns:
 
   dC/dW^[l], dC/db^[l]  BP4, BP3 (``jaxnn.backward``)
   dC/dX = W^[1]^T delta^[1]   BP2 one layer further down, without a sigma': A^[0] = X
-  dC/dY, from the stable form of each cost (``jaxnn.cost`` computes that form):
-    mse                   (1/m) (Y - A^[L])                   from (C1)
-    binary_cross_entropy  (1/m) (log sigma(-Z) - log sigma(Z)) = -(1/m) Z^[L]   from (C2)
-    cross_entropy         -(1/m) log_softmax(Z^[L])          from (C3)
+  dC/dY, from the stable form of each cost (``jaxnn.cost`` computes that form),
+  per column in ``jaxnn.losses.TARGET_GRADS``, divided by m here (C-M):
+    mse                   (1/m) (Y - A^[L])                   (G-Y1), from (C1)
+    binary_cross_entropy  (1/m) (log sigma(-Z) - log sigma(Z)) = -(1/m) Z^[L]   (G-Y2)
+    cross_entropy         -(1/m) log_softmax(Z^[L])          (G-Y3)
 
 Second order: ``jax.custom_vjp`` functions cannot be differentiated in forward
 mode, so ``jax.jvp`` and ``jax.jacfwd`` of the cost raise ``TypeError`` ("can't
@@ -31,41 +32,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnn.backprop import backward
+from jaxnn.losses import TARGET_GRADS
 from jaxnn.network import Network, _forward, check_inputs, output_cost
 
 
-def mse_target_grad(Z, A, Y):
-    """d/dy 1/2 sum_j (y_j - a_j)^2 = y - a   from (C1)"""
-    del Z
-    return Y - A
-
-
-def binary_cross_entropy_target_grad(Z, A, Y):
-    """d/dy -sum_j [y_j log sigma(z_j) + (1 - y_j) log sigma(-z_j)] = -z   from (C2)
-
-    log sigma(z) - log sigma(-z) = z exactly, so the derivative is -z, finite
-    for any z, while the seed's form, log(a) - log(1 - a), is inf at a = 1.
-    """
-    del A, Y
-    return -Z
-
-
-def cross_entropy_target_grad(Z, A, Y):
-    """d/dy_k -sum_j y_j log_softmax(z)_j = -log_softmax(z)_k   from (C3)"""
-    del A, Y
-    return -jax.nn.log_softmax(Z, axis=0)
-
-
-# dC_x/dy for one example (column), from the stable form that jaxnn.cost computes.
-TARGET_GRADS = {
-    "mse": mse_target_grad,
-    "binary_cross_entropy": binary_cross_entropy_target_grad,
-    "cross_entropy": cross_entropy_target_grad,
-}
-
-
 def target_grad(cache, Y, net: Network):
-    """dC/dY for the mean cost: each column's dC_x/dy, divided by m   (C-M)."""
+    """dC/dY for the mean cost: each column's dC_x/dy (G-Y1)-(G-Y3), divided by m   (C-M)."""
     Z, A = cache.Z[-1], cache.A[-1]
     return TARGET_GRADS[net.loss](Z, A, Y) / A.shape[1]
 

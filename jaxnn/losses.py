@@ -11,8 +11,11 @@ Three forms of each cost live here:
     pre-activation Z through log-softmax / log-sigmoid, finite and exact for
     |Z| in the thousands, where ``log(A)`` would give ``log(0) = -inf``;
   * ``grad(A, Y)``: grad_a C, the seed's table, used by BP1 when ``fused=False``.
-The fused output errors delta^L = dC/dZ^L, closed forms of BP1 for the pairs
-where one exists, are in ``FUSED``.
+Beside them, ``*_target_grad(Z, A, Y)``: dC/dy, the cost differentiated in its
+target from the stable form, which ``jaxnn.cost_with_hand_gradients`` returns as
+the cotangent of ``Y`` (by name in ``TARGET_GRADS``). The fused output errors
+delta^L = dC/dZ^L, closed forms of BP1 for the pairs where one exists, are in
+``FUSED``.
 """
 
 from collections.abc import Callable
@@ -49,6 +52,12 @@ def mse_grad(A, Y):
     return A - Y
 
 
+def mse_target_grad(Z, A, Y):
+    """dC/dy = d/dy 1/2 sum_j (y_j - a_j)^2 = y - a   (G-Y1); Z is unused."""
+    del Z
+    return Y - A  # (G-Y1)
+
+
 def binary_cross_entropy(A, Y):
     """C = -sum_j [y_j log a_j + (1 - y_j) log(1 - a_j)]   (C2)
 
@@ -76,6 +85,14 @@ def binary_cross_entropy_grad(A, Y):
     return -Y / safe_a + (1 - Y) / safe_1ma  # (G2)
 
 
+def binary_cross_entropy_target_grad(Z, A, Y):
+    """dC/dy = -(log sigma(z) - log sigma(-z)) = -z   (G-Y2), from (C2) as computed."""
+    del A, Y
+    # log sigma(z) - log sigma(-z) = z exactly: finite for any z, where the
+    # seed's form, log(a) - log(1 - a), is inf at a = 1.
+    return -Z  # (G-Y2)
+
+
 def cross_entropy(A, Y):
     """C = -sum_k y_k log a_k   (C3)"""
     return -jnp.sum(xlogy(Y, A), axis=0)
@@ -90,6 +107,12 @@ def cross_entropy_stable(Z, A, Y):
 def cross_entropy_grad(A, Y):
     """grad_a C = -y / a   (G3); zero where y = 0."""
     return -Y / jnp.where(Y == 0, 1, A)  # (G3)
+
+
+def cross_entropy_target_grad(Z, A, Y):
+    """d/dy_k -sum_j y_j log_softmax(z)_j = -log_softmax(z)_k   (G-Y3), from (C3) as computed."""
+    del A, Y
+    return -jax.nn.log_softmax(Z, axis=0)  # (G-Y3)
 
 
 # Fused output errors: delta^L = dC/dZ^L for one example, in closed form.
@@ -116,6 +139,13 @@ FUSED = {
     ("softmax", "cross_entropy"): softmax_cross_entropy_delta,
     ("sigmoid", "binary_cross_entropy"): sigmoid_binary_cross_entropy_delta,
     ("linear", "mse"): linear_mse_delta,
+}
+
+# dC/dy for one example (column), by loss name: (G-Y1)-(G-Y3).
+TARGET_GRADS = {
+    "mse": mse_target_grad,
+    "binary_cross_entropy": binary_cross_entropy_target_grad,
+    "cross_entropy": cross_entropy_target_grad,
 }
 
 LOSSES = {

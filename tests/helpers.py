@@ -1,7 +1,11 @@
 """Shared test helpers."""
 
+import functools
+
 import jax
 import numpy as np
+
+from jaxnn.matrix_program import _CPU_COMPILER_OPTIONS
 
 
 def max_relative_error(actual, expected, floor=1e-30):
@@ -33,3 +37,26 @@ def assert_trees_close(actual, expected, rtol, what=""):
         assert np.all(np.isfinite(a)), f"{name}: non-finite values"
         err = leaf_relative_error(a, e)
         assert err <= rtol, f"{name}: relative error {err:.3e} > {rtol:.1e}"
+
+
+@functools.cache
+def _fast_compiler_options():
+    """The verify matrix's CPU compiler options where this backend and XLA accept them."""
+    if jax.default_backend() != "cpu":
+        return None
+    try:
+        jax.jit(lambda x: x + 1, compiler_options=_CPU_COMPILER_OPTIONS)(0.0)
+    except jax.errors.JaxRuntimeError:  # an XLA without one of these options
+        return None
+    return _CPU_COMPILER_OPTIONS
+
+
+def fast_jit(fun, **kwargs):
+    """``jax.jit`` compiled as ``jaxnn verify`` compiles on CPU: XLA's backend optimisations off.
+
+    A test's small programs spend 5-10 times longer compiling at the default
+    optimisation level than running; the options change how code is generated,
+    not its floating-point semantics. Top level only: JAX refuses compiler
+    options on a jit nested inside another transformation (``jax.grad`` of it).
+    """
+    return jax.jit(fun, compiler_options=_fast_compiler_options(), **kwargs)

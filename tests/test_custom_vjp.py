@@ -3,8 +3,13 @@
 Each test compares against an independent reference: ``jaxnn.backprop`` for the
 parameter gradients (what the custom VJP must run), ``jax.grad(jaxnn.cost)`` for
 the input and target cotangents and for second derivatives. Most run under
-``jax.jit``: one compilation is quicker than dispatching every small op.
+``jax.jit`` (``fast_jit``: XLA's CPU backend optimisations off): one compilation
+is quicker than dispatching every small op. The hand gradients and their
+references for each network of ``NETS`` are compiled once for the module (the
+``compiled`` fixture) and shared by every test that evaluates them.
 """
+
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -14,7 +19,7 @@ import pytest
 
 import jaxnn
 from jaxnn.custom import cost_with_hand_gradients
-from tests.helpers import assert_trees_close
+from tests.helpers import assert_trees_close, fast_jit
 
 NETS = {
     "softmax+ce": jaxnn.Network((4, 5, 3), ("tanh", "softmax"), "cross_entropy"),
@@ -49,63 +54,88 @@ def problem(name, seed=0, dtype=jnp.float64):
     return net, params, jnp.asarray(X, dtype), jnp.asarray(Y, dtype)
 
 
-@pytest.mark.parametrize("name", NETS)
-def test_grad_runs_backprop_and_input_cotangents_match_autodiff(name):
-    """Under jax.jit: dC/dparams is jaxnn's BP1-BP4, fused or not; dC/dX, dC/dY are right."""
-    net, params, X, Y = problem(name)
+def _compile(name):
+    """``(hand, reference)`` for ``NETS[name]``, each ``f(params, X, Y)`` under ``fast_jit``.
+
+    hand: ``jax.value_and_grad`` of ``cost_with_hand_gradients`` in all three
+    arguments, fused and BP1 (``[(value, (grads, dX, dY))] * 2``).
+    reference: ``jaxnn.value_and_backprop``, fused and BP1, and
+    ``jax.value_and_grad(jaxnn.cost)`` in all three arguments.
+    """
+    net = NETS[name]
     costs = [cost_with_hand_gradients(net, fused=fused) for fused in (True, False)]
-    hand = jax.jit(lambda *a: [jax.value_and_grad(c, argnums=(0, 1, 2))(*a) for c in costs])
-    (v_fused, (g_fused, dX, dY)), (v_bp1, (g_bp1, *inputs_bp1)) = hand(params, X, Y)
+    hand = lambda *a: [jax.value_and_grad(c, argnums=(0, 1, 2))(*a) for c in costs]
 
-    def expected(params, X, Y):
+    def reference(params, X, Y):
         backprop = [jaxnn.value_and_backprop(params, X, Y, net, fused=f) for f in (True, False)]
-        return backprop, jax.grad(jaxnn.cost, argnums=(1, 2))(params, X, Y, net)
+        return backprop, jax.value_and_grad(jaxnn.cost, argnums=(0, 1, 2))(params, X, Y, net)
 
-    backprop, (auto_dX, auto_dY) = jax.jit(expected)(params, X, Y)
+    return fast_jit(hand), fast_jit(reference)
+
+
+@pytest.fixture(scope="module")
+def compiled():
+    """``compiled(name)``: ``_compile(name)``, compiled once for the module."""
+    return functools.cache(_compile)
+
+
+def backprop_grads(compiled, name, params, X, Y):
+    """``jaxnn.backprop(params, X, Y, NETS[name])``, fused, from the module's compiled reference."""
+    [(_, grads), _], _ = compiled(name)[1](params, X, Y)
+    return grads
+
+
+@pytest.mark.parametrize("name", NETS)
+def test_grad_runs_backprop_and_input_cotangents_match_autodiff(name, compiled):
+    """Under jax.jit: dC/dparams is jaxnn's BP1-BP4, fused or not; dC/dX, dC/dY are right."""
+    _, params, X, Y = problem(name)
+    hand, reference = compiled(name)
+    (v_fused, (g_fused, dX, dY)), (v_bp1, (g_bp1, *inputs_bp1)) = hand(params, X, Y)
+    backprop, (_, (_, auto_dX, auto_dY)) = reference(params, X, Y)
     assert_trees_close([(v_fused, g_fused), (v_bp1, g_bp1)], backprop, 1e-13)
     assert_trees_close([dX, dY], [auto_dX, auto_dY], 1e-12)
     assert_trees_close(inputs_bp1, [auto_dX, auto_dY], 1e-12)
 
 
-def test_target_cotangent_is_finite_at_saturation():
+def test_target_cotangent_is_finite_at_saturation(compiled):
     """dC/dY of BCE is -Z/m: finite at |z| = 2000, where log(a) - log(1 - a) is inf."""
-    net, params, X, Y = problem("sigmoid+bce")
+    _, params, X, Y = problem("sigmoid+bce")
     params[-1] = {"W": params[-1]["W"] * 4000, "b": params[-1]["b"] * 4000}
-    dY = jax.jit(jax.grad(cost_with_hand_gradients(net), argnums=2))(params, X, Y)
+    hand, reference = compiled("sigmoid+bce")
+    (_, (_, _, dY)), _ = hand(params, X, Y)  # fused, the default
     assert np.all(np.isfinite(dY)) and np.max(np.abs(dY)) > 100
-    auto = jax.jit(jax.grad(jaxnn.cost, argnums=2), static_argnums=3)
-    assert_trees_close(dY, auto(params, X, Y, net), 1e-12)
+    _, (_, (_, _, auto_dY)) = reference(params, X, Y)
+    assert_trees_close(dY, auto_dY, 1e-12)
 
 
 @pytest.mark.parametrize("name", ["softmax+ce", "sigmoid+bce"])
-def test_vmap_over_examples(name):
+def test_vmap_over_examples(name, compiled):
     """in_axes=1 gives one column, a vector of length n_x: one example."""
     net, params, X, Y = problem(name)
     cost = cost_with_hand_gradients(net)
     per_example = jax.vmap(
         jax.value_and_grad(cost, argnums=(0, 1)), in_axes=(None, 1, 1), out_axes=(0, (0, 1))
     )
-    values, (grads, dX) = jax.jit(per_example)(params, X, Y)
-    each = jax.jit(
+    values, (grads, dX) = fast_jit(per_example)(params, X, Y)
+    each = fast_jit(
         lambda p, X, Y: jnp.stack([jaxnn.cost(p, X[:, i], Y[:, i], net) for i in range(M)])
     )
     assert_trees_close(values, each(params, X, Y), 1e-13)
-    batch = jax.jit(jax.grad(jaxnn.cost, argnums=(0, 1)), static_argnums=3)
-    batch_grads, batch_dX = batch(params, X, Y, net)
+    _, (_, (batch_grads, batch_dX, _)) = compiled(name)[1](params, X, Y)  # jax.grad(jaxnn.cost)
     # The cost is the mean over examples, so its gradient is the mean of theirs.
     assert_trees_close(jax.tree.map(lambda g: g.mean(axis=0), grads), batch_grads, 1e-12)
     assert_trees_close(dX / M, batch_dX, 1e-12)
 
 
-def test_vmap_over_parameter_sets():
+def test_vmap_over_parameter_sets(compiled):
     net, _, X, Y = problem("sigmoid+bce")
     sets = [problem("sigmoid+bce", seed)[1] for seed in range(3)]
     stacked = jax.tree.map(lambda *leaves: jnp.stack(leaves), *sets)
     grad = jax.vmap(jax.grad(cost_with_hand_gradients(net)), in_axes=(0, None, None))
-    grads = jax.jit(grad)(stacked, X, Y)
-    backprop = jax.jit(jaxnn.backprop, static_argnums=3)
+    grads = fast_jit(grad)(stacked, X, Y)
     expected = jax.tree.map(
-        lambda *leaves: jnp.stack(leaves), *[backprop(p, X, Y, net) for p in sets]
+        lambda *leaves: jnp.stack(leaves),
+        *[backprop_grads(compiled, "sigmoid+bce", p, X, Y) for p in sets],
     )
     assert_trees_close(grads, expected, 1e-13)
 
@@ -124,17 +154,17 @@ def test_optax_adam_loop_matches_backprop():
         (p, _), _ = jax.lax.scan(step, (params, optimizer.init(params)), length=5)
         return p
 
-    via_custom_vjp = jax.jit(run, static_argnums=0)(lambda p: jax.grad(cost)(p, X, Y))
-    via_backprop = jax.jit(run, static_argnums=0)(lambda p: jaxnn.backprop(p, X, Y, net))
+    via_custom_vjp = fast_jit(run, static_argnums=0)(lambda p: jax.grad(cost)(p, X, Y))
+    via_backprop = fast_jit(run, static_argnums=0)(lambda p: jaxnn.backprop(p, X, Y, net))
     assert_trees_close(via_custom_vjp, via_backprop, 1e-13)
     assert not np.allclose(via_custom_vjp[0]["W"], params[0]["W"])  # it did move
 
 
-def test_cotangent_scales_every_gradient():
+def test_cotangent_scales_every_gradient(compiled):
     """Eagerly, without jit: jax.vjp with cotangent 3 gives 3 times every gradient."""
     net, params, X, Y = problem("linear+mse")
     value, vjp = jax.vjp(cost_with_hand_gradients(net), params, X, Y)
-    expected = jax.grad(jaxnn.cost, argnums=(0, 1, 2))(params, X, Y, net)
+    _, (_, expected) = compiled("linear+mse")[1](params, X, Y)  # jax.grad(jaxnn.cost), jitted
     assert value == jaxnn.cost(params, X, Y, net)
     assert_trees_close(vjp(jnp.asarray(3.0)), jax.tree.map(lambda g: 3 * g, expected), 1e-12)
 
@@ -143,8 +173,8 @@ def test_cotangent_scales_every_gradient():
 def test_hessian_is_forward_over_the_hand_backward(name):
     """jax.hessian = jacfwd(jacrev(f)): forward mode runs over the backward's own jnp ops."""
     net, params, X, Y = problem(name)
-    hand = jax.jit(jax.hessian(cost_with_hand_gradients(net)))(params, X, Y)
-    auto = jax.jit(jax.hessian(jaxnn.cost), static_argnums=3)(params, X, Y, net)
+    hand = fast_jit(jax.hessian(cost_with_hand_gradients(net)))(params, X, Y)
+    auto = fast_jit(jax.hessian(jaxnn.cost), static_argnums=3)(params, X, Y, net)
     assert_trees_close(hand, auto, 1e-10)
 
 
@@ -155,8 +185,8 @@ def test_reverse_over_reverse():
     def grad_norm2(grad_fn):
         return lambda p: sum(jnp.sum(g**2) for g in jax.tree.leaves(grad_fn(p)))
 
-    hand = jax.jit(jax.grad(grad_norm2(lambda p: jax.grad(cost)(p, X, Y))))(params)
-    auto = jax.jit(jax.grad(grad_norm2(lambda p: jax.grad(jaxnn.cost)(p, X, Y, net))))(params)
+    hand = fast_jit(jax.grad(grad_norm2(lambda p: jax.grad(cost)(p, X, Y))))(params)
+    auto = fast_jit(jax.grad(grad_norm2(lambda p: jax.grad(jaxnn.cost)(p, X, Y, net))))(params)
     assert_trees_close(hand, auto, 1e-10)
 
 
@@ -171,29 +201,27 @@ def test_forward_mode_raises_type_error():
 
 def test_float32_gradients_stay_float32():
     net, params, X, Y = problem("sigmoid+bce", dtype=jnp.float32)
-    grad = jax.jit(jax.grad(cost_with_hand_gradients(net), argnums=(0, 1, 2)))
+    grad = fast_jit(jax.grad(cost_with_hand_gradients(net), argnums=(0, 1, 2)))
     grads, dX, dY = grad(params, X, Y)
     assert {g.dtype for g in jax.tree.leaves(grads)} == {jnp.dtype(jnp.float32)}
     assert dX.dtype == dY.dtype == jnp.float32
-    backprop = jax.jit(jaxnn.backprop, static_argnums=3)
+    backprop = fast_jit(jaxnn.backprop, static_argnums=3)
     assert_trees_close(grads, backprop(params, X, Y, net), 1e-6)
 
 
-def test_integer_targets_get_a_zero_cotangent():
+def test_integer_targets_get_a_zero_cotangent(compiled):
     net, params, X, _ = problem("softmax+ce")
-    Y = jnp.eye(3, dtype=jnp.int32)[:, jnp.arange(M) % 3]
-    grads = jax.jit(jax.grad(cost_with_hand_gradients(net)))(params, X, Y)
-    backprop = jax.jit(jaxnn.backprop, static_argnums=3)
-    assert_trees_close(grads, backprop(params, X, Y.astype(jnp.float64), net), 1e-13)
+    Y = np.eye(3, dtype=np.int32)[:, np.arange(M) % 3]
+    grads = fast_jit(jax.grad(cost_with_hand_gradients(net)))(params, X, jnp.asarray(Y))
+    expected = backprop_grads(compiled, "softmax+ce", params, X, jnp.asarray(Y, jnp.float64))
+    assert_trees_close(grads, expected, 1e-13)
 
 
-def test_tuple_of_layers_gets_a_tuple_of_gradients():
+def test_tuple_of_layers_gets_a_tuple_of_gradients(compiled):
     net, params, X, Y = problem("linear+mse")
-    grads = jax.jit(jax.grad(cost_with_hand_gradients(net)))(tuple(params), X, Y)
+    grads = fast_jit(jax.grad(cost_with_hand_gradients(net)))(tuple(params), X, Y)
     assert isinstance(grads, tuple)
-    assert_trees_close(
-        list(grads), jax.jit(jaxnn.backprop, static_argnums=3)(params, X, Y, net), 1e-13
-    )
+    assert_trees_close(list(grads), backprop_grads(compiled, "linear+mse", params, X, Y), 1e-13)
 
 
 def test_bad_inputs_raise_before_any_math():

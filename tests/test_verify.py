@@ -3,9 +3,16 @@
 The fault-localisation tests inject real mistakes into an otherwise faithful
 transcription of BP1-BP4 (``backward_with``) and check that the report names
 the layer and equation where each one enters.
+
+The gradients under test run jitted (``BACKPROP``, ``COST``): one compilation
+per network is quicker than dispatching every small op. The matrix tests share
+one reduced matrix (every output and loss, both ``fused``, a smooth and a
+piecewise hidden activation, one and two hidden layers); the full default
+matrix, ~25 s of CPU, runs with ``JAXNN_FULL_MATRIX=1`` (or ``jaxnn verify``).
 """
 
 import json
+import os
 
 import jax
 import jax.numpy as jnp
@@ -13,8 +20,14 @@ import numpy as np
 import pytest
 
 import jaxnn
-from jaxnn import activations, verify
+from jaxnn import activations, matrix_program, verify
 from jaxnn.verify import check_gradients, locate_fault
+from tests.helpers import fast_jit
+
+BACKPROP = fast_jit(jaxnn.backprop, static_argnums=3, static_argnames="fused")
+# check_gradients differentiates cost_fn, and JAX takes compiler options only at
+# the top level, so the cost is jitted plainly.
+COST = jax.jit(jaxnn.cost, static_argnums=3)
 
 
 def params_for(net, seed=0, dtype=np.float64):
@@ -48,7 +61,7 @@ def data_for(net, m=7, seed=0):
 def test_check_gradients_passes_jaxnn_backprop_and_names_every_leaf():
     net = jaxnn.Network((4, 5, 3), ("tanh", "softmax"), "cross_entropy")
     params, (X, Y) = params_for(net), data_for(net)
-    report = check_gradients(jaxnn.backprop, jaxnn.cost, params, X, Y, net)
+    report = check_gradients(BACKPROP, COST, params, X, Y, net)
     assert report.ok
     assert report.rtol == 1e-8 and report.atol == 0.0
     assert [leaf.path for leaf in report.leaves] == ["[0]['W']", "[0]['b']", "[1]['W']", "[1]['b']"]
@@ -80,11 +93,11 @@ def test_check_gradients_flags_the_wrong_leaf():
     params, (X, Y) = params_for(net), data_for(net)
 
     def bias_twice(params, X, Y, net):
-        grads = jaxnn.backprop(params, X, Y, net)
+        grads = BACKPROP(params, X, Y, net)
         grads[0]["b"] = 2 * grads[0]["b"]
         return grads
 
-    report = check_gradients(bias_twice, jaxnn.cost, params, X, Y, net, finite_differences=True)
+    report = check_gradients(bias_twice, COST, params, X, Y, net, finite_differences=True)
     assert not report.ok
     bad = {leaf.path for leaf in report.leaves if not leaf.ok}
     assert bad == {"[0]['b']"}
@@ -97,20 +110,20 @@ def test_check_gradients_tolerances_follow_the_dtype():
     net = jaxnn.Network((3, 4, 2), ("sigmoid", "sigmoid"), "binary_cross_entropy")
     params = params_for(net, dtype=np.float32)
     X, Y = (a.astype(jnp.float32) for a in data_for(net))
-    report = check_gradients(jaxnn.backprop, jaxnn.cost, params, X, Y, net)
+    report = check_gradients(BACKPROP, COST, params, X, Y, net)
     assert report.rtol == 1e-4 and report.ok
     assert verify.default_rtol(jnp.bfloat16) == 1e-2
 
 
 def test_check_gradients_rejects_a_mismatched_structure():
-    net = jaxnn.Network((3, 4, 2), ("tanh", "linear"), "mse")
+    net = jaxnn.Network((3, 4, 2), ("relu", "linear"), "mse")  # compiled for the test above
     params, (X, Y) = params_for(net), data_for(net)
     with pytest.raises(ValueError, match="tree structure"):
-        check_gradients(lambda *a: jaxnn.backprop(*a)[:1], jaxnn.cost, params, X, Y, net)
+        check_gradients(lambda *a: BACKPROP(*a)[:1], COST, params, X, Y, net)
     with pytest.raises(ValueError, match=r"\[0\]\['W'\] has shape \(3, 4\)"):
         check_gradients(
-            lambda p, *a: [{"W": g["W"].T, "b": g["b"]} for g in jaxnn.backprop(p, *a)],
-            jaxnn.cost,
+            lambda p, *a: [{"W": g["W"].T, "b": g["b"]} for g in BACKPROP(p, *a)],
+            COST,
             params,
             X,
             Y,
@@ -165,6 +178,11 @@ def backward_with(*, output_grad=None, deriv=None, bias=None):
     return backward
 
 
+def jitted(backward_fn):
+    """``backward_fn(params, cache, Y, net, fused)`` compiled once instead of run op by op."""
+    return fast_jit(backward_fn, static_argnums=(3, 4))
+
+
 def seed_bce_as_written(A, Y):
     """grad_a of the seed's C = y log a + (1 - y) log(1 - a): the minus sign is missing."""
     return Y / A - (1 - Y) / (1 - A)
@@ -174,17 +192,26 @@ BCE_NET = jaxnn.Network((4, 6, 5, 3), ("tanh", "relu", "sigmoid"), "binary_cross
 
 
 @pytest.mark.parametrize(
-    "net, fused",
+    "net, fused, backward_fn",
     [
-        (BCE_NET, True),
-        (jaxnn.Network((4, 5, 3), ("leaky_relu", "softmax"), "cross_entropy"), False),
-        (jaxnn.Network((4, 5, 6, 2), ("sigmoid", "softmax", "tanh"), "mse"), True),
+        (BCE_NET, True, None),  # the default backward_fn, jaxnn.backward, op by op
+        (
+            jaxnn.Network((4, 5, 3), ("leaky_relu", "softmax"), "cross_entropy"),
+            False,
+            jitted(jaxnn.backward),
+        ),
+        (
+            jaxnn.Network((4, 5, 6, 2), ("sigmoid", "softmax", "tanh"), "mse"),
+            True,
+            jitted(jaxnn.backward),
+        ),
     ],
     ids=["bce-fused", "ce-bp1", "mse"],
 )
-def test_locate_fault_finds_nothing_in_jaxnn_backward(net, fused):
+def test_locate_fault_finds_nothing_in_jaxnn_backward(net, fused, backward_fn):
     params, (X, Y) = params_for(net), data_for(net)
-    report = locate_fault(params, X, Y, net, fused=fused)
+    given = {} if backward_fn is None else {"backward_fn": backward_fn}
+    report = locate_fault(params, X, Y, net, fused=fused, **given)
     assert report.ok and report.fault is None and report.first_bad_layer is None
     assert all(check.delta.ulp < 64 for check in report.layers)
     assert "every layer agrees" in str(report)
@@ -209,7 +236,7 @@ def test_locate_fault_names_the_hidden_layer_with_a_wrong_derivative():
     def deriv(l, Z):  # layer 2 writes tanh' = 1 - tanh(z): the square is missing
         return 1 - jnp.tanh(Z) if l == 2 else activations.tanh_deriv(Z)
 
-    report = locate_fault(params, X, Y, net, backward_with(deriv=deriv))
+    report = locate_fault(params, X, Y, net, jitted(backward_with(deriv=deriv)))
     assert report.fault == (2, "delta", "BP2")
     assert [c.delta_ok for c in report.layers] == [False, False, True, True]
     assert report.layers[3].W_ok and report.layers[2].W_ok and not report.layers[1].W_ok
@@ -218,9 +245,8 @@ def test_locate_fault_names_the_hidden_layer_with_a_wrong_derivative():
 def test_locate_fault_names_a_bias_gradient_fault():
     net = jaxnn.Network((4, 5, 3), ("relu", "softmax"), "cross_entropy")
     params, (X, Y) = params_for(net), data_for(net)
-    report = locate_fault(
-        params, X, Y, net, backward_with(bias=lambda d: jnp.mean(d, axis=1, keepdims=True))
-    )
+    mean_not_sum = backward_with(bias=lambda d: jnp.mean(d, axis=1, keepdims=True))
+    report = locate_fault(params, X, Y, net, jitted(mean_not_sum))
     assert report.fault == (2, "b", "BP3")
     assert all(c.delta_ok and c.W_ok for c in report.layers)
 
@@ -228,9 +254,9 @@ def test_locate_fault_names_a_bias_gradient_fault():
 def test_reference_deltas_are_jax_vjp_of_the_cut_network():
     net = jaxnn.Network((4, 5, 3), ("sigmoid", "softmax"), "cross_entropy")
     params, (X, Y) = params_for(net), data_for(net)
-    deltas = verify.reference_deltas(params, X, Y, net)
+    deltas = fast_jit(verify.reference_deltas, static_argnums=3)(params, X, Y, net)
     # delta^[1] W-gradient identity: dC/dW^[1] = delta^[1] X^T (BP4), against jax.grad
-    grads = jax.grad(jaxnn.cost)(params, X, Y, net)
+    grads = jax.grad(COST)(params, X, Y, net)
     np.testing.assert_allclose(deltas[0] @ X.T, grads[0]["W"], rtol=1e-12)
     np.testing.assert_allclose(
         deltas[1] @ jax.nn.sigmoid(params[0]["W"] @ X + params[0]["b"]).T, grads[1]["W"], rtol=1e-12
@@ -241,22 +267,59 @@ def test_reference_deltas_are_jax_vjp_of_the_cut_network():
 # The verify matrix
 
 
+# Most checks need only each kind of row, not every one: every output and loss
+# and both values of fused, a smooth and a piecewise hidden activation, one and
+# two hidden layers (BP2 between hidden layers, kinks below the first).
+REDUCED = {"hidden_activations": ("tanh", "relu"), "depths": (1, 2)}
+
+
 @pytest.fixture(scope="module")
-def matrix():
-    return verify.run_matrix()
+def matrix_run():
+    """The reduced matrix, run with float64 disabled (run_matrix must enable it itself)."""
+    with jax.enable_x64(False):
+        rows = verify.run_matrix(**REDUCED)
+        return rows, jax.config.x64_enabled
+
+
+@pytest.fixture
+def matrix(matrix_run):
+    return matrix_run[0]
 
 
 def test_matrix_covers_every_configuration_and_passes(matrix):
     assert len(matrix) == (
-        len(verify.HIDDEN_ACTIVATIONS) * len(verify.OUTPUT_LOSSES) * len(verify.DEPTHS) * 2
+        len(REDUCED["hidden_activations"]) * len(verify.OUTPUT_LOSSES) * len(REDUCED["depths"]) * 2
     )
     configs = {(r["hidden"], r["output"], r["loss"], r["depth"], r["fused"]) for r in matrix}
     assert len(configs) == len(matrix)
+    assert {r["hidden"] for r in matrix} == set(REDUCED["hidden_activations"])
+    assert {(r["output"], r["loss"], r["fused"]) for r in matrix} == {
+        (*pair, fused) for pair in verify.OUTPUT_LOSSES for fused in (True, False)
+    }
     failed = [r for r in matrix if not r["ok"]]
     assert not failed, verify.format_table(failed)
     for r in matrix:
         assert r["grad_rel_float64"] <= 1e-10 and r["grad_rel_float32"] <= 1e-4
         assert r["fd_rel_float64"] <= 1e-6
+
+
+@pytest.mark.skipif(
+    not os.environ.get("JAXNN_FULL_MATRIX"),
+    reason="the full default matrix takes ~25 s of CPU: set JAXNN_FULL_MATRIX=1 to run it",
+)
+def test_full_default_matrix_covers_every_configuration_and_passes():
+    rows = verify.run_matrix()
+    assert len(rows) == (
+        len(verify.HIDDEN_ACTIVATIONS) * len(verify.OUTPUT_LOSSES) * len(verify.DEPTHS) * 2
+    )
+    assert len({(r["hidden"], r["output"], r["loss"], r["depth"], r["fused"]) for r in rows}) == (
+        len(rows)
+    )
+    failed = [r for r in rows if not r["ok"]]
+    assert not failed, verify.format_table(failed)
+    assert (
+        verify.format_table(rows).splitlines()[-1] == f"{len(rows)}/{len(rows)} configurations pass"
+    )
 
 
 def test_matrix_rows_are_json(matrix):
@@ -311,11 +374,10 @@ def test_matrix_table(matrix):
     assert "FAIL" in verify.format_table([bad]) and "0/1" in verify.format_table([bad])
 
 
-def test_matrix_enables_float64_itself():
-    with jax.enable_x64(False):
-        rows = verify.run_matrix(hidden_activations=("relu",), depths=(1,))
-        assert not jax.config.x64_enabled
-    assert len(rows) == 12 and all(r["ok"] for r in rows)
+def test_matrix_enables_float64_itself(matrix_run):
+    rows, x64_enabled_after = matrix_run  # run under jax.enable_x64(False)
+    assert not x64_enabled_after
+    assert all(r["ok"] for r in rows)
     assert all(r["grad_rel_float64"] < 1e-12 for r in rows)  # float32 would give ~1e-7
 
 
@@ -325,7 +387,7 @@ def test_matrix_catches_a_wrong_derivative(monkeypatch):
         deriv=lambda Z: 1 - jnp.tanh(Z), vjp=lambda Z, A, G: G * (1 - jnp.tanh(Z))
     )
     monkeypatch.setitem(activations.ACTIVATIONS, "tanh", wrong)
-    monkeypatch.setattr(verify, "_COMPILED", {})
+    monkeypatch.setattr(matrix_program, "_COMPILED", {})
     rows = verify.run_matrix(hidden_activations=("tanh",), depths=(1,))
     assert not any(r["ok"] for r in rows)
     assert all(r["grad_rel_float64"] > 1e-3 and r["fd_rel_float64"] > 1e-3 for r in rows)
@@ -335,3 +397,21 @@ def test_exported_at_top_level():
     if not hasattr(jaxnn, "check_gradients"):
         pytest.skip("jaxnn/__init__.py does not export check_gradients yet")
     assert jaxnn.check_gradients is verify.check_gradients
+
+
+def test_every_verify_name_is_still_importable_from_jaxnn_verify():
+    """jaxnn.cli and users call jaxnn.verify.run_matrix etc.; the code lives in three modules."""
+    from jaxnn import localise, matrix, measures
+
+    moved = {
+        measures: ["Errors", "errors", "default_rtol"],
+        localise: ["LayerCheck", "FaultReport", "reference_deltas", "locate_fault"],
+        matrix: [
+            *["HIDDEN_ACTIVATIONS", "OUTPUT_LOSSES", "DEPTHS", "POINTS", "GRAD_RTOL"],
+            *["FD_STEP", "FD_RTOL", "FD_DIRECTIONS", "NOTES", "run_matrix", "format_table"],
+        ],
+    }
+    for module, names in moved.items():
+        for name in names:
+            assert getattr(verify, name) is getattr(module, name), name
+    assert jaxnn.locate_fault is localise.locate_fault

@@ -1,0 +1,81 @@
+"""Error measures shared by ``check_gradients``, ``locate_fault`` and the verify matrix.
+
+For a value ``a`` checked against a reference ``e``, per leaf of a pytree:
+  * absolute: max_i |a_i - e_i| over the leaf;
+  * relative: max_i |a_i - e_i| / max_i |e_i|, relative to the leaf's largest
+    reference entry, not elementwise: an entry whose true value is 1e-22 (a
+    saturated unit) and which rounding makes 0 is not an error of 100%;
+  * ulp: the absolute error in units of ``numpy.spacing(max_i |e_i|)``, the
+    spacing of floats at the leaf's scale, in the leaf's dtype.
+A leaf passes when max_i |a_i - e_i| <= atol + rtol * max_i |e_i|.
+
+Also the two text helpers the reports share. This module imports nothing from
+jaxnn, so ``verify``, ``localise`` and ``matrix`` can all build on it.
+"""
+
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+class Errors(NamedTuple):
+    """Errors of one leaf: absolute, relative to the leaf's scale, and in ulps of that scale."""
+
+    max_abs: float
+    max_rel: float
+    ulp: float
+    scale: float  # max_i |e_i|
+
+
+def errors(actual, expected) -> Errors:
+    """``Errors`` of ``actual`` against ``expected`` (see the module docstring)."""
+    e_dtype = np.asarray(expected).dtype
+    a = np.asarray(actual, dtype=np.float64)
+    e = np.asarray(expected, dtype=np.float64)
+    max_abs = float(np.max(np.abs(a - e), initial=0.0)) if a.size else 0.0
+    if a.size and not np.all(np.isfinite(a - e)):
+        max_abs = math.nan if np.isnan(a - e).any() else math.inf
+    scale = float(np.max(np.abs(e), initial=0.0))
+    if max_abs == 0.0:
+        return Errors(0.0, 0.0, 0.0, scale)
+    if scale == 0.0 or not math.isfinite(scale):
+        return Errors(max_abs, math.inf, math.inf, scale)
+    spacing = float(np.spacing(np.asarray(scale, dtype=e_dtype)))
+    return Errors(max_abs, max_abs / scale, max_abs / spacing, scale)
+
+
+def default_rtol(dtype) -> float:
+    """rtol for hand vs ``jax.grad``: 1e-8 (float64), 1e-4 (float32), 1e-2 (16-bit)."""
+    bits = jnp.finfo(dtype).bits
+    return {64: 1e-8, 32: 1e-4}.get(bits, 1e-2)
+
+
+def passes(err: Errors, rtol, atol) -> bool:
+    """max|a - e| <= atol + rtol * max|e|; False for nan."""
+    return err.max_abs <= atol + rtol * err.scale
+
+
+def lowest_precision(tree):
+    """The least precise float dtype among the leaves of ``tree`` (the default float if none)."""
+    dtypes = [jnp.result_type(x) for x in jax.tree.leaves(tree)]
+    dtypes = [d for d in dtypes if jnp.issubdtype(d, jnp.inexact)] or [jnp.zeros(()).dtype]
+    return max(dtypes, key=lambda d: float(jnp.finfo(d).eps))
+
+
+def format_error(x) -> str:
+    """An error as ``1.2e-08``; ``-`` for None, ``nan``, and strings as they are."""
+    if x is None:
+        return "-"
+    if isinstance(x, str):
+        return x
+    return f"{x:.1e}" if x == x else "nan"
+
+
+def text_table(head, rows) -> str:
+    """Left-aligned columns under a header and a rule of dashes."""
+    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
+    fmt = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+    return "\n".join([fmt(head), fmt(["-" * w for w in widths]), *map(fmt, rows)])

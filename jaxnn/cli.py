@@ -6,9 +6,18 @@ A subcommand is a function ``add(subparsers)`` in ``SUBCOMMANDS`` that adds its
 parser and sets ``handler``, a function of the parsed arguments that returns
 the exit status.
 
-Errors a user can fix (bad options, missing data, a run directory in the way)
-print one line, ``jaxnn: error: ...``, on stderr and exit with status 2,
-before anything is written.
+Exit statuses:
+
+* 0: done;
+* 1: the run failed after it started: ``jaxnn verify`` found a failing row,
+  or training diverged (a cost became NaN or Inf; the last good checkpoint is
+  kept); one line on stderr;
+* 2: an error a user can fix (bad options, bad or missing data, a run
+  directory in the way, a damaged checkpoint): one line, ``jaxnn: error:
+  ...``, on stderr, before anything is written;
+* 130 (SIGINT, Ctrl-C) or 143 (SIGTERM), i.e. 128 + the signal's number:
+  ``jaxnn train`` was interrupted; it finished the epoch under way, saved its
+  checkpoint and says how to resume. A second signal stops it at once.
 """
 
 import argparse
@@ -16,7 +25,10 @@ import inspect
 import json
 import math
 import os
+import shlex
+import signal
 import sys
+import threading
 import time
 
 DEFAULTS = {
@@ -48,6 +60,10 @@ CONFIG, METRICS, CURVES, CHECKPOINTS = "config.json", "metrics.json", "curves.pn
 
 class UsageError(Exception):
     """A problem the user can fix; reported as one line, exit status 2."""
+
+
+class RunFailed(Exception):
+    """The run failed after it started (training diverged); one line, exit status 1."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -167,6 +183,14 @@ def _add_train(subparsers) -> None:
         action="store_true",
         help="continue the run in --out DIR from its newest checkpoint up to --epochs in all",
     )
+    p.add_argument(
+        "--devices",
+        type=int,
+        default=1,
+        metavar="N",
+        help="split each batch over N devices (data-parallel; the batch size must divide by "
+        "N); a resumed run may use another N; default: 1",
+    )
     p.set_defaults(handler=_train)
 
 
@@ -282,8 +306,15 @@ def _train(args) -> int:
 
     # Everything is checked before anything is written.
     dataset = data.load(settings["dataset"], settings["data"])
+    train.check_data(dataset)
     net = dataset.network(settings["hidden"], settings["activation"])
     train.check_batch_size(settings["batch_size"], dataset.X_train.shape[1])
+    mesh = None
+    if args.devices != 1:
+        from jaxnn import parallel
+
+        mesh = parallel.make_mesh(args.devices)
+        parallel.check_divisible(settings["batch_size"], mesh)
     optimizer = optim.OPTIMIZERS[settings["optimizer"]](settings["learning_rate"])
     out = args.out or os.path.join(
         "runs", f"{settings['dataset']}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -305,10 +336,12 @@ def _train(args) -> int:
     if not args.resume:
         os.makedirs(out, exist_ok=True)
         _write_json(os.path.join(out, CONFIG), config)
+    metric = train.main_metric(dataset.task)
     with checkpoint.Checkpoints(os.path.join(out, CHECKPOINTS)) as ckpts:
-        start = _restore(ckpts, net, optimizer, key, settings["epochs"], out) if args.resume else {}
+        start = {}
+        if args.resume:
+            start = _restore(ckpts, net, optimizer, key, settings["epochs"], out, metric)
         seconds_before = start.pop("seconds", 0.0)
-        metric = train.main_metric(dataset.task)
         bar = tqdm(
             total=settings["epochs"],
             initial=start.get("start_epoch", 0),
@@ -319,6 +352,8 @@ def _train(args) -> int:
         )
         t0 = time.perf_counter()
 
+        stop = _StopOnSignal(lambda name: tqdm.write(_stopping(name), file=sys.stderr))
+
         def on_epoch(epoch, params, opt_state, history):
             meta = {"history": history, "seconds": seconds_before + time.perf_counter() - t0}
             ckpts.save(epoch, params, opt_state, key, _jsonable(meta))
@@ -328,27 +363,87 @@ def _train(args) -> int:
                 refresh=False,
             )
             bar.update(1)
+            return stop.signum is not None  # stop once this epoch is saved
 
         try:
-            result = train.fit(
-                net,
-                optimizer,
-                dataset,
-                settings["epochs"],
-                settings["batch_size"],
-                key,
-                callback=on_epoch,
-                gradients=settings["gradients"],
-                **start,
+            with stop:
+                result = train.fit(
+                    net,
+                    optimizer,
+                    dataset,
+                    settings["epochs"],
+                    settings["batch_size"],
+                    key,
+                    callback=on_epoch,
+                    gradients=settings["gradients"],
+                    mesh=mesh,
+                    **start,
+                )
+        except train.NonFiniteCostError as e:
+            kept = ckpts.latest_epoch()
+            where = (
+                f"kept the last good checkpoint, epoch {kept}, in {ckpts.directory}"
+                if kept is not None
+                else "no epoch finished, so no checkpoint was saved"
             )
+            raise RunFailed(f"training diverged: {e}; {where}") from None
         finally:
             bar.close()
+    done = result.history[-1]["epoch"]
+    if stop.signum is not None and done < settings["epochs"]:
+        resume = f"jaxnn train --resume --out {shlex.quote(out)}"
+        if args.devices != 1:
+            resume += f" --devices {args.devices}"
+        print(
+            f"jaxnn: interrupted by {signal.Signals(stop.signum).name} after epoch {done} of "
+            f"{settings['epochs']}; its checkpoint is saved; resume with: {resume}",
+            file=sys.stderr,
+        )
+        return 128 + stop.signum
     seconds = seconds_before + time.perf_counter() - t0
-    _report(out, settings, config, dataset.task, result.history, seconds)
+    _report(out, settings, config, dataset.task, result.history, seconds, args.devices)
     return 0
 
 
-def _restore(ckpts, net, optimizer, key, epochs: int, out: str) -> dict:
+def _stopping(name: str) -> str:
+    return f"jaxnn: {name}: stopping once this epoch's checkpoint is saved (again: stop at once)"
+
+
+class _StopOnSignal:
+    """While active, SIGINT and SIGTERM set ``signum`` instead of stopping the process.
+
+    The first signal puts the previous handlers back, so a second one acts as
+    usual (SIGINT: KeyboardInterrupt; SIGTERM: the process ends). Only the
+    main thread can take signals; elsewhere this does nothing.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, notify):
+        self.signum = None
+        self._notify = notify
+        self._previous = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        return self
+
+    def _handle(self, signum, frame):
+        self.signum = signum
+        self._restore()
+        self._notify(signal.Signals(signum).name)
+
+    def _restore(self):
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+        self._previous = {}
+
+    def __exit__(self, *exc):
+        self._restore()
+
+
+def _restore(ckpts, net, optimizer, key, epochs: int, out: str, metric: str) -> dict:
     """``fit``'s keyword arguments to continue the run, and its ``seconds`` so far."""
     import jax
 
@@ -362,16 +457,29 @@ def _restore(ckpts, net, optimizer, key, epochs: int, out: str) -> dict:
             f"--resume: {out} has {restored.epoch} epochs already; --epochs is the total, "
             f"so give more than {restored.epoch}"
         )
+    history = restored.meta.get("history")
+    keys = {"epoch", "train_cost", "test_cost", f"test_{metric}"}
+    if not (
+        isinstance(history, list)
+        and all(isinstance(r, dict) and keys <= set(r) for r in history)
+        and [r["epoch"] for r in history] == list(range(1, restored.epoch + 1))
+    ):
+        raise UsageError(
+            f"--resume: the checkpoint of epoch {restored.epoch} in {ckpts.directory} has no "
+            f"valid history (a record per epoch 1..{restored.epoch}, each with "
+            f"{', '.join(sorted(keys))})"
+        )
+    seconds = restored.meta.get("seconds")
     return {
         "params": restored.params,
         "opt_state": restored.opt_state,
         "start_epoch": restored.epoch,
-        "history": restored.meta.get("history", []),
-        "seconds": restored.meta.get("seconds", 0.0),
+        "history": history,
+        "seconds": float(seconds) if isinstance(seconds, (int, float)) else 0.0,
     }
 
 
-def _report(out, settings, config, task, history, seconds) -> None:
+def _report(out, settings, config, task, history, seconds, devices=1) -> None:
     """Write metrics.json and curves.png; print the summary line."""
     from jaxnn.train import main_metric
 
@@ -386,6 +494,7 @@ def _report(out, settings, config, task, history, seconds) -> None:
         "seed": settings["seed"],
         "gradients": settings["gradients"],
         "epochs": settings["epochs"],
+        "devices": devices,
         "seconds": seconds,
         "history": history,
         **{k: v for k, v in final.items() if k.startswith("test_")},
@@ -461,6 +570,9 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
+    except RunFailed as e:
+        print(f"jaxnn: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 1
     except (UsageError, ValueError, ImportError) as e:
         message = " ".join(str(e).split())  # one line
         print(f"jaxnn: error: {message}", file=sys.stderr)

@@ -35,6 +35,7 @@ from typing import NamedTuple
 import numpy as np
 
 from jaxnn.network import Network
+from jaxnn.train import check_finite
 
 DATASETS = ("digits", "breast_cancer", "diabetes", "mnist")
 
@@ -103,8 +104,37 @@ def standardize(train, *others, axis=1):
 
 
 def one_hot(labels, n_classes: int) -> np.ndarray:
-    """``(n_classes, m)`` with a 1 in row ``labels[i]`` of column i."""
-    return (np.arange(n_classes)[:, None] == np.asarray(labels)[None, :]).astype(np.float64)
+    """``(n_classes, m)`` with a 1 in row ``labels[i]`` of column i.
+
+    ``labels`` is a vector of m integers from 0 to ``n_classes - 1`` (floats
+    with integer values, such as 3.0, are taken as those integers); anything
+    else is a ValueError naming the first offending label.
+    """
+    if isinstance(n_classes, bool) or not isinstance(n_classes, (int, np.integer)):
+        raise ValueError(f"n_classes must be an integer >= 1, got {n_classes!r}")
+    if n_classes < 1:
+        raise ValueError(f"n_classes must be an integer >= 1, got {n_classes}")
+    try:
+        labels = np.asarray(labels)
+    except ValueError:  # ragged
+        raise ValueError("labels must be a vector of integers") from None
+    if labels.ndim != 1:
+        raise ValueError(f"labels must be a vector (m,) of integers, got shape {labels.shape}")
+    if labels.dtype.kind not in "biuf":
+        raise ValueError(f"labels must be integers, got dtype {labels.dtype}")
+    if labels.dtype.kind == "f":
+        integral = np.isfinite(labels) & (labels == np.round(labels))
+        if not integral.all():
+            k = int(np.flatnonzero(~integral)[0])
+            raise ValueError(f"labels must be integers; label {k} is {labels[k]}")
+    bad = (labels < 0) | (labels >= n_classes)
+    if bad.any():
+        k = int(np.flatnonzero(bad)[0])
+        raise ValueError(
+            f"labels must be from 0 to {n_classes - 1} ({n_classes} classes); "
+            f"{int(bad.sum())} are not, the first is label {k}: {labels[k]}"
+        )
+    return (np.arange(n_classes)[:, None] == labels[None, :]).astype(np.float64)
 
 
 def _sklearn_datasets():
@@ -234,9 +264,23 @@ def _check_pair(images, labels, split, where):
         raise ValueError(
             f"{where}: {images.shape[0]} {split} images but {labels.shape[0]} {split} labels"
         )
-    in_range = labels.size == 0 or (labels.min() >= 0 and labels.max() <= 9)
-    if not np.issubdtype(labels.dtype, np.integer) or not in_range:
-        raise ValueError(f"{where}: {split} labels must be integers from 0 to 9")
+    if images.shape[0] == 0:
+        raise ValueError(f"{where}: no {split} images")
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(
+            f"{where}: {split} labels must be integers from 0 to 9, got dtype {labels.dtype}"
+        )
+    bad = (labels < 0) | (labels > 9)
+    if bad.any():
+        k = int(np.flatnonzero(bad)[0])
+        raise ValueError(
+            f"{where}: {split} labels must be integers from 0 to 9; {int(bad.sum())} are not, "
+            f"the first is label {k}: {labels[k]}"
+        )
+    if not (np.issubdtype(images.dtype, np.integer) or np.issubdtype(images.dtype, np.floating)):
+        raise ValueError(f"{where}: {split} images have dtype {images.dtype}; expected numbers")
+    n = int(np.prod(images.shape[1:]))
+    check_finite(images.reshape(len(images), n).T, f"{where}: {split} images", "pixel")
 
 
 def load_mnist_arrays(data_dir):

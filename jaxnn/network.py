@@ -170,10 +170,40 @@ def check_params(params, net: Network) -> None:
                 raise ValueError(
                     f"layer {l}: {name} has shape {got}, the network expects {want} ({what})"
                 )
+            dtype = getattr(layer[name], "dtype", None)
+            if dtype is None:  # a list: jnp would fail inside the matmul
+                raise ValueError(
+                    f"layer {l}: {name} is a {type(layer[name]).__name__}; parameters must be "
+                    "arrays (numpy or jax)"
+                )
+            if not jnp.issubdtype(dtype, jnp.floating):  # gradients would be truncated
+                raise ValueError(
+                    f"layer {l}: {name} has dtype {np.dtype(dtype)}; parameters must be "
+                    "floating point (e.g. float32)"
+                )
+
+
+def _is_real(dtype) -> bool:
+    return any(jnp.issubdtype(dtype, kind) for kind in (jnp.floating, jnp.integer, jnp.bool_))
 
 
 def as_columns(X, n, name, symbol):
-    """X as a 2-D (n, m) array; a vector of length n is one example, (n, 1)."""
+    """X as a 2-D (n, m) array of real numbers; a vector of length n is one example, (n, 1).
+
+    Lists become NumPy arrays; other dtypes than float, int and bool (object,
+    string, complex) are a ValueError.
+    """
+    if X is None:
+        raise ValueError(f"{name} is None; expected an array ({symbol} x m)")
+    if not hasattr(X, "dtype"):  # a list or a scalar
+        try:
+            X = np.asarray(X)
+        except ValueError:  # ragged
+            raise ValueError(f"{name} is not a rectangular array of numbers") from None
+    if not _is_real(X.dtype):
+        raise ValueError(
+            f"{name} has dtype {np.dtype(X.dtype)}; expected real numbers (float, int or bool)"
+        )
     shape = _shape(X)
     if len(shape) == 1 and shape[0] == n:
         return jnp.reshape(X, (n, 1))
@@ -188,17 +218,28 @@ def as_columns(X, n, name, symbol):
     return X
 
 
-def check_inputs(params, X, net: Network, Y=None):
-    """Validate params, X and Y before any math; return X and Y as (n, m) arrays."""
+_NO_TARGETS = object()
+
+
+def check_inputs(params, X, net: Network, Y=_NO_TARGETS):
+    """Validate params, X and Y before any math; return X and Y as (n, m) arrays.
+
+    Without Y (the forward pass) the second value is None; a Y given as None
+    is an error, as is a Y with no examples (the cost is a mean over m >= 1).
+    """
     check_params(params, net)
     X2 = as_columns(X, net.sizes[0], "X", "n_x")
-    if Y is None:
+    if Y is _NO_TARGETS:
         return X2, None
     Y2 = as_columns(Y, net.sizes[-1], "Y", "n_L")
     if np.ndim(X) != np.ndim(Y) or _shape(X2)[1] != _shape(Y2)[1]:
         raise ValueError(
             f"X has shape {_shape(X)} and Y has shape {_shape(Y)}: they need the same "
             "number of examples m (columns)"
+        )
+    if _shape(X2)[1] == 0:
+        raise ValueError(
+            f"X has shape {_shape(X)}: no examples; the cost is a mean over m >= 1 examples"
         )
     return X2, Y2
 

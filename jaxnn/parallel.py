@@ -8,6 +8,9 @@ partitioner: the forward pass and BP1-BP2 run on each device's columns alone,
 and the sums over examples in BP3 and BP4 (``delta A^T``, ``sum delta``) become
 an all-reduce that the compiler inserts. Nothing in the formulas changes.
 
+Use it through ``jaxnn.train.fit(..., devices=N)`` or ``fit(..., mesh=mesh)``
+and ``jaxnn train --devices N``; ``docs/scaling.md`` has the details.
+
 Several hosts: call ``jax.distributed.initialize()`` on every host first, then
 build the mesh from ``jax.devices()`` (all hosts' devices). Every host runs the
 same program on the same full batch; ``shard`` and ``replicate`` build global
@@ -15,6 +18,7 @@ arrays with ``jax.make_array_from_callback``, so each host only places the
 columns its own devices hold.
 """
 
+import functools
 from collections.abc import Callable
 
 import jax
@@ -24,7 +28,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jaxnn import train
-from jaxnn.network import Network
+from jaxnn.network import Network, _is_real
 
 AXIS = "batch"
 
@@ -54,9 +58,20 @@ def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P())
 
 
+def _check_mesh(mesh) -> None:
+    if not isinstance(mesh, Mesh):
+        raise ValueError(
+            f"mesh must be a jax.sharding.Mesh (see jaxnn.parallel.make_mesh), got "
+            f"{type(mesh).__name__}"
+        )
+    if AXIS not in mesh.axis_names:
+        raise ValueError(f"mesh has axes {mesh.axis_names}; jaxnn splits batches over {AXIS!r}")
+
+
 def check_divisible(m: int, mesh: Mesh, what: str = "batch size") -> None:
     """Raise ValueError unless the mesh's devices split m examples evenly."""
-    n = mesh.devices.size
+    _check_mesh(mesh)
+    n = mesh.shape[AXIS]
     if m % n:
         raise ValueError(
             f"{what} {m} does not divide over {n} devices; use a multiple of {n} "
@@ -71,7 +86,18 @@ def _place(x, sharding):
 
 def shard(X, mesh: Mesh):
     """X ``(n, m)`` as a global array with its columns split over the mesh."""
-    check_divisible(np.shape(X)[1], mesh, "number of examples")
+    _check_mesh(mesh)
+    try:
+        X = np.asarray(X)
+    except ValueError:  # ragged lists
+        raise ValueError("X is not a rectangular array of numbers") from None
+    if not _is_real(X.dtype):
+        raise ValueError(f"X has dtype {X.dtype}; expected real numbers (float, int or bool)")
+    if X.ndim != 2:
+        raise ValueError(
+            f"X has shape {X.shape}; shard takes an (n, m) batch, one example per column"
+        )
+    check_divisible(X.shape[1], mesh, "number of examples")
     return _place(X, batch_sharding(mesh))
 
 
@@ -117,9 +143,17 @@ def make_parallel_epoch(
 
     The training set is replicated (each device holds all of it, as a small
     dataset allows); inside the epoch's ``lax.scan`` each batch is constrained
-    to ``batch_sharding(mesh)``, so every step runs data-parallel.
+    to ``batch_sharding(mesh)``, so every step runs data-parallel. Cached like
+    ``make_epoch``: the same arguments give the same compiled function.
     """
     check_divisible(batch_size, mesh)
+    try:
+        return _make_parallel_epoch_cached(net, optimizer, batch_size, mesh, gradients)
+    except TypeError:  # an unhashable optimizer: build it afresh
+        return _make_parallel_epoch(net, optimizer, batch_size, mesh, gradients)
+
+
+def _make_parallel_epoch(net, optimizer, batch_size, mesh, gradients):
     rep, bat = replicated(mesh), batch_sharding(mesh)
     epoch = train._epoch_fn(
         net, optimizer, batch_size, gradients, lambda B: jax.lax.with_sharding_constraint(B, bat)
@@ -129,3 +163,6 @@ def make_parallel_epoch(
         in_shardings=(rep, rep, rep, rep, rep),
         out_shardings=(rep, rep, rep),
     )
+
+
+_make_parallel_epoch_cached = functools.lru_cache(maxsize=16)(_make_parallel_epoch)

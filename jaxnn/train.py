@@ -13,6 +13,16 @@ key; epoch ``e`` (0-based) is shuffled with ``jax.random.fold_in(shuffle_key,
 e)``, a function of (key, e) alone, so a run resumed at epoch e draws exactly
 the batches the uninterrupted run would have drawn.
 
+Bad input and divergence: ``fit`` checks its data before training
+(``check_data``: four 2-D arrays of real numbers, finite, with matching and
+non-zero numbers of examples) and stops with a ``NonFiniteCostError``, naming
+the epoch and the step, as soon as an epoch's cost turns NaN or Inf, before
+``callback`` sees that epoch (so a checkpointing callback keeps the last good
+one).
+
+Several devices: ``fit(..., devices=N)`` or ``fit(..., mesh=mesh)`` splits
+each batch over the devices (``jaxnn.parallel``).
+
 Nothing here prints; ``fit`` reports through its ``callback``.
 """
 
@@ -27,7 +37,16 @@ import optax
 from jax import lax
 
 from jaxnn.backprop import value_and_backprop
-from jaxnn.network import Network, check_inputs, cost, forward, init_params, output_cost
+from jaxnn.network import (
+    Network,
+    _is_real,
+    check_inputs,
+    check_params,
+    cost,
+    forward,
+    init_params,
+    output_cost,
+)
 
 GRADIENTS = ("hand", "autodiff")
 
@@ -127,10 +146,13 @@ def _epoch_fn(net, optimizer, batch_size, gradients, constrain=None):
 
     def epoch(params, opt_state, X, Y, key):
         batches = epoch_batches(key, X.shape[1], batch_size)
+        # Gather each batch as rows of X^T, whole contiguous examples, and turn it
+        # back into columns: faster than gathering scattered columns of X.
+        X_rows, Y_rows = X.T, Y.T
 
         def body(carry, idx):
             params, opt_state = carry
-            Xb, Yb = constrain(X[:, idx]), constrain(Y[:, idx])
+            Xb, Yb = constrain(X_rows[idx].T), constrain(Y_rows[idx].T)
             params, opt_state, c = step(params, opt_state, Xb, Yb)
             return (params, opt_state), c
 
@@ -212,6 +234,113 @@ class FitResult(NamedTuple):
     history: list  # one dict per epoch, see ``fit``
 
 
+DATA_FIELDS = ("X_train", "Y_train", "X_test", "Y_test")
+
+
+def check_finite(x, name: str, rows: str = "feature", note: str = "") -> None:
+    """Raise ValueError if the ``(n, m)`` array ``x`` holds a NaN or an Inf.
+
+    The message counts them and names the first, by example (column) and then
+    by row: ``X_train has 3 non-finite values (NaN or Inf), first at feature 5,
+    example 17``. Runs on the host, so not under ``jit``.
+    """
+    x = np.asarray(x)
+    if not jnp.issubdtype(x.dtype, jnp.inexact):
+        return  # ints and bools are finite
+    bad = ~np.isfinite(x)
+    count = int(np.count_nonzero(bad))
+    if count:
+        example = int(np.flatnonzero(bad.any(axis=0))[0])
+        row = int(np.flatnonzero(bad[:, example])[0])
+        raise ValueError(
+            f"{name} has {count} non-finite values (NaN or Inf){note}, first at {rows} {row}, "
+            f"example {example}"
+        )
+
+
+def check_data(data) -> None:
+    """Raise ValueError unless ``data`` is fit to train on.
+
+    ``data`` needs ``X_train, Y_train, X_test, Y_test``: each a 2-D array of
+    real numbers (float, int or bool) with no NaN or Inf; X and Y of each part
+    with the same number m >= 1 of examples (columns). Shapes against the
+    network are checked by ``fit`` (``jaxnn.network.check_inputs``).
+    """
+    missing = [name for name in DATA_FIELDS if not hasattr(data, name)]
+    if missing:
+        raise ValueError(
+            f"data lacks {', '.join(missing)}: pass a jaxnn.data.Dataset, or anything with "
+            "X_train, Y_train, X_test and Y_test"
+        )
+    arrays = {}
+    for name in DATA_FIELDS:
+        try:
+            array = np.asarray(getattr(data, name))
+        except (ValueError, TypeError):  # ragged lists
+            raise ValueError(f"{name} is not a rectangular array of numbers") from None
+        if not _is_real(array.dtype):
+            raise ValueError(
+                f"{name} has dtype {array.dtype}; expected real numbers (float, int or bool)"
+            )
+        if array.ndim != 2:
+            hint = ""
+            if name[0] == "Y" and array.ndim == 1:
+                hint = "; for class labels, use jaxnn.data.one_hot(labels, n_classes)"
+            raise ValueError(
+                f"{name} has shape {array.shape}; expected 2-D (n, m), one example per column{hint}"
+            )
+        arrays[name] = array
+    for part in ("train", "test"):
+        X, Y = arrays[f"X_{part}"], arrays[f"Y_{part}"]
+        if X.shape[1] != Y.shape[1]:
+            raise ValueError(
+                f"X_{part} has {X.shape[1]} examples (columns) but Y_{part} has "
+                f"{Y.shape[1]}; they need one column per example each"
+            )
+        if X.shape[1] == 0:
+            raise ValueError(f"the {part} set is empty: X_{part} has shape {X.shape}")
+    for name, array in arrays.items():
+        check_finite(array, name, "feature" if name[0] == "X" else "output")
+
+
+class NonFiniteCostError(ValueError):
+    """Training diverged: a cost, or the parameters, became NaN or Inf.
+
+    Raised by ``fit`` before its callback sees the epoch, so a checkpointing
+    callback keeps the last good epoch.
+
+    Attributes:
+      epoch: the epoch in which it happened, counting from 1 as ``history`` does.
+      step: the batch within that epoch, from 1, whose cost (taken before its
+        update) was the first non-finite one; None if every batch cost was
+        finite but the parameters or the test cost were not, after the epoch.
+      steps: the number of batches (steps) per epoch.
+    """
+
+    def __init__(self, message: str, epoch: int, step: int | None, steps: int):
+        super().__init__(message)
+        self.epoch, self.step, self.steps = epoch, step, steps
+
+
+@jax.jit
+def _all_finite(tree):
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
+
+
+def _check_costs(epoch: int, costs) -> None:
+    costs = np.asarray(costs)
+    bad = np.flatnonzero(~np.isfinite(costs))
+    if bad.size:
+        step = int(bad[0]) + 1
+        raise NonFiniteCostError(
+            f"the cost became {costs[bad[0]]} at step {step} of {costs.size} in epoch {epoch} "
+            "(a smaller learning rate may help)",
+            epoch,
+            step,
+            costs.size,
+        )
+
+
 def fit(
     net: Network,
     optimizer: optax.GradientTransformation,
@@ -226,6 +355,8 @@ def fit(
     opt_state=None,
     start_epoch: int = 0,
     history=(),
+    devices: int | None = None,
+    mesh=None,
 ) -> FitResult:
     """Train ``net`` on ``data`` by minibatch descent, ``epochs`` epochs in all.
 
@@ -246,45 +377,96 @@ def fit(
         ``params`` is given) and the shuffle key.
       callback: called after every epoch as ``callback(epoch, params, opt_state,
         history)``, ``epoch`` counting from 1; e.g. for progress or checkpoints.
+        If it returns a true value, training stops after that epoch (e.g. on a
+        signal) and ``fit`` returns what it has.
       gradients: ``"hand"`` or ``"autodiff"``, as in ``make_step``.
       params: start from these instead of ``init_params(init_key, net)``.
       opt_state: start from this instead of ``optimizer.init(params)``.
       start_epoch: the number of epochs already done (to resume a run: with
         the same key, the result is the same as one run of ``epochs``).
       history: the history of those epochs, continued.
+      devices: split every batch over this many devices
+        (``jaxnn.parallel.make_mesh(devices)``); ``batch_size`` must divide by it.
+      mesh: or over the devices of this ``jax.sharding.Mesh``, built by
+        ``jaxnn.parallel.make_mesh`` (e.g. over several hosts' devices). With
+        either, params, optimizer state and data are replicated on the mesh, the
+        results come back replicated, and they equal the single-device results
+        up to the rounding of the gradient's sum over examples, taken in
+        another order.
 
     Returns:
       ``FitResult(params, opt_state, history)``. ``history`` has one dict per
       epoch: ``epoch`` (from 1), ``train_cost`` (the mean of that epoch's batch
       costs, each taken before its step) and ``test_<name>`` for every metric of
       ``evaluate`` on the test set.
+
+    Raises:
+      ValueError: bad arguments or data (see ``check_data``), before training.
+      NonFiniteCostError: a batch cost, the parameters or the test cost became
+        NaN or Inf; raised before ``callback`` sees that epoch.
     """
     if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
         raise ValueError(f"epochs must be an integer >= 0, got {epochs!r}")
     if not 0 <= start_epoch <= epochs:
         raise ValueError(f"start_epoch must be in [0, epochs = {epochs}], got {start_epoch}")
-    check_batch_size(batch_size, np.shape(data.X_train)[-1])
+    check_data(data)
+    check_batch_size(batch_size, np.shape(data.X_train)[1])
+    if devices is not None or mesh is not None:
+        from jaxnn import parallel  # it imports this module
+
+        if devices is not None and mesh is not None:
+            raise ValueError("give devices or mesh, not both")
+        mesh = mesh if mesh is not None else parallel.make_mesh(devices)
+        parallel.check_divisible(batch_size, mesh)
     init_key, shuffle_key = jax.random.split(key)
     if params is None:
         params = init_params(init_key, net)
+    check_params(params, net)
+    params = list(params)  # a tuple would not match the structure of the gradients
     dtype = jax.tree.leaves(params)[0].dtype
-    X, Y = check_inputs(
-        params, jnp.asarray(data.X_train, dtype), net, jnp.asarray(data.Y_train, dtype)
-    )
-    X_test, Y_test = check_inputs(
-        params, jnp.asarray(data.X_test, dtype), net, jnp.asarray(data.Y_test, dtype)
-    )
+    with np.errstate(over="ignore"):  # values too large for dtype become Inf, caught below
+        arrays = {name: jnp.asarray(getattr(data, name), dtype) for name in DATA_FIELDS}
+    for name, array in arrays.items():  # finite before the cast; too large for dtype?
+        source = getattr(getattr(data, name), "dtype", None)
+        if source is None or np.dtype(source) not in (np.dtype(dtype), np.dtype(bool)):
+            rows = "feature" if name[0] == "X" else "output"
+            check_finite(array, name, rows, f" after conversion to {dtype}")
+    X, Y = check_inputs(params, arrays["X_train"], net, arrays["Y_train"])
+    X_test, Y_test = check_inputs(params, arrays["X_test"], net, arrays["Y_test"])
     if opt_state is None:
         opt_state = optimizer.init(params)
     history = list(history)
-    epoch_fn = make_epoch(net, optimizer, batch_size, gradients)
+    if mesh is None:
+        epoch_fn = make_epoch(net, optimizer, batch_size, gradients)
+    else:
+        epoch_fn = parallel.make_parallel_epoch(net, optimizer, batch_size, mesh, gradients)
+        params, opt_state, X, Y, X_test, Y_test = parallel.replicate(
+            (params, opt_state, X, Y, X_test, Y_test), mesh
+        )
     for e in range(start_epoch, epochs):
         params, opt_state, costs = epoch_fn(
             params, opt_state, X, Y, jax.random.fold_in(shuffle_key, e)
         )
+        _check_costs(e + 1, costs)
+        steps = costs.shape[0]
+        if not _all_finite(params):
+            raise NonFiniteCostError(
+                f"the parameters became non-finite (NaN or Inf) in epoch {e + 1}, though "
+                f"each of its {steps} batch costs was finite",
+                e + 1,
+                None,
+                steps,
+            )
         record = {"epoch": e + 1, "train_cost": float(jnp.mean(costs))}
         record.update({f"test_{k}": v for k, v in evaluate(params, X_test, Y_test, net).items()})
+        if not np.isfinite(record["test_cost"]):
+            raise NonFiniteCostError(
+                f"the test cost became {record['test_cost']} after epoch {e + 1}",
+                e + 1,
+                None,
+                steps,
+            )
         history.append(record)
-        if callback is not None:
-            callback(e + 1, params, opt_state, history)
+        if callback is not None and callback(e + 1, params, opt_state, history):
+            break
     return FitResult(params, opt_state, history)

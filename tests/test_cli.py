@@ -12,8 +12,10 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 import types
 
 import jax
@@ -237,6 +239,8 @@ ERRORS = [
     (["--data", "{tmp}"], "--data is only for --dataset mnist; digits is bundled"),
     (["--resume"], "--resume needs --out DIR, the run to continue"),
     (["--resume", "--out", "{tmp}"], "--resume: {tmp} holds no run with a checkpoint to resume"),
+    (["--devices", "0"], "devices must be an integer >= 1, got 0"),
+    (["--devices", "9999"], "asked for 9999 devices, but only"),
 ]  # fmt: skip
 
 
@@ -288,6 +292,168 @@ def test_subprocess_errors(tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.count("\n") == 1 and "holds neither the IDX files" in result.stderr
     assert not os.path.exists(tmp_path / "r")
+
+
+def write_npz(directory, **changes):
+    arrays = {**small_mnist(m_train=40), **changes}
+    os.makedirs(directory, exist_ok=True)
+    np.savez(os.path.join(directory, "mnist.npz"), **arrays)
+    return directory
+
+
+def nan_images():
+    x = small_mnist(m_train=40)["x_train"].astype(np.float32)
+    x[3, 1, 2] = np.nan  # image 3, pixel 1 * 3 + 2 = 5
+    x[7, 0, 0] = np.inf
+    return x
+
+
+BAD_DATA = {
+    # name: (arrays changed in mnist.npz, words of the one-line error)
+    "nan": (
+        {"x_train": nan_images()},
+        "train images has 2 non-finite values (NaN or Inf), first at pixel 5, example 3",
+    ),
+    "label-range": (
+        {"y_test": np.array([0, 1, 12, 3, 4, 5, 6, 7, 8, 9])},
+        "test labels must be integers from 0 to 9; 1 are not, the first is label 2: 12",
+    ),
+    "lengths": ({"y_train": np.arange(39) % 10}, "40 train images but 39 train labels"),
+    "empty": (
+        {"x_train": np.zeros((0, 4, 3), np.uint8), "y_train": np.zeros(0, np.uint8)},
+        "no train images",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_DATA))
+def test_bad_data_is_one_line(tmp_path, case):
+    changes, words = BAD_DATA[case]
+    directory = write_npz(tmp_path / "mnist", **changes)
+    out = tmp_path / "run"
+    status, stdout, stderr = run(
+        "train", "--dataset", "mnist", "--data", str(directory), "--hidden", "4",
+        "--batch-size", "8", "--out", str(out),
+    )  # fmt: skip
+    assert status == 2 and stdout == "" and stderr.count("\n") == 1
+    assert stderr.startswith("jaxnn: error: ") and words in stderr
+    assert not out.exists()
+
+
+def test_divergence_keeps_last_good_checkpoint(tmp_path):
+    """A learning rate of 1e6 overflows the cost in epoch 3: exit status 1, one line,
+    epochs 1 and 2 kept and loadable, nothing of epoch 3 saved."""
+    out = tmp_path / "run"
+    status, stdout, stderr = run(
+        "train", "--dataset", "diabetes", "--optimizer", "sgd", "--learning-rate", "1e6",
+        "--hidden", "--batch-size", "32", "--epochs", "5", "--out", str(out),
+    )  # fmt: skip
+    assert status == 1 and stdout == ""
+    last = stderr.splitlines()[-1]
+    assert last == (
+        "jaxnn: error: training diverged: the cost became inf at step 3 of 11 in epoch 3 (a "
+        "smaller learning rate may help); kept the last good checkpoint, epoch 2, in "
+        f"{out / 'checkpoints'}"
+    )
+    assert sorted(os.listdir(out / "checkpoints")) == ["1", "2"]
+    assert not (out / "metrics.json").exists()
+    restored = restore(out, hidden=(), dataset="diabetes", optimizer="sgd")
+    assert restored.epoch == 2 and [r["epoch"] for r in restored.meta["history"]] == [1, 2]
+    assert all(np.isfinite(x).all() for x in jax.tree.leaves(restored.params))
+
+
+def test_resume_from_damaged_checkpoint_is_one_line(digits_run, tmp_path):
+    run_dir = tmp_path / "damaged"
+    shutil.copytree(digits_run[0], run_dir)
+    metadata = run_dir / "checkpoints" / "2" / "state" / "_METADATA"
+    metadata.write_bytes(metadata.read_bytes()[:100])  # truncated
+    before = snapshot(run_dir)
+    status, stdout, stderr = run("train", "--resume", "--epochs", "3", "--out", str(run_dir))
+    assert status == 2 and stdout == "" and stderr.count("\n") == 1
+    assert stderr.startswith(
+        f"jaxnn: error: checkpoint {run_dir / 'checkpoints' / '2'} cannot be restored: "
+        "state/_METADATA: JSONDecodeError"
+    )
+    assert stderr.endswith("the other saved epochs are [1]\n")
+    assert snapshot(run_dir) == before
+
+
+# A real process, in float64 like the in-process runs, so that its checkpoints resume here.
+CHILD = (
+    "import sys, jax\n"
+    "jax.config.update('jax_enable_x64', True)\n"
+    "jax.config.update('jax_default_matmul_precision', 'highest')\n"
+    "jax.config.update('jax_numpy_rank_promotion', 'raise')\n"
+    "from jaxnn.cli import main\n"
+    "sys.exit(main())\n"
+)
+
+
+def interrupt(out, signum, epochs, after_epoch):
+    """Start ``jaxnn train`` in a process; send it ``signum`` once epoch ``after_epoch`` is
+    saved. Returns (exit status, stderr)."""
+    argv = [sys.executable, "-c", CHILD, "train", "--epochs", str(epochs), *SMALL]
+    with open(out.parent / f"{out.name}.stderr", "w+") as err:
+        proc = subprocess.Popen(
+            [*argv, "--out", str(out)],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            env={**os.environ, "JAX_PLATFORMS": "cpu"},
+        )
+        try:
+            deadline = time.monotonic() + 120
+            while not (out / "checkpoints" / str(after_epoch)).is_dir():
+                assert proc.poll() is None and time.monotonic() < deadline, "no checkpoint"
+                time.sleep(0.005)
+            proc.send_signal(signum)
+            status = proc.wait(timeout=120)
+        finally:
+            proc.kill()
+            proc.wait()
+        err.seek(0)
+        return status, err.read()
+
+
+def interrupted_epoch(stderr, out, signame, epochs):
+    last = stderr.splitlines()[-1]
+    match = re.fullmatch(
+        rf"jaxnn: interrupted by {signame} after epoch (\d+) of {epochs}; its checkpoint is "
+        rf"saved; resume with: jaxnn train --resume --out {re.escape(str(out))}",
+        last,
+    )
+    assert match, stderr[-2000:]
+    assert f"jaxnn: {signame}: stopping once this epoch's checkpoint is saved" in stderr
+    return int(match.group(1))
+
+
+def test_sigint_saves_and_resumes_bitwise(tmp_path):
+    """Ctrl-C after epoch 2: exit 130 with a resume command; resuming ends exactly where an
+    uninterrupted run does."""
+    out, whole = tmp_path / "interrupted", tmp_path / "whole"
+    status, stderr = interrupt(out, signal.SIGINT, epochs=12, after_epoch=2)
+    assert status == 130, stderr[-2000:]
+    done = interrupted_epoch(stderr, out, "SIGINT", 12)
+    assert 2 <= done < 12
+    assert restore(out).epoch == done and not (out / "metrics.json").exists()
+
+    status, stdout, stderr = run("train", "--resume", "--out", str(out))
+    assert status == 0 and "after 12 epochs" in stdout, stderr
+    assert run("train", "--epochs", "12", *SMALL, "--out", str(whole))[0] == 0
+    a, b = restore(out), restore(whole)
+    assert a.epoch == b.epoch == 12
+    assert_trees_equal(a.params, b.params)
+    assert_trees_equal(a.opt_state, b.opt_state)
+    history = lambda d: json.loads((d / "metrics.json").read_text())["history"]
+    assert history(out) == history(whole)
+
+
+def test_sigterm_saves_and_exits_143(tmp_path):
+    out = tmp_path / "run"
+    status, stderr = interrupt(out, signal.SIGTERM, epochs=12, after_epoch=1)
+    assert status == 143, stderr[-2000:]
+    done = interrupted_epoch(stderr, out, "SIGTERM", 12)
+    restored = restore(out)
+    assert restored.epoch == done and len(restored.meta["history"]) == done
 
 
 def test_default_train_reaches_97_percent(tmp_path):

@@ -184,6 +184,56 @@ def test_mnist_npz_malformed(tmp_path):
         data.mnist(tmp_path)
 
 
+def test_mnist_bad_values(tmp_path):
+    """Float images with NaN or Inf, no images at all: errors naming the file and place."""
+    arrays = small_mnist()
+    images = arrays["x_test"].astype(np.float32)
+    images[4, 2, 1] = np.nan  # image 4, pixel 2 * 3 + 1 = 7
+    path = tmp_path / data.MNIST_FILES["x_test"]
+    write_idx_dir(tmp_path, arrays)
+    path.write_bytes(idx_bytes(images, 0x0D, ">f4"))
+    with pytest.raises(ValueError) as e:
+        data.mnist(tmp_path)
+    assert str(e.value) == (
+        f"{path} and {tmp_path / data.MNIST_FILES['y_test']}: test images has 1 non-finite "
+        "values (NaN or Inf), first at pixel 7, example 4"
+    )
+    empty = {**arrays, "x_train": arrays["x_train"][:0], "y_train": arrays["y_train"][:0]}
+    write_npz_dir(tmp_path / "npz", empty)
+    with pytest.raises(ValueError, match=r"mnist\.npz: no train images"):
+        data.mnist(tmp_path / "npz")
+    write_npz_dir(tmp_path / "floats", {**arrays, "y_train": arrays["y_train"] * 1.0})
+    with pytest.raises(ValueError, match="train labels must be integers from 0 to 9, got dtype"):
+        data.mnist(tmp_path / "floats")
+
+
+ONE_HOT_ERRORS = [
+    # (labels, n_classes, message)
+    ([0, 3, 1], 3, r"labels must be from 0 to 2 \(3 classes\); 1 are not, the first is label 1: 3"),
+    ([0, -1, 5, 1], 3, r"2 are not, the first is label 1: -1"),
+    ([0.0, 1.5], 3, r"labels must be integers; label 1 is 1.5"),
+    ([0.0, np.nan], 3, r"labels must be integers; label 1 is nan"),
+    ([[0, 1]], 3, r"labels must be a vector \(m,\) of integers, got shape \(1, 2\)"),
+    (["a", "b"], 3, r"labels must be integers, got dtype <U1"),
+    ([[0], [1, 2]], 3, r"labels must be a vector of integers"),
+    ([0, 1], 0, r"n_classes must be an integer >= 1, got 0"),
+    ([0, 1], 2.0, r"n_classes must be an integer >= 1, got 2.0"),
+]
+
+
+@pytest.mark.parametrize(("labels", "n_classes", "message"), ONE_HOT_ERRORS)
+def test_one_hot_errors(labels, n_classes, message):
+    with pytest.raises(ValueError, match=message):
+        data.one_hot(labels, n_classes)
+
+
+def test_one_hot():
+    Y = data.one_hot(np.array([2, 0, 1, 2], np.uint8), 3)
+    np.testing.assert_array_equal(Y, [[0, 1, 0, 0], [0, 0, 1, 0], [1, 0, 0, 1]])
+    np.testing.assert_array_equal(data.one_hot([2.0, 0.0, 1.0, 2.0], 3), Y)  # integral floats
+    assert data.one_hot([], 4).shape == (4, 0)
+
+
 # --- the bundled datasets ------------------------------------------------------------------
 
 BUNDLED = {

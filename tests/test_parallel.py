@@ -10,6 +10,7 @@ import sys
 import textwrap
 
 import jax
+import numpy as np
 import pytest
 
 from jaxnn import parallel
@@ -106,3 +107,137 @@ def test_mesh_asks_for_too_many_devices():
 def test_mesh_rejects_bad_device_counts(bad):
     with pytest.raises(ValueError, match="devices must be an integer >= 1"):
         parallel.make_mesh(bad)
+
+
+FIT_SCRIPT = textwrap.dedent(
+    """
+    import contextlib, io, json, os, sys
+    import jax, jax.numpy as jnp, numpy as np
+    jax.config.update("jax_enable_x64", True)
+    jax.config.update("jax_default_matmul_precision", "highest")
+    import jaxnn
+    from jaxnn import checkpoint, cli, data, optim, parallel, train
+
+    TOL = 1e-12  # float64; the sums over examples are taken in another order
+
+    def rel_err(a, b):
+        return max(float(np.max(np.abs(np.asarray(x) - np.asarray(y)), initial=0.0))
+                   / max(float(np.max(np.abs(np.asarray(y)), initial=0.0)), 1e-300)
+                   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True))
+
+    # Every batch constraint inside the epoch, with the sharding the compiler gives it.
+    seen = []
+    constrain = jax.lax.with_sharding_constraint
+    def spy(x, sharding):
+        y = constrain(x, sharding)
+        jax.debug.inspect_array_sharding(y, callback=lambda s: seen.append((x.shape, s)))
+        return y
+    jax.lax.with_sharding_constraint = spy
+
+    # fit(devices=4) against one device, 3 epochs of adam, float64.
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((6, 80))
+    Y = np.eye(3)[:, rng.integers(0, 3, 80)]
+    ds = data.Dataset(X[:, :64], Y[:, :64], X[:, 64:], Y[:, 64:], "classification",
+                      "softmax", "cross_entropy")
+    net = jaxnn.Network((6, 16, 3), ("tanh", "softmax"), "cross_entropy")
+    opt, key = optim.adam(1e-2), jax.random.key(0)
+    one = train.fit(net, opt, ds, 3, 16, key)
+    four = train.fit(net, opt, ds, 3, 16, key, devices=4)
+    err = rel_err(four.params, one.params)
+    print("FIT_ERR", err)
+    assert err < TOL, err
+    for a, b in zip(four.history, one.history, strict=True):
+        assert a.keys() == b.keys()
+        assert all(abs(a[k] - b[k]) <= TOL * max(1.0, abs(b[k])) for k in a), (a, b)
+    leaf = jax.tree.leaves(four.params)[0]
+    assert leaf.sharding.is_fully_replicated and len(leaf.sharding.device_set) == 4
+    # The batches really are split: (n, 16) batches, columns over the 4 devices.
+    assert [shape for shape, _ in seen] == [(6, 16), (3, 16)], seen
+    for _, sharding in seen:
+        assert sharding.spec == jax.sharding.PartitionSpec(None, "batch"), sharding
+        assert sharding.mesh.shape == {"batch": 4}
+        assert sharding.shard_shape((6, 16)) == (6, 4)
+    mesh = parallel.make_mesh(4)
+    again = train.fit(net, opt, ds, 3, 16, key, mesh=mesh)  # the same, from a mesh
+    assert rel_err(again.params, four.params) == 0.0
+
+    for kwargs, words in [
+        (dict(devices=4, batch_size=10), "batch size 10 does not divide over 4 devices"),
+        (dict(devices=5, batch_size=16), "asked for 5 devices, but only 4 are available"),
+        (dict(devices=2, mesh=mesh, batch_size=16), "give devices or mesh, not both"),
+        (dict(mesh="cpu", batch_size=16), "mesh must be a jax.sharding.Mesh"),
+    ]:
+        batch_size = kwargs.pop("batch_size")
+        try:
+            train.fit(net, opt, ds, 1, batch_size, key, **kwargs)
+        except ValueError as e:
+            assert words in str(e), (words, e)
+        else:
+            raise AssertionError(f"no error for {kwargs}")
+
+    # The command line: --devices 4 against fit on one device.
+    def run(*argv):
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            status = cli.main(list(argv))
+        return status, err.getvalue()
+
+    out = sys.argv[1]
+    flags = ["--epochs", "2", "--hidden", "8", "--batch-size", "64"]
+    status, err = run("train", *flags, "--devices", "4", "--out", f"{out}/d4")
+    assert status == 0, err
+    ds = data.digits()
+    net = ds.network((8,), "relu")
+    one = train.fit(net, optim.adam(1e-3), ds, 2, 64, key)  # as the command runs it
+    with checkpoint.Checkpoints(f"{out}/d4/checkpoints") as ckpts:
+        restored = ckpts.restore(one.params, one.opt_state, key)
+    err = rel_err(restored.params, one.params)
+    print("CLI_ERR", err)
+    assert err < 1e-10, err  # 44 adam steps
+    metrics = json.load(open(f"{out}/d4/metrics.json"))
+    assert metrics["devices"] == 4
+    assert abs(metrics["test_accuracy"] - one.history[-1]["test_accuracy"]) < 1e-9
+
+    # Errors: one line, exit status 2, nothing written.
+    for argv, words in [
+        (["--batch-size", "30"], "batch size 30 does not divide over 4 devices; use a multiple "
+                                 "of 4 (e.g. 28)"),
+        (["--devices", "8"], "asked for 8 devices, but only 4 are available"),
+    ]:
+        argv = ["--devices", "4", *argv] if "--devices" not in argv else argv
+        status, err = run("train", "--epochs", "1", *argv, "--out", f"{out}/bad")
+        assert status == 2 and err.count("\\n") == 1 and words in err, (status, err)
+        assert not os.path.exists(f"{out}/bad")
+    print("OK")
+    """
+)
+
+
+def test_fit_and_cli_on_four_devices_equal_one(tmp_path):
+    """fit(devices=4) and ``jaxnn train --devices 4`` against one device, in float64:
+    parameters within 1e-12 (fit, 3 epochs) and 1e-10 (the command, 44 adam steps) of
+    their scale; the batches split 4 ways; bad device counts and batch sizes are errors."""
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
+    env["JAX_PLATFORMS"] = "cpu"
+    out = subprocess.run(
+        [sys.executable, "-c", FIT_SCRIPT, str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "OK" in out.stdout
+
+
+@pytest.mark.parametrize(
+    "X",
+    [np.zeros(8), np.zeros((2, 2, 2)), [[1.0, 2.0], [3.0]], np.array([["a"]]), [[None]]],
+    ids=["1-d", "3-d", "ragged", "strings", "objects"],
+)
+def test_shard_rejects_bad_batches(X):
+    mesh = parallel.make_mesh(1)
+    with pytest.raises(ValueError, match="X "):
+        parallel.shard(X, mesh)
+    assert parallel.shard([[1.0, 2.0]], mesh).shape == (1, 2)  # a list is fine

@@ -259,3 +259,111 @@ def test_bundled_dataset_trains(name):
     result = train.fit(net, optim.adam(learning_rate), ds, epochs, batch_size, jax.random.key(0))
     assert result.history[-1][metric] >= floor
     assert train.task_of(net) == ds.task
+
+
+# --- bad data and divergence ---------------------------------------------------------------
+
+
+def poisoned(ds, name, *cells, value=np.nan):
+    array = np.array(getattr(ds, name))
+    for cell in cells:
+        array[cell] = value
+    return ds._replace(**{name: array})
+
+
+BAD_DATA = {
+    # name: (change to the toy softmax data, message)
+    "nan-x": (
+        lambda ds: poisoned(ds, "X_train", (3, 17), (1, 20), (0, 30)),
+        r"X_train has 3 non-finite values \(NaN or Inf\), first at feature 3, example 17",
+    ),
+    "inf-y-test": (
+        lambda ds: poisoned(ds, "Y_test", (2, 4), value=-np.inf),
+        r"Y_test has 1 non-finite values \(NaN or Inf\), first at output 2, example 4",
+    ),
+    "lengths": (
+        lambda ds: ds._replace(Y_train=ds.Y_train[:, :39]),
+        r"X_train has 40 examples \(columns\) but Y_train has 39",
+    ),
+    "empty-train": (
+        lambda ds: ds._replace(X_train=ds.X_train[:, :0], Y_train=ds.Y_train[:, :0]),
+        r"the train set is empty: X_train has shape \(5, 0\)",
+    ),
+    "empty-test": (
+        lambda ds: ds._replace(X_test=ds.X_test[:, :0], Y_test=ds.Y_test[:, :0]),
+        r"the test set is empty",
+    ),
+    "labels-not-one-hot": (
+        lambda ds: ds._replace(Y_train=np.zeros(40)),
+        r"Y_train has shape \(40,\); expected 2-D .*jaxnn\.data\.one_hot",
+    ),
+    "strings": (
+        lambda ds: ds._replace(X_test=np.full((5, 10), "a")),
+        r"X_test has dtype <U1; expected real numbers",
+    ),
+    "missing": (lambda ds: ds[:3], "data lacks X_train, Y_train, X_test, Y_test"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_DATA))
+def test_fit_rejects_bad_data(case):
+    change, message = BAD_DATA[case]
+    net, ds, _ = toy_data("softmax")
+    calls = []
+    with pytest.raises(ValueError, match=message):
+        train.fit(net, optim.sgd(0.1), change(ds), 1, 8, jax.random.key(0), callback=calls.append)
+    assert calls == []
+
+
+def test_fit_rejects_values_too_large_for_float32():
+    net, ds, params = toy_data("linear")
+    params32 = jax.tree.map(lambda x: x.astype(jnp.float32), params)
+    big = poisoned(ds, "X_train", (1, 6), value=1e300)  # finite in float64
+    with pytest.raises(ValueError, match="after conversion to float32, first at feature 1, ex"):
+        train.fit(net, optim.sgd(0.1), big, 1, 8, jax.random.key(0), params=params32)
+
+
+def first_nonfinite_step(net, optimizer, ds, batch_size, key):
+    """(epoch, step) of the first non-finite batch cost, by a Python loop of single steps."""
+    step = train.make_step(net, optimizer)
+    _, shuffle_key = jax.random.split(key)
+    params, _, _ = train.fit(net, optimizer, ds, 0, batch_size, key)  # the initial params
+    state = optimizer.init(params)
+    X, Y = jnp.asarray(ds.X_train), jnp.asarray(ds.Y_train)
+    for e in range(100):
+        batches = train.epoch_batches(jax.random.fold_in(shuffle_key, e), X.shape[1], batch_size)
+        for k, idx in enumerate(np.asarray(batches)):
+            params, state, c = step(params, state, X[:, idx], Y[:, idx])
+            if not np.isfinite(c):
+                return e + 1, k + 1
+    raise AssertionError("no divergence")
+
+
+def test_divergence_names_epoch_and_step():
+    """sgd at a = 100 on a linear head overflows; fit stops at the first bad batch, before
+    the callback sees that epoch."""
+    net, ds, _ = toy_data("linear")
+    opt, key = optim.sgd(100.0), jax.random.key(0)
+    seen = []
+    with pytest.raises(train.NonFiniteCostError) as e:
+        train.fit(net, opt, ds, 50, 8, key, callback=lambda epoch, *_: seen.append(epoch))
+    epoch, step = first_nonfinite_step(net, opt, ds, 8, key)
+    assert (e.value.epoch, e.value.step, e.value.steps) == (epoch, step, 5)
+    assert epoch > 2 and seen == list(range(1, epoch))  # the bad epoch is never reported
+    assert str(e.value).startswith(f"the cost became inf at step {step} of 5 in epoch {epoch}")
+    assert isinstance(e.value, ValueError)
+
+
+def test_poisoned_params_stop_at_the_first_step():
+    net, ds, params = toy_data("softmax")
+    params[1]["W"] = params[1]["W"].at[0, 0].set(jnp.nan)
+    with pytest.raises(train.NonFiniteCostError, match="the cost became nan at step 1 of 5 in"):
+        train.fit(net, optim.sgd(0.1), ds, 2, 8, jax.random.key(0), params=params)
+
+
+def test_callback_can_stop_training():
+    net, ds, _ = toy_data("sigmoid")
+    result = train.fit(
+        net, optim.sgd(0.1), ds, 10, 8, jax.random.key(0), callback=lambda epoch, *_: epoch == 3
+    )
+    assert [r["epoch"] for r in result.history] == [1, 2, 3]

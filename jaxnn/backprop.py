@@ -61,6 +61,8 @@ def backward(params, cache: Cache, Y, net: Network, fused: bool = True) -> Backw
             act = activations.get(net.activations[l - 1])
             W_T = transposed(params[l]["W"])
             delta = act.vjp(cache.Z[l - 1], cache.A[l], W_T @ delta)  # (BP2)
+    if isinstance(params, tuple):  # the params' own container, as jax.grad gives
+        grads = tuple(grads)
     return Backward(grads, deltas)
 
 

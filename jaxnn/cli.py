@@ -530,6 +530,8 @@ def _add_verify(subparsers) -> None:
 def _verify(args) -> int:
     from jaxnn import verify  # run_matrix enables float64 for its own run
 
+    if args.json and os.path.exists(args.json):
+        raise UsageError(f"{args.json} already exists; choose another --json path")
     rows = verify.run_matrix()
     print(verify.format_table(rows))
     if args.json:
@@ -551,7 +553,27 @@ def _json_default(x):
 
 # --- the parser ----------------------------------------------------------------------------
 
-SUBCOMMANDS = [_add_train, _add_verify]
+
+def _add_bench(subparsers) -> None:
+    from jaxnn import bench
+
+    p = subparsers.add_parser(
+        "bench",
+        help="time the hand-derived step beside jax.grad, PyTorch, NumPy and the matmul limit",
+        description=bench.__doc__.splitlines()[0],
+    )
+    bench.parser(p)
+    p.set_defaults(handler=_bench)
+
+
+def _bench(args) -> int:
+    from jaxnn import bench
+
+    print(bench.run_from_args(args), end="")
+    return 0
+
+
+SUBCOMMANDS = [_add_train, _add_verify, _add_bench]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -540,3 +540,15 @@ def test_extreme_values_in_float32(net, scale):
     want = jax.grad(stable_reference_cost)(p32, X32, Y32, net)
     assert_trees_close(grads, want, 1e-4, "float32")
     assert math.isclose(value, stable_reference_cost(params, X, Y, net), rel_tol=1e-4)
+
+
+def test_tuple_params_get_tuple_gradients():
+    """Gradients have the params' pytree structure, container type included."""
+    net = jaxnn.Network((3, 4, 2), ("tanh", "softmax"), "cross_entropy")
+    params = tuple(jaxnn.init_params(jax.random.PRNGKey(0), net))
+    X = jax.random.normal(jax.random.PRNGKey(1), (3, 5))
+    Y = jax.nn.one_hot(jnp.arange(5) % 2, 2).T
+    grads = jaxnn.backprop(params, X, Y, net)
+    expected = jax.grad(jaxnn.cost)(params, X, Y, net)
+    assert jax.tree.structure(grads) == jax.tree.structure(expected)
+    assert_trees_close(grads, expected, 1e-12)

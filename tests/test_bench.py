@@ -81,3 +81,38 @@ def test_bench_refuses_to_overwrite(tmp_path):
     with pytest.raises(ValueError, match="already exists; pass --force"):
         bench.run_from_args(args)
     assert out.read_text() == "mine"
+
+
+def test_jaxnn_bench_command_errors_in_one_line(tmp_path, capsys):
+    from jaxnn import cli
+
+    assert cli.main(["bench", "--batch-sizes", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err == "jaxnn: error: batch size must be >= 1, got 0\n"
+
+
+def test_jaxnn_bench_command_writes_its_table(tmp_path, capsys, monkeypatch):
+    from jaxnn import cli
+
+    real = bench.run_benchmark
+    monkeypatch.setattr(
+        bench,
+        "run_benchmark",
+        lambda b, c, r: real(b, c, r, target_s=0.0, sizes=(5, 4, 3), matmul_sizes=(32,)),
+    )
+    md = tmp_path / "b.md"
+    argv = ["bench", "--batch-sizes", "4", "--contenders", "hand", "numpy", "--rounds", "1"]
+    assert cli.main([*argv, "--markdown", str(md)]) == 0
+    out = capsys.readouterr().out
+    assert out == md.read_text()
+    assert "| 4 | hand |" in out and "| 4 | numpy |" in out
+
+
+def test_jaxnn_verify_refuses_to_overwrite(tmp_path, capsys):
+    from jaxnn import cli
+
+    out = tmp_path / "rows.json"
+    out.write_text("mine")
+    assert cli.main(["verify", "--json", str(out)]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert out.read_text() == "mine"

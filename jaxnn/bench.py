@@ -258,6 +258,7 @@ def run_benchmark(
     target_s=0.05,
     sizes=SIZES,
     matmul_sizes=(512, 1024, 2048),
+    settle_s=0.1,
 ):
     """Interleaved medians per (batch size, contender); returns a JSON-able dict.
 
@@ -287,8 +288,15 @@ def run_benchmark(
             n = max(1, int(target_s / max(per, 1e-9)))
             inner[name] = -(-n // EPOCH_BATCHES) * EPOCH_BATCHES if name == "epoch" else n
         times = {name: [] for name in runs}
-        for _ in range(rounds):
-            for name, (run, _) in runs.items():
+        names = list(runs)
+        for r in range(rounds):
+            # Rotate who goes first, and let the previous contender's worker threads
+            # (OpenBLAS, OpenMP and XLA all spin a while after their work) go idle
+            # before the clock starts: otherwise whoever runs right after NumPy or
+            # PyTorch pays for their spinning threads on a 2-core machine.
+            for name in names[r % len(names) :] + names[: r % len(names)]:
+                run = runs[name][0]
+                time.sleep(settle_s)
                 t0 = time.perf_counter()
                 run(inner[name])
                 times[name].append((time.perf_counter() - t0) / inner[name])

@@ -98,7 +98,7 @@ def test_jaxnn_bench_command_writes_its_table(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(
         bench,
         "run_benchmark",
-        lambda b, c, r: real(b, c, r, target_s=0.0, sizes=(5, 4, 3), matmul_sizes=(32,)),
+        lambda b, c, r: real(b, c, r, target_s=0.0, sizes=(5, 4, 3), matmul_sizes=(32,), settle_s=0.0),
     )
     md = tmp_path / "b.md"
     argv = ["bench", "--batch-sizes", "4", "--contenders", "hand", "numpy", "--rounds", "1"]

@@ -7,11 +7,11 @@ layer ``l + 1`` of the seeds' 1-based math. Inputs are ``(n_x, m)``, one example
 from jaxnn import activations as activations
 from jaxnn import losses as losses
 from jaxnn import optim as optim
-from jaxnn.backprop import Backward as Backward
-from jaxnn.backprop import backprop as backprop
-from jaxnn.backprop import backward as backward
-from jaxnn.backprop import output_delta as output_delta
-from jaxnn.backprop import value_and_backprop as value_and_backprop
+from jaxnn.backpropagation import Backward as Backward
+from jaxnn.backpropagation import backprop as backprop
+from jaxnn.backpropagation import backward as backward
+from jaxnn.backpropagation import output_delta as output_delta
+from jaxnn.backpropagation import value_and_backprop as value_and_backprop
 from jaxnn.custom import cost_with_hand_gradients as cost_with_hand_gradients
 from jaxnn.network import Cache as Cache
 from jaxnn.network import Network as Network

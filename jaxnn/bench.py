@@ -31,7 +31,7 @@ import numpy as np
 import optax
 
 from jaxnn import optim, train
-from jaxnn.backprop import value_and_backprop
+from jaxnn.backpropagation import value_and_backprop
 from jaxnn.network import Network, cost, init_params
 
 SIZES = (784, 512, 512, 10)
@@ -226,7 +226,7 @@ def dot_report(m: int = 256, sizes=SIZES) -> dict:
     For each, the compiled HLO's products: those handed to the CPU backend's
     fast matmul library (YNNPACK fusions, ``ynn_fusion``) and the plain ``dot``
     instructions left to the generic path, with their contracting dimensions.
-    This is the evidence behind the (BP2) transpose in ``jaxnn.backprop``.
+    This is the evidence behind the (BP2) transpose in ``jaxnn.backpropagation``.
     """
     net = network(sizes)
     params = init_params(jax.random.PRNGKey(0), net, dtype=jnp.float32)

@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnn.backprop import backward
+from jaxnn.backpropagation import backward
 from jaxnn.losses import TARGET_GRADS
 from jaxnn.network import Network, _forward, check_inputs, output_cost
 

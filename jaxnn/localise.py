@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxnn import activations
-from jaxnn.backprop import backward
+from jaxnn.backpropagation import backward
 from jaxnn.measures import (
     Errors,
     default_rtol,

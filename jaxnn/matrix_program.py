@@ -19,7 +19,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from jaxnn import losses
-from jaxnn.backprop import backprop
+from jaxnn.backpropagation import backprop
 from jaxnn.network import Network, _forward, cost, output_cost
 
 HIDDEN_ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "linear")

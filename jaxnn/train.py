@@ -36,7 +36,7 @@ import numpy as np
 import optax
 from jax import lax
 
-from jaxnn.backprop import value_and_backprop
+from jaxnn.backpropagation import value_and_backprop
 from jaxnn.network import (
     Network,
     _is_real,

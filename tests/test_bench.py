@@ -60,6 +60,7 @@ def test_run_benchmark_reports_every_contender():
         target_s=0.0,
         sizes=(6, 5, 3),
         matmul_sizes=(64,),
+        settle_s=0.0,
     )
     rows = {r["contender"]: r for r in report["results"]}
     assert set(rows) == {"hand", "autodiff", "numpy", "epoch"}
@@ -98,7 +99,9 @@ def test_jaxnn_bench_command_writes_its_table(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(
         bench,
         "run_benchmark",
-        lambda b, c, r: real(b, c, r, target_s=0.0, sizes=(5, 4, 3), matmul_sizes=(32,), settle_s=0.0),
+        lambda b, c, r: real(
+            b, c, r, target_s=0.0, sizes=(5, 4, 3), matmul_sizes=(32,), settle_s=0.0
+        ),
     )
     md = tmp_path / "b.md"
     argv = ["bench", "--batch-sizes", "4", "--contenders", "hand", "numpy", "--rounds", "1"]

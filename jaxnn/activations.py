@@ -37,9 +37,10 @@ def sigmoid(Z):
 def sigmoid_deriv(Z):
     """sigma'(z) = e^-z / (1 + e^-z)^2 = sigma(z) sigma(-z)   (A2)
 
-    The seed's form overflows for z < -709 (float64); sigma(z) sigma(-z) is the
-    same quantity with 1 - sigma(z) computed as sigma(-z), so it keeps full
-    relative precision when the unit saturates (it is ~e^-|z|, never 1 - 1 = 0).
+    The seed's form overflows for z < -355 (in float64, (1 + e^-z)^2 > 1.8e308);
+    sigma(z) sigma(-z) is the same quantity with 1 - sigma(z) computed as
+    sigma(-z), so it keeps full relative precision when the unit saturates (it is
+    ~e^-|z|, never 1 - 1 = 0).
     """
     return jax.nn.sigmoid(Z) * jax.nn.sigmoid(-Z)
 

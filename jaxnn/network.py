@@ -73,8 +73,12 @@ class Network:
                 f"loss {self.loss!r} needs an output activation in {loss.outputs}, "
                 f"got {acts[-1]!r} for layer {len(acts)}"
             )
-        if acts[-1] == "softmax" and sizes[-1] < 2:
-            raise ValueError("a softmax output layer needs at least 2 units (n_L >= 2)")
+        for l, name in enumerate(acts, start=1):
+            if name == "softmax" and sizes[l] < 2:
+                raise ValueError(
+                    f"layer {l}: softmax needs at least 2 units (n^[{l}] >= 2); with one "
+                    "unit its output is the constant 1 and its gradient 0"
+                )
         object.__setattr__(self, "sizes", tuple(int(n) for n in sizes))
         object.__setattr__(self, "activations", acts)
 
@@ -113,9 +117,17 @@ def init_params(key, net: Network, method: str = "auto", dtype=None) -> Params:
       method: one of ``INIT_METHODS``.
       dtype: the parameters' dtype; JAX's default float type if None.
     """
+    check_network(net)
     if method not in INIT_METHODS:
         raise ValueError(f"unknown init method {method!r}; valid methods: {INIT_METHODS}")
     dtype = jnp.zeros(()).dtype if dtype is None else jnp.dtype(dtype)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise ValueError(f"init_params: dtype must be a floating type, got {dtype}")
+    if not _is_key(key):
+        raise ValueError(
+            f"init_params: key must be a jax.random key (jax.random.key(seed) or "
+            f"jax.random.PRNGKey(seed)), got {type(key).__name__} with shape {_shape(key)}"
+        )
     params = []
     keys = jax.random.split(key, net.L)
     for l in range(net.L):
@@ -142,6 +154,13 @@ def init_params(key, net: Network, method: str = "auto", dtype=None) -> Params:
             b = jax.random.uniform(kb, (n_out, 1), dtype, -r, r)
         params.append({"W": W, "b": b})
     return params
+
+
+def _is_key(key) -> bool:
+    """A new-style typed key, or a legacy uint32 key of shape (2,)."""
+    if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return True
+    return _shape(key) == (2,) and getattr(key, "dtype", None) == jnp.uint32
 
 
 def _shape(x):
@@ -221,18 +240,33 @@ def as_columns(X, n, name, symbol):
 _NO_TARGETS = object()
 
 
+def check_network(net) -> None:
+    """Raise ValueError unless ``net`` is a ``Network``."""
+    if not isinstance(net, Network):
+        raise ValueError(
+            f"net must be a jaxnn.Network, got {type(net).__name__} {net!r:.60}; "
+            "build one with jaxnn.Network(sizes, activations, loss)"
+        )
+
+
 def check_inputs(params, X, net: Network, Y=_NO_TARGETS):
     """Validate params, X and Y before any math; return X and Y as (n, m) arrays.
 
     Without Y (the forward pass) the second value is None; a Y given as None
     is an error, as is a Y with no examples (the cost is a mean over m >= 1).
     """
+    check_network(net)
     check_params(params, net)
     X2 = as_columns(X, net.sizes[0], "X", "n_x")
     if Y is _NO_TARGETS:
         return X2, None
     Y2 = as_columns(Y, net.sizes[-1], "Y", "n_L")
-    if np.ndim(X) != np.ndim(Y) or _shape(X2)[1] != _shape(Y2)[1]:
+    if np.ndim(X) != np.ndim(Y):
+        raise ValueError(
+            f"X has shape {_shape(X)} and Y has shape {_shape(Y)}: give both as vectors "
+            "(one example) or both as (n, m) matrices"
+        )
+    if _shape(X2)[1] != _shape(Y2)[1]:
         raise ValueError(
             f"X has shape {_shape(X)} and Y has shape {_shape(Y)}: they need the same "
             "number of examples m (columns)"

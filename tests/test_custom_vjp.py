@@ -231,6 +231,4 @@ def test_bad_inputs_raise_before_any_math():
 
 
 def test_exported_at_top_level():
-    if not hasattr(jaxnn, "cost_with_hand_gradients"):
-        pytest.skip("jaxnn/__init__.py does not export cost_with_hand_gradients yet")
     assert jaxnn.cost_with_hand_gradients is cost_with_hand_gradients

@@ -262,7 +262,11 @@ def test_network_is_hashable_and_lists_become_tuples():
         ),
         (
             dict(sizes=(2, 1), activations=("softmax",), loss="mse"),
-            r"softmax output layer needs at least 2 units",
+            r"layer 1: softmax needs at least 2 units \(n\^\[1\] >= 2\)",
+        ),
+        (
+            dict(sizes=(2, 1, 3), activations=("softmax", "linear"), loss="mse"),
+            r"layer 1: softmax needs at least 2 units",
         ),
     ],
     ids=[
@@ -277,6 +281,7 @@ def test_network_is_hashable_and_lists_become_tuples():
         "ce-needs-softmax",
         "bce-needs-sigmoid",
         "softmax-one-unit",
+        "hidden-softmax-one-unit",
     ],
 )
 def test_bad_network_spec_raises(kwargs, match):
@@ -453,3 +458,39 @@ def test_init_float32_params_give_float32_cost_and_predictions():
     assert c.dtype == jnp.float32
     p64 = jax.tree.map(lambda x: x.astype(jnp.float64), params)
     assert abs(c - reference_cost(p64, X, Y, net)) <= 1e-5 * c
+
+
+def test_net_must_be_a_network():
+    params, X, Y = data(BAD_NET, m=5)
+    for call in (
+        lambda: jaxnn.cost(params, X, Y, "net"),
+        lambda: jaxnn.backprop(params, X, Y, (3, 4, 2)),
+        lambda: jaxnn.init_params(jax.random.PRNGKey(0), (3, 2)),
+    ):
+        with pytest.raises(ValueError, match=r"net must be a jaxnn.Network, got (str|tuple)"):
+            call()
+
+
+@pytest.mark.parametrize(
+    ("key", "dtype", "match"),
+    [
+        (0, None, r"key must be a jax.random key .* got int with shape \(\)"),
+        (np.zeros(3, np.uint32), None, r"key must be a jax.random key"),
+        (None, jnp.int32, r"dtype must be a floating type, got int32"),
+    ],
+)
+def test_init_params_rejects_bad_key_and_dtype(key, dtype, match):
+    key = jax.random.PRNGKey(0) if key is None else key
+    with pytest.raises(ValueError, match=match):
+        jaxnn.init_params(key, BAD_NET, dtype=dtype)
+
+
+def test_init_params_accepts_typed_keys():
+    params = jaxnn.init_params(jax.random.key(0), BAD_NET)
+    assert [p["W"].shape for p in params] == [(4, 3), (2, 4)]
+
+
+def test_vector_x_with_matrix_y_names_the_mix():
+    params, X, Y = data(BAD_NET, m=1)
+    with pytest.raises(ValueError, match=r"give both as vectors \(one example\) or both as"):
+        jaxnn.cost(params, X[:, 0], Y, BAD_NET)

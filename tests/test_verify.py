@@ -394,9 +394,8 @@ def test_matrix_catches_a_wrong_derivative(monkeypatch):
 
 
 def test_exported_at_top_level():
-    if not hasattr(jaxnn, "check_gradients"):
-        pytest.skip("jaxnn/__init__.py does not export check_gradients yet")
     assert jaxnn.check_gradients is verify.check_gradients
+    assert jaxnn.locate_fault is verify.locate_fault
 
 
 def test_every_verify_name_is_still_importable_from_jaxnn_verify():

@@ -1,0 +1,23 @@
+"""The README's tour runs as written, and its gradients are what it says they are."""
+
+import pathlib
+import re
+
+import jax
+import numpy as np
+
+import jaxnn
+
+README = pathlib.Path(__file__).resolve().parent.parent / "README.md"
+
+
+def test_readme_tour_runs_and_its_gradients_agree():
+    code = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)[0]
+    scope = {}
+    exec(compile(code, str(README), "exec"), scope)  # the README's own code
+    net, params, X, Y = scope["net"], scope["params"], scope["X"], scope["Y"]
+    assert scope["report"].ok
+    expected = jax.grad(jaxnn.cost)(params, X, Y, net)
+    for got in (scope["grads"], scope["grads_bp1"], scope["grads_again"]):
+        for g, e in zip(jax.tree.leaves(got), jax.tree.leaves(expected), strict=True):
+            np.testing.assert_allclose(g, e, rtol=1e-9, atol=1e-12)

@@ -215,6 +215,10 @@ def test_integer_targets_get_a_zero_cotangent(compiled):
     grads = fast_jit(jax.grad(cost_with_hand_gradients(net)))(params, X, jnp.asarray(Y))
     expected = backprop_grads(compiled, "softmax+ce", params, X, jnp.asarray(Y, jnp.float64))
     assert_trees_close(grads, expected, 1e-13)
+    # The targets' own cotangent: integers have no tangent space, so JAX's float0 zero.
+    _, pullback = jax.vjp(cost_with_hand_gradients(net), params, X, jnp.asarray(Y))
+    dY = pullback(1.0)[2]
+    assert dY.dtype == jax.dtypes.float0 and dY.shape == Y.shape
 
 
 def test_tuple_of_layers_gets_a_tuple_of_gradients(compiled):

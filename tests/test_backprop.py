@@ -20,7 +20,7 @@ import pytest
 from jax.scipy.special import logsumexp
 
 import jaxnn
-from tests.helpers import assert_trees_close, leaf_relative_error, max_relative_error
+from tests.helpers import HIDDEN, PAIRS, assert_trees_close, leaf_relative_error, max_relative_error
 from tests.test_network import (
     REFERENCE_ACTIVATIONS,
     random_params,
@@ -29,15 +29,6 @@ from tests.test_network import (
     reference_loss,
 )
 
-HIDDEN = ("sigmoid", "tanh", "relu", "leaky_relu", "linear", "softmax")
-PAIRS = (
-    ("softmax", "cross_entropy"),
-    ("sigmoid", "binary_cross_entropy"),
-    ("linear", "mse"),
-    ("sigmoid", "mse"),
-    ("tanh", "mse"),
-    ("softmax", "mse"),
-)
 # Hidden widths are equal so that the eager primitives, compiled once per shape, are
 # shared by all depths (compiling is most of these tests' time); n_x, n_hidden, n_L and
 # m all differ, and a transposed square W would still fail on values.

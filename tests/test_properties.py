@@ -15,18 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import jaxnn
-from tests.helpers import leaf_relative_error
+from tests.helpers import HIDDEN, PAIRS, leaf_relative_error
 from tests.test_network import random_targets, reference_cost
 
-HIDDEN = ("sigmoid", "tanh", "relu", "leaky_relu", "linear", "softmax")
-PAIRS = (
-    ("softmax", "cross_entropy"),
-    ("sigmoid", "binary_cross_entropy"),
-    ("linear", "mse"),
-    ("sigmoid", "mse"),
-    ("tanh", "mse"),
-    ("softmax", "mse"),
-)
 SETTINGS = settings(
     max_examples=20,
     deadline=None,

@@ -30,7 +30,7 @@ class Backward(NamedTuple):
     deltas: list
 
 
-def output_delta(cache: Cache, Y, net: Network, fused: bool = True):
+def output_delta(cache: Cache, Y, net: Network, *, fused: bool = True):
     """delta^[L] = dC/dZ^[L] for the mean cost, by (F1-F3) or by (BP1)."""
     Z, A = cache.Z[-1], cache.A[-1]
     m = A.shape[1]
@@ -44,9 +44,9 @@ def output_delta(cache: Cache, Y, net: Network, fused: bool = True):
     return delta / m  # (C-M): the mean's 1/m, once
 
 
-def backward(params, cache: Cache, Y, net: Network, fused: bool = True) -> Backward:
+def backward(params, cache: Cache, Y, net: Network, *, fused: bool = True) -> Backward:
     """BP1-BP4 over a forward ``cache``; no input checks (see ``backprop``)."""
-    delta = output_delta(cache, Y, net, fused)
+    delta = output_delta(cache, Y, net, fused=fused)
     grads = [None] * net.L
     deltas = [None] * net.L
     for l in reversed(range(net.L)):  # params[l] is layer l + 1 of the math
@@ -97,7 +97,7 @@ def value_and_backprop(params, X, Y, net: Network, *, fused: bool = True):
     """
     X, Y = check_inputs(params, X, net, Y)
     cache = _forward(params, X, net)
-    return output_cost(cache, Y, net), backward(params, cache, Y, net, fused).grads
+    return output_cost(cache, Y, net), backward(params, cache, Y, net, fused=fused).grads
 
 
 def backprop(params, X, Y, net: Network, *, fused: bool = True):

@@ -83,7 +83,7 @@ def cost_with_hand_gradients(net: Network, fused: bool = True):
 
     def cost_bwd(residuals, g):
         params, cache, X, Y, Y2 = residuals
-        grads, deltas = backward(params, cache, Y2, net, fused)  # BP1-BP4
+        grads, deltas = backward(params, cache, Y2, net, fused=fused)  # BP1-BP4
         # The params' own structure: a tuple of layers gets a tuple back.
         grads = jax.tree.unflatten(
             jax.tree.structure(params),

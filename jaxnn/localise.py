@@ -147,7 +147,7 @@ def locate_fault(
 ) -> FaultReport:
     """Find the first layer at which a backward pass disagrees with automatic differentiation.
 
-    Runs ``backward_fn(params, cache, Y, net, fused)`` (signature of
+    Runs ``backward_fn(params, cache, Y, net, fused=fused)`` (signature of
     ``jaxnn.backward``; it returns ``Backward(grads, deltas)`` or a
     ``(grads, deltas)`` pair, deltas[l] = dC/dZ^[l+1] for the mean cost) on the
     forward cache, and compares, layer by layer from the output back:
@@ -169,7 +169,7 @@ def locate_fault(
     X, Y = check_inputs(params, X, net, Y)
     rtol = default_rtol(lowest_precision(params)) if rtol is None else rtol
     cache = _forward(params, X, net)
-    result = backward_fn(params, cache, Y, net, fused)
+    result = backward_fn(params, cache, Y, net, fused=fused)
     grads, deltas = (result.grads, result.deltas) if hasattr(result, "deltas") else result
     if len(deltas) != net.L or len(grads) != net.L:
         raise ValueError(

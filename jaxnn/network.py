@@ -98,7 +98,7 @@ class Cache(NamedTuple):
 INIT_METHODS = ("auto", "he", "glorot", "lecun", "normal", "pytorch")
 
 
-def init_params(key, net: Network, method: str = "auto", dtype=None) -> Params:
+def init_params(key, net: Network, *, method: str = "auto", dtype=None) -> Params:
     """Random weights and zero biases, one ``{"W", "b"}`` dict per layer.
 
     Methods (n_in = n^[l-1], n_out = n^[l]):

@@ -381,7 +381,7 @@ def test_valid_inputs_are_accepted_by_every_entry_point():
 @pytest.mark.parametrize("method", INIT_METHODS)
 def test_init_shapes_dtypes_and_zero_biases(method):
     net = jaxnn.Network((4, 5, 3), ("relu", "softmax"), "cross_entropy")
-    params = jaxnn.init_params(jax.random.PRNGKey(0), net, method, dtype=jnp.float32)
+    params = jaxnn.init_params(jax.random.PRNGKey(0), net, method=method, dtype=jnp.float32)
     assert isinstance(params, list) and len(params) == net.L
     for l, layer in enumerate(params):
         assert set(layer) == {"W", "b"}
@@ -413,7 +413,7 @@ BOUNDS = {  # the support of the distribution, where it is bounded
 def test_init_empirical_variance(method):
     """250k draws: the sample variance is within ~0.5% of the truth; we allow 5%."""
     net = jaxnn.Network((N_IN, N_OUT), ("linear",), "mse")
-    params = jaxnn.init_params(jax.random.PRNGKey(3), net, method)
+    params = jaxnn.init_params(jax.random.PRNGKey(3), net, method=method)
     assert params[0]["W"].dtype == jnp.float64  # JAX's default float, x64 being on
     assert params[0]["W"].shape == (N_OUT, N_IN) and params[0]["b"].shape == (N_OUT, 1)
     W = np.asarray(params[0]["W"])
@@ -445,7 +445,7 @@ def test_init_auto_picks_he_for_relu_family_and_glorot_otherwise():
 
 def test_init_unknown_method():
     with pytest.raises(ValueError, match=r"unknown init method 'xavier'; valid methods: \("):
-        jaxnn.init_params(jax.random.PRNGKey(0), NETS["mse"], "xavier")
+        jaxnn.init_params(jax.random.PRNGKey(0), NETS["mse"], method="xavier")
 
 
 def test_init_float32_params_give_float32_cost_and_predictions():

@@ -179,8 +179,8 @@ def backward_with(*, output_grad=None, deriv=None, bias=None):
 
 
 def jitted(backward_fn):
-    """``backward_fn(params, cache, Y, net, fused)`` compiled once instead of run op by op."""
-    return fast_jit(backward_fn, static_argnums=(3, 4))
+    """``backward_fn(params, cache, Y, net, fused=...)`` compiled once instead of run op by op."""
+    return fast_jit(backward_fn, static_argnums=3, static_argnames="fused")
 
 
 def seed_bce_as_written(A, Y):

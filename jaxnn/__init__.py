@@ -2,7 +2,24 @@
 
 Parameters are plain pytrees: ``params[l]`` is ``{"W": (n^[l+1], n^[l]), "b": (n^[l+1], 1)}``,
 layer ``l + 1`` of the seeds' 1-based math. Inputs are ``(n_x, m)``, one example per column.
+
+The package, from the bottom up (imports only ever point down this list):
+
+* math: ``validation`` (input checks), ``activations`` (sigma, sigma'),
+  ``losses`` (costs, grad_a C, the table of output heads), ``network`` (spec,
+  init, forward, cost), ``backpropagation`` (BP1-BP4), ``hand_gradients``
+  (``jax.custom_vjp``), ``optim`` (optax transformations, on any pytree);
+* training: ``steps`` (step and epoch), ``parallel`` (meshes), ``train`` (fit,
+  evaluate), ``data`` (datasets), ``checkpoint`` (orbax);
+* tools: ``verify`` (gradient checks, fault localisation, the matrix), ``bench``;
+* the command line: ``cli``, the only part that prints.
+
+``jaxnn.train``, ``jaxnn.data``, ``jaxnn.parallel``, ``jaxnn.checkpoint``,
+``jaxnn.steps``, ``jaxnn.verify`` and ``jaxnn.bench`` load on first use, so
+``import jaxnn`` stays light.
 """
+
+import importlib
 
 from jaxnn import activations as activations
 from jaxnn import losses as losses
@@ -12,14 +29,52 @@ from jaxnn.backpropagation import backprop as backprop
 from jaxnn.backpropagation import backward as backward
 from jaxnn.backpropagation import output_delta as output_delta
 from jaxnn.backpropagation import value_and_backprop as value_and_backprop
-from jaxnn.custom import cost_with_hand_gradients as cost_with_hand_gradients
+from jaxnn.hand_gradients import cost_with_hand_gradients as cost_with_hand_gradients
 from jaxnn.network import Cache as Cache
 from jaxnn.network import Network as Network
 from jaxnn.network import cost as cost
 from jaxnn.network import forward as forward
+from jaxnn.network import forward_unchecked as forward_unchecked
 from jaxnn.network import init_params as init_params
 from jaxnn.network import predict as predict
-from jaxnn.verify import check_gradients as check_gradients
-from jaxnn.verify import locate_fault as locate_fault
 
 __version__ = "0.1.0"
+
+# Submodules loaded on first attribute access (PEP 562).
+_LAZY_MODULES = ("train", "data", "parallel", "checkpoint", "steps", "verify", "bench")
+# Public functions of lazy submodules, re-exported by name.
+_LAZY_NAMES = {"check_gradients": "verify", "locate_fault": "verify"}
+
+__all__ = [
+    "Backward",
+    "Cache",
+    "Network",
+    "activations",
+    "backprop",
+    "backward",
+    "check_gradients",
+    "cost",
+    "cost_with_hand_gradients",
+    "forward",
+    "forward_unchecked",
+    "init_params",
+    "locate_fault",
+    "losses",
+    "optim",
+    "output_delta",
+    "predict",
+    "value_and_backprop",
+    *_LAZY_MODULES,
+]
+
+
+def __getattr__(name: str):
+    if name in _LAZY_MODULES:
+        return importlib.import_module(f"jaxnn.{name}")
+    if name in _LAZY_NAMES:
+        return getattr(importlib.import_module(f"jaxnn.{_LAZY_NAMES[name]}"), name)
+    raise AttributeError(f"module 'jaxnn' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

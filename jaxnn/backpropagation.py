@@ -20,7 +20,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxnn import activations, losses
-from jaxnn.network import Cache, Network, _forward, check_inputs, output_cost
+from jaxnn.network import Cache, Network, check_inputs, forward_unchecked, output_cost
 
 
 class Backward(NamedTuple):
@@ -35,7 +35,7 @@ def output_delta(cache: Cache, Y, net: Network, *, fused: bool = True):
     Z, A = cache.Z[-1], cache.A[-1]
     m = A.shape[1]
     act = activations.get(net.activations[-1])
-    closed_form = losses.FUSED.get((act.name, net.loss))
+    closed_form = losses.head(act.name, net.loss).fused
     if fused and closed_form is not None:
         delta = closed_form(A, Y)  # (F1), (F2), (F3)
     else:
@@ -96,7 +96,7 @@ def value_and_backprop(params, X, Y, net: Network, *, fused: bool = True):
       and dtypes.
     """
     X, Y = check_inputs(params, X, net, Y)
-    cache = _forward(params, X, net)
+    cache = forward_unchecked(params, X, net)
     return output_cost(cache, Y, net), backward(params, cache, Y, net, fused=fused).grads
 
 

@@ -34,8 +34,9 @@ from typing import NamedTuple
 
 import numpy as np
 
+from jaxnn.losses import Head, head
 from jaxnn.network import Network
-from jaxnn.train import check_finite
+from jaxnn.validation import check_finite, check_int
 
 DATASETS = ("digits", "breast_cancer", "diabetes", "mnist")
 
@@ -110,10 +111,7 @@ def one_hot(labels, n_classes: int) -> np.ndarray:
     with integer values, such as 3.0, are taken as those integers); anything
     else is a ValueError naming the first offending label.
     """
-    if isinstance(n_classes, bool) or not isinstance(n_classes, (int, np.integer)):
-        raise ValueError(f"n_classes must be an integer >= 1, got {n_classes!r}")
-    if n_classes < 1:
-        raise ValueError(f"n_classes must be an integer >= 1, got {n_classes}")
+    check_int(n_classes, "n_classes")
     try:
         labels = np.asarray(labels)
     except ValueError:  # ragged
@@ -147,35 +145,31 @@ def _sklearn_datasets():
     return sklearn.datasets
 
 
-def _split_and_scale(X, Y, strata, name, task, head, test_fraction, seed, dtype, axis=1):
-    """X is (m, n_x) as scikit-learn gives it; Y is (n_y, m)."""
+def _split_and_scale(X, Y, strata, name, out: Head, test_fraction, seed, dtype, axis=1):
+    """X is (m, n_x) as scikit-learn gives it; Y is (n_y, m); ``out`` the output head."""
     train, test = stratified_split(strata, test_fraction, seed)
     X = np.asarray(X, np.float64).T
     X_train, X_test = standardize(X[:, train], X[:, test], axis=axis)
     Y_train, Y_test = Y[:, train], Y[:, test]
-    if task == "regression":
+    if out.task == "regression":
         Y_train, Y_test = standardize(Y_train, Y_test)
     arrays = (np.asarray(a, dtype) for a in (X_train, Y_train, X_test, Y_test))
-    return Dataset(*arrays, task, *head, name)
+    return Dataset(*arrays, out.task, out.activation, out.loss, name)
 
 
 def digits(*, test_fraction: float = 0.2, seed: int = 0, dtype=np.float32) -> Dataset:
     """scikit-learn's 8x8 digits: 1797 examples, 64 pixels (0-16), 10 classes (softmax)."""
     X, y = _sklearn_datasets().load_digits(return_X_y=True)
-    head = ("softmax", "cross_entropy")
-    return _split_and_scale(
-        X, one_hot(y, 10), y, "digits", "classification", head, test_fraction, seed, dtype, None
-    )
+    out = head("softmax", "cross_entropy")
+    return _split_and_scale(X, one_hot(y, 10), y, "digits", out, test_fraction, seed, dtype, None)
 
 
 def breast_cancer(*, test_fraction: float = 0.2, seed: int = 0, dtype=np.float32) -> Dataset:
     """Wisconsin breast cancer: 569 examples, 30 features, 1 sigmoid output."""
     X, y = _sklearn_datasets().load_breast_cancer(return_X_y=True)
-    head = ("sigmoid", "binary_cross_entropy")
+    out = head("sigmoid", "binary_cross_entropy")
     Y = np.asarray(y, np.float64)[None, :]
-    return _split_and_scale(
-        X, Y, y, "breast_cancer", "classification", head, test_fraction, seed, dtype
-    )
+    return _split_and_scale(X, Y, y, "breast_cancer", out, test_fraction, seed, dtype)
 
 
 def diabetes(*, test_fraction: float = 0.2, seed: int = 0, dtype=np.float32) -> Dataset:
@@ -183,10 +177,8 @@ def diabetes(*, test_fraction: float = 0.2, seed: int = 0, dtype=np.float32) -> 
     X, y = _sklearn_datasets().load_diabetes(return_X_y=True, scaled=False)
     deciles = np.searchsorted(np.quantile(y, np.linspace(0, 1, 11)[1:-1]), y, side="right")
     Y = np.asarray(y, np.float64)[None, :]
-    head = ("linear", "mse")
-    return _split_and_scale(
-        X, Y, deciles, "diabetes", "regression", head, test_fraction, seed, dtype
-    )
+    out = head("linear", "mse")
+    return _split_and_scale(X, Y, deciles, "diabetes", out, test_fraction, seed, dtype)
 
 
 # --- MNIST from files -------------------------------------------------------------------
@@ -368,13 +360,6 @@ def mnist(data_dir, *, dtype=np.float32) -> Dataset:
     mean, std = dtype.type(mean), dtype.type(std)
     X_train = (X_train - mean) / std
     X_test = (X_test - mean) / std
-    return Dataset(
-        X_train,
-        one_hot(y_train, 10).astype(dtype),
-        X_test,
-        one_hot(y_test, 10).astype(dtype),
-        "classification",
-        "softmax",
-        "cross_entropy",
-        "mnist",
-    )
+    out = head("softmax", "cross_entropy")
+    Y_train, Y_test = (one_hot(y, 10).astype(dtype) for y in (y_train, y_test))
+    return Dataset(X_train, Y_train, X_test, Y_test, out.task, out.activation, out.loss, "mnist")

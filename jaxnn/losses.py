@@ -15,7 +15,8 @@ Beside them, ``*_target_grad(Z, A, Y)``: dC/dy, the cost differentiated in its
 target from the stable form, which ``jaxnn.cost_with_hand_gradients`` returns as
 the cotangent of ``Y`` (by name in ``TARGET_GRADS``). The fused output errors
 delta^L = dC/dZ^L, closed forms of BP1 for the pairs where one exists, are in
-``FUSED``.
+``HEADS``, the table of output heads (activation + loss: fused delta, its tag,
+the task and its metric) that every other module reads.
 """
 
 from collections.abc import Callable
@@ -135,11 +136,47 @@ def linear_mse_delta(A, Y):
     return A - Y  # (F3)
 
 
-FUSED = {
-    ("softmax", "cross_entropy"): softmax_cross_entropy_delta,
-    ("sigmoid", "binary_cross_entropy"): sigmoid_binary_cross_entropy_delta,
-    ("linear", "mse"): linear_mse_delta,
-}
+class Head(NamedTuple):
+    """An output head: the last layer's activation with its loss, and what follows from the pair.
+
+    ``fused`` is the closed form of delta^L for one example (None: BP1 through
+    grad_a C and sigma', or the softmax Jacobian), ``tag`` its equation,
+    ``task`` what the network does and ``metric`` what measures it.
+    """
+
+    activation: str
+    loss: str
+    fused: Callable[[jax.Array, jax.Array], jax.Array] | None
+    tag: str | None
+    task: str  # "classification" or "regression"
+    metric: str  # "accuracy" or "r2"
+
+
+# The one table of output heads; everything else reads it through ``head``.
+HEADS = (
+    Head(
+        "softmax", "cross_entropy", softmax_cross_entropy_delta, "F1", "classification", "accuracy"
+    ),
+    Head(
+        "sigmoid",
+        "binary_cross_entropy",
+        sigmoid_binary_cross_entropy_delta,
+        "F2",
+        "classification",
+        "accuracy",
+    ),
+    Head("linear", "mse", linear_mse_delta, "F3", "regression", "r2"),
+)
+
+
+def head(activation: str, loss: str) -> Head:
+    """The ``Head`` of an output activation and a loss; a pair outside ``HEADS`` (MSE
+    after any other activation) has no closed form and is a regression."""
+    for h in HEADS:
+        if (h.activation, h.loss) == (activation, loss):
+            return h
+    return Head(activation, loss, None, None, "regression", "r2")
+
 
 # dC/dy for one example (column), by loss name: (G-Y1)-(G-Y3).
 TARGET_GRADS = {

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnn import activations, losses
+from jaxnn.validation import as_columns, check_int, check_key, check_params, shape_of
 
 Params = list  # [{"W": (n_l, n_{l-1}), "b": (n_l, 1)}, ...]
 
@@ -55,8 +56,7 @@ class Network:
         if len(sizes) < 2:
             raise ValueError(f"sizes needs at least two entries (inputs and outputs), got {sizes}")
         for i, n in enumerate(sizes):
-            if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-                raise ValueError(f"sizes[{i}] = {n!r}: every size must be an integer >= 1")
+            check_int(n, f"sizes[{i}]")
         if len(acts) != len(sizes) - 1:
             raise ValueError(
                 f"got {len(acts)} activations for {len(sizes) - 1} layers "
@@ -123,11 +123,7 @@ def init_params(key, net: Network, *, method: str = "auto", dtype=None) -> Param
     dtype = jnp.zeros(()).dtype if dtype is None else jnp.dtype(dtype)
     if not jnp.issubdtype(dtype, jnp.floating):
         raise ValueError(f"init_params: dtype must be a floating type, got {dtype}")
-    if not _is_key(key):
-        raise ValueError(
-            f"init_params: key must be a jax.random key (jax.random.key(seed) or "
-            f"jax.random.PRNGKey(seed)), got {type(key).__name__} with shape {_shape(key)}"
-        )
+    check_key(key, "init_params")
     params = []
     keys = jax.random.split(key, net.L)
     for l in range(net.L):
@@ -156,87 +152,6 @@ def init_params(key, net: Network, *, method: str = "auto", dtype=None) -> Param
     return params
 
 
-def _is_key(key) -> bool:
-    """A new-style typed key, or a legacy uint32 key of shape (2,)."""
-    if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-        return True
-    return _shape(key) == (2,) and getattr(key, "dtype", None) == jnp.uint32
-
-
-def _shape(x):
-    return tuple(np.shape(x))
-
-
-def check_params(params, net: Network) -> None:
-    """Raise ValueError unless params has one {"W", "b"} per layer with the right shapes."""
-    if not isinstance(params, (list, tuple)):
-        raise ValueError(
-            f"params must be a list with one dict per layer, got {type(params).__name__}"
-        )
-    if len(params) != net.L:
-        raise ValueError(f"params has {len(params)} layers, the network has {net.L}")
-    for l, layer in enumerate(params, start=1):
-        if not isinstance(layer, dict) or set(layer) != {"W", "b"}:
-            got = sorted(layer) if isinstance(layer, dict) else type(layer).__name__
-            raise ValueError(f"layer {l}: expected a dict with keys 'W' and 'b', got {got}")
-        n_out, n_in = net.sizes[l], net.sizes[l - 1]
-        for name, want, what in (
-            ("W", (n_out, n_in), f"n^[{l}] x n^[{l - 1}]"),
-            ("b", (n_out, 1), f"n^[{l}] x 1"),
-        ):
-            got = _shape(layer[name])
-            if got != want:
-                raise ValueError(
-                    f"layer {l}: {name} has shape {got}, the network expects {want} ({what})"
-                )
-            dtype = getattr(layer[name], "dtype", None)
-            if dtype is None:  # a list: jnp would fail inside the matmul
-                raise ValueError(
-                    f"layer {l}: {name} is a {type(layer[name]).__name__}; parameters must be "
-                    "arrays (numpy or jax)"
-                )
-            if not jnp.issubdtype(dtype, jnp.floating):  # gradients would be truncated
-                raise ValueError(
-                    f"layer {l}: {name} has dtype {np.dtype(dtype)}; parameters must be "
-                    "floating point (e.g. float32)"
-                )
-
-
-def _is_real(dtype) -> bool:
-    return any(jnp.issubdtype(dtype, kind) for kind in (jnp.floating, jnp.integer, jnp.bool_))
-
-
-def as_columns(X, n, name, symbol):
-    """X as a 2-D (n, m) array of real numbers; a vector of length n is one example, (n, 1).
-
-    Lists become NumPy arrays; other dtypes than float, int and bool (object,
-    string, complex) are a ValueError.
-    """
-    if X is None:
-        raise ValueError(f"{name} is None; expected an array ({symbol} x m)")
-    if not hasattr(X, "dtype"):  # a list or a scalar
-        try:
-            X = np.asarray(X)
-        except ValueError:  # ragged
-            raise ValueError(f"{name} is not a rectangular array of numbers") from None
-    if not _is_real(X.dtype):
-        raise ValueError(
-            f"{name} has dtype {np.dtype(X.dtype)}; expected real numbers (float, int or bool)"
-        )
-    shape = _shape(X)
-    if len(shape) == 1 and shape[0] == n:
-        return jnp.reshape(X, (n, 1))
-    if len(shape) != 2 or shape[0] != n:
-        hint = ""
-        if len(shape) == 2 and shape[1] == n:
-            hint = "; examples go in columns, so transpose it"
-        raise ValueError(
-            f"{name} has shape {shape}, the network expects ({n}, m) ({symbol} x m, "
-            f"one example per column){hint}"
-        )
-    return X
-
-
 _NO_TARGETS = object()
 
 
@@ -256,29 +171,33 @@ def check_inputs(params, X, net: Network, Y=_NO_TARGETS):
     is an error, as is a Y with no examples (the cost is a mean over m >= 1).
     """
     check_network(net)
-    check_params(params, net)
+    check_params(params, net.sizes)
     X2 = as_columns(X, net.sizes[0], "X", "n_x")
     if Y is _NO_TARGETS:
         return X2, None
     Y2 = as_columns(Y, net.sizes[-1], "Y", "n_L")
     if np.ndim(X) != np.ndim(Y):
         raise ValueError(
-            f"X has shape {_shape(X)} and Y has shape {_shape(Y)}: give both as vectors "
+            f"X has shape {shape_of(X)} and Y has shape {shape_of(Y)}: give both as vectors "
             "(one example) or both as (n, m) matrices"
         )
-    if _shape(X2)[1] != _shape(Y2)[1]:
+    if shape_of(X2)[1] != shape_of(Y2)[1]:
         raise ValueError(
-            f"X has shape {_shape(X)} and Y has shape {_shape(Y)}: they need the same "
+            f"X has shape {shape_of(X)} and Y has shape {shape_of(Y)}: they need the same "
             "number of examples m (columns)"
         )
-    if _shape(X2)[1] == 0:
+    if shape_of(X2)[1] == 0:
         raise ValueError(
-            f"X has shape {_shape(X)}: no examples; the cost is a mean over m >= 1 examples"
+            f"X has shape {shape_of(X)}: no examples; the cost is a mean over m >= 1 examples"
         )
     return X2, Y2
 
 
-def _forward(params, X, net: Network) -> Cache:
+def forward_unchecked(params, X, net: Network) -> Cache:
+    """``forward`` without its input checks, for code that has checked them (or is traced).
+
+    X must already be ``(n_x, m)``; (F-Z) and (F-A) layer by layer.
+    """
     Zs, As = [], [X]
     for l, (layer, act_name) in enumerate(zip(params, net.activations, strict=True)):
         Z = layer["W"] @ As[l] + layer["b"]  # (F-Z)
@@ -294,7 +213,7 @@ def forward(params, X, net: Network) -> Cache:
     A^[0..L], with A^[0] = X. A vector X of length n_x is taken as one example.
     """
     X, _ = check_inputs(params, X, net)
-    return _forward(params, X, net)
+    return forward_unchecked(params, X, net)
 
 
 def predict(params, X, net: Network):
@@ -318,4 +237,4 @@ def cost(params, X, Y, net: Network):
     or log-softmax, so it stays finite and exact for |Z| in the thousands.
     """
     X, Y = check_inputs(params, X, net, Y)
-    return output_cost(_forward(params, X, net), Y, net)
+    return output_cost(forward_unchecked(params, X, net), Y, net)

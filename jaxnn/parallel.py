@@ -27,8 +27,9 @@ import optax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxnn import train
-from jaxnn.network import Network, _is_real
+from jaxnn.network import Network
+from jaxnn.steps import epoch_fn, step_fn
+from jaxnn.validation import as_real_array, check_int
 
 AXIS = "batch"
 
@@ -36,12 +37,11 @@ AXIS = "batch"
 def make_mesh(devices: int | None = None) -> Mesh:
     """A one-axis mesh over the first ``devices`` devices (all of them if None)."""
     available = jax.devices()
-    n = len(available) if devices is None else devices
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"devices must be an integer >= 1, got {devices!r}")
+    n = len(available) if devices is None else check_int(devices, "devices")
     if n > len(available):
+        have = f"only {len(available)} are" if len(available) > 1 else "only 1 is"
         raise ValueError(
-            f"asked for {n} devices, but only {len(available)} are available "
+            f"asked for {n} devices, but {have} available "
             f"({jax.default_backend()}); on a CPU, XLA_FLAGS="
             f"--xla_force_host_platform_device_count={n} makes that many"
         )
@@ -87,12 +87,7 @@ def _place(x, sharding):
 def shard(X, mesh: Mesh):
     """X ``(n, m)`` as a global array with its columns split over the mesh."""
     _check_mesh(mesh)
-    try:
-        X = np.asarray(X)
-    except ValueError:  # ragged lists
-        raise ValueError("X is not a rectangular array of numbers") from None
-    if not _is_real(X.dtype):
-        raise ValueError(f"X has dtype {X.dtype}; expected real numbers (float, int or bool)")
+    X = np.asarray(as_real_array(X, "X"))
     if X.ndim != 2:
         raise ValueError(
             f"X has shape {X.shape}; shard takes an (n, m) batch, one example per column"
@@ -112,7 +107,7 @@ def make_parallel_step(
     mesh: Mesh,
     gradients: str = "hand",
 ) -> Callable:
-    """``jaxnn.train.make_step``, with each batch split over the mesh's devices.
+    """``jaxnn.steps.make_step``, with each batch split over the mesh's devices.
 
     Returns ``step(params, opt_state, X, Y) -> (params, opt_state, cost)``; the
     batch size (X's columns) must divide by the number of devices. Inputs may
@@ -120,7 +115,7 @@ def make_parallel_step(
     """
     rep, bat = replicated(mesh), batch_sharding(mesh)
     step = jax.jit(
-        train._make_step(net, optimizer, gradients),
+        step_fn(net, optimizer, gradients),
         in_shardings=(rep, rep, bat, bat),
         out_shardings=(rep, rep, rep),
     )
@@ -139,7 +134,7 @@ def make_parallel_epoch(
     mesh: Mesh,
     gradients: str = "hand",
 ) -> Callable:
-    """``jaxnn.train.make_epoch`` with every batch split over the mesh's devices.
+    """``jaxnn.steps.make_epoch`` with every batch split over the mesh's devices.
 
     The training set is replicated (each device holds all of it, as a small
     dataset allows); inside the epoch's ``lax.scan`` each batch is constrained
@@ -155,7 +150,7 @@ def make_parallel_epoch(
 
 def _make_parallel_epoch(net, optimizer, batch_size, mesh, gradients):
     rep, bat = replicated(mesh), batch_sharding(mesh)
-    epoch = train._epoch_fn(
+    epoch = epoch_fn(
         net, optimizer, batch_size, gradients, lambda B: jax.lax.with_sharding_constraint(B, bat)
     )
     return jax.jit(

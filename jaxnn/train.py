@@ -26,7 +26,6 @@ each batch over the devices (``jaxnn.parallel``).
 Nothing here prints; ``fit`` reports through its ``callback``.
 """
 
-import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -34,155 +33,25 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax import lax
 
-from jaxnn.backpropagation import value_and_backprop
-from jaxnn.network import (
-    Network,
-    _is_real,
-    check_inputs,
-    check_params,
-    cost,
-    forward,
-    init_params,
-    output_cost,
-)
-
-GRADIENTS = ("hand", "autodiff")
-
-
-def _value_and_grad(net: Network, gradients: str):
-    """``(params, X, Y) -> (cost, grads)`` by hand backprop or by ``jax.value_and_grad``."""
-    if gradients == "hand":
-        return lambda params, X, Y: value_and_backprop(params, X, Y, net)
-    if gradients == "autodiff":
-        return lambda params, X, Y: jax.value_and_grad(cost)(params, X, Y, net)
-    valid = ", ".join(GRADIENTS)
-    raise ValueError(f"unknown gradients {gradients!r}; valid: {valid}")
-
-
-def _make_step(net: Network, optimizer: optax.GradientTransformation, gradients: str):
-    value_and_grad = _value_and_grad(net, gradients)
-
-    def step(params, opt_state, X, Y):
-        c, grads = value_and_grad(params, X, Y)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, c
-
-    return step
-
-
-def make_step(
-    net: Network, optimizer: optax.GradientTransformation, gradients: str = "hand"
-) -> Callable:
-    """A jitted ``step(params, opt_state, X, Y) -> (params, opt_state, cost)``.
-
-    One optimizer update on the batch ``(X, Y)`` (columns are examples); ``cost``
-    is the batch's cost before the update.
-
-    Args:
-      net: the ``Network``.
-      optimizer: an ``optax.GradientTransformation``, e.g. ``jaxnn.optim.adam(1e-3)``.
-      gradients: ``"hand"``: ``jaxnn.value_and_backprop`` (BP1-BP4);
-        ``"autodiff"``: ``jax.value_and_grad(jaxnn.cost)``, for comparison.
-
-    Example:
-      >>> step = make_step(net, jaxnn.optim.sgd(0.1))
-      >>> params, opt_state, c = step(params, opt_state, X, Y)
-    """
-    return jax.jit(_make_step(net, optimizer, gradients))
-
-
-def epoch_batches(key, m: int, batch_size: int) -> jax.Array:
-    """The example indices of one epoch, shape ``(floor(m / B), B)``.
-
-    Row k is batch k: B consecutive entries of ``jax.random.permutation(key, m)``;
-    the last ``m mod B`` entries of the permutation are left out.
-    """
-    check_batch_size(batch_size, m)
-    n_batches = m // batch_size
-    return jax.random.permutation(key, m)[: n_batches * batch_size].reshape(n_batches, batch_size)
-
-
-def check_batch_size(batch_size: int, m: int) -> None:
-    """Raise ValueError unless 1 <= batch_size <= m, the number of training examples."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
-        raise ValueError(f"batch size must be an integer, got {batch_size!r}")
-    if batch_size < 1:
-        raise ValueError(f"batch size must be >= 1, got {batch_size}")
-    if batch_size > m:
-        raise ValueError(
-            f"batch size {batch_size} is larger than the training set ({m} examples); "
-            f"use at most {m}"
-        )
-
-
-def make_epoch(
-    net: Network,
-    optimizer: optax.GradientTransformation,
-    batch_size: int,
-    gradients: str = "hand",
-) -> Callable:
-    """A jitted ``epoch(params, opt_state, X, Y, key) -> (params, opt_state, costs)``.
-
-    Runs the step over the ``epoch_batches(key, m, batch_size)`` in one
-    ``lax.scan``, so a whole epoch is one compiled call, compiled once for all
-    epochs of the same shapes. ``costs`` has one entry per batch.
-
-    Cached: the same (net, optimizer object, batch_size, gradients) gives the
-    same jitted function, so repeated ``fit`` calls do not recompile.
-    """
-    try:
-        return _make_epoch_cached(net, optimizer, batch_size, gradients)
-    except TypeError:  # an unhashable optimizer: build it afresh
-        return _make_epoch(net, optimizer, batch_size, gradients)
-
-
-def _epoch_fn(net, optimizer, batch_size, gradients, constrain=None):
-    """The epoch, not jitted. ``constrain`` maps each batch array before its step
-    (``jaxnn.parallel`` uses it to shard the batch over devices)."""
-    step = _make_step(net, optimizer, gradients)
-    constrain = constrain or (lambda B: B)
-
-    def epoch(params, opt_state, X, Y, key):
-        batches = epoch_batches(key, X.shape[1], batch_size)
-        # Gather each batch as rows of X^T, whole contiguous examples, and turn it
-        # back into columns: faster than gathering scattered columns of X.
-        X_rows, Y_rows = X.T, Y.T
-
-        def body(carry, idx):
-            params, opt_state = carry
-            Xb, Yb = constrain(X_rows[idx].T), constrain(Y_rows[idx].T)
-            params, opt_state, c = step(params, opt_state, Xb, Yb)
-            return (params, opt_state), c
-
-        (params, opt_state), costs = lax.scan(body, (params, opt_state), batches)
-        return params, opt_state, costs
-
-    return epoch
-
-
-def _make_epoch(net, optimizer, batch_size, gradients):
-    return jax.jit(_epoch_fn(net, optimizer, batch_size, gradients))
-
-
-_make_epoch_cached = functools.lru_cache(maxsize=16)(_make_epoch)
+from jaxnn import losses, parallel
+from jaxnn.network import Network, check_inputs, forward, init_params, output_cost
+from jaxnn.steps import GRADIENTS as GRADIENTS
+from jaxnn.steps import epoch_batches as epoch_batches
+from jaxnn.steps import make_epoch as make_epoch
+from jaxnn.steps import make_step as make_step
+from jaxnn.validation import as_real_array, check_batch_size, check_finite, check_int, check_params
 
 
 def task_of(net: Network) -> str:
-    """``"classification"`` for softmax + cross-entropy or sigmoid + binary
-    cross-entropy outputs, ``"regression"`` otherwise."""
-    if (net.activations[-1], net.loss) in (
-        ("softmax", "cross_entropy"),
-        ("sigmoid", "binary_cross_entropy"),
-    ):
-        return "classification"
-    return "regression"
+    """``"classification"`` or ``"regression"``: the task of the network's output head
+    (``jaxnn.losses.HEADS``)."""
+    return losses.head(net.activations[-1], net.loss).task
 
 
 def main_metric(task: str) -> str:
-    """The metric the history and the CLI report: ``"accuracy"`` or ``"r2"``."""
-    return "accuracy" if task == "classification" else "r2"
+    """The metric the history and the CLI report for a task: ``"accuracy"`` or ``"r2"``."""
+    return next(h.metric for h in losses.HEADS if h.task == task)
 
 
 def _metrics(params, X, Y, net: Network):
@@ -237,27 +106,6 @@ class FitResult(NamedTuple):
 DATA_FIELDS = ("X_train", "Y_train", "X_test", "Y_test")
 
 
-def check_finite(x, name: str, rows: str = "feature", note: str = "") -> None:
-    """Raise ValueError if the ``(n, m)`` array ``x`` holds a NaN or an Inf.
-
-    The message counts them and names the first, by example (column) and then
-    by row: ``X_train has 3 non-finite values (NaN or Inf), first at feature 5,
-    example 17``. Runs on the host, so not under ``jit``.
-    """
-    x = np.asarray(x)
-    if not jnp.issubdtype(x.dtype, jnp.inexact):
-        return  # ints and bools are finite
-    bad = ~np.isfinite(x)
-    count = int(np.count_nonzero(bad))
-    if count:
-        example = int(np.flatnonzero(bad.any(axis=0))[0])
-        row = int(np.flatnonzero(bad[:, example])[0])
-        raise ValueError(
-            f"{name} has {count} non-finite values (NaN or Inf){note}, first at {rows} {row}, "
-            f"example {example}"
-        )
-
-
 def check_data(data) -> None:
     """Raise ValueError unless ``data`` is fit to train on.
 
@@ -274,14 +122,7 @@ def check_data(data) -> None:
         )
     arrays = {}
     for name in DATA_FIELDS:
-        try:
-            array = np.asarray(getattr(data, name))
-        except (ValueError, TypeError):  # ragged lists
-            raise ValueError(f"{name} is not a rectangular array of numbers") from None
-        if not _is_real(array.dtype):
-            raise ValueError(
-                f"{name} has dtype {array.dtype}; expected real numbers (float, int or bool)"
-            )
+        array = np.asarray(as_real_array(getattr(data, name), name))
         if array.ndim != 2:
             hint = ""
             if name[0] == "Y" and array.ndim == 1:
@@ -405,15 +246,12 @@ def fit(
       NonFiniteCostError: a batch cost, the parameters or the test cost became
         NaN or Inf; raised before ``callback`` sees that epoch.
     """
-    if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
-        raise ValueError(f"epochs must be an integer >= 0, got {epochs!r}")
+    check_int(epochs, "epochs", minimum=0)
     if not 0 <= start_epoch <= epochs:
         raise ValueError(f"start_epoch must be in [0, epochs = {epochs}], got {start_epoch}")
     check_data(data)
     check_batch_size(batch_size, np.shape(data.X_train)[1])
     if devices is not None or mesh is not None:
-        from jaxnn import parallel  # it imports this module
-
         if devices is not None and mesh is not None:
             raise ValueError("give devices or mesh, not both")
         mesh = mesh if mesh is not None else parallel.make_mesh(devices)
@@ -421,7 +259,7 @@ def fit(
     init_key, shuffle_key = jax.random.split(key)
     if params is None:
         params = init_params(init_key, net)
-    check_params(params, net)
+    check_params(params, net.sizes)
     params = list(params)  # a tuple would not match the structure of the gradients
     dtype = jax.tree.leaves(params)[0].dtype
     with np.errstate(over="ignore"):  # values too large for dtype become Inf, caught below

@@ -5,7 +5,7 @@ import functools
 import jax
 import numpy as np
 
-from jaxnn.matrix_program import _CPU_COMPILER_OPTIONS
+from jaxnn.verify.matrix_program import _CPU_COMPILER_OPTIONS
 
 # The configurations the gradient tests cover: every hidden activation, and every
 # (output activation, loss) pair of the core issue. Kept here, apart from jaxnn's own

@@ -18,7 +18,7 @@ import optax
 import pytest
 
 import jaxnn
-from jaxnn.custom import cost_with_hand_gradients
+from jaxnn.hand_gradients import cost_with_hand_gradients
 from tests.helpers import assert_trees_close, fast_jit
 
 NETS = {

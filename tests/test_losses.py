@@ -152,7 +152,7 @@ def test_fused_delta_equals_jax_grad_wrt_Z(out, loss, kind):
     grad_a C (.) sigma'(Z) or J^T grad_a C: two formulations that must agree."""
     Z, A, Y = case_data(out, kind, loss)
     act, spec = activations.get(out), losses.get(loss)
-    fused = losses.FUSED[(out, loss)](A, Y)
+    fused = losses.head(out, loss).fused(A, Y)
     want = jax.grad(lambda Z: jnp.sum(spec.value(act.fn(Z), Y)))(Z)
     assert_trees_close(fused, want, 1e-13, f"{out}+{loss}")
     unfused = act.vjp(Z, A, spec.grad(A, Y))
@@ -160,9 +160,9 @@ def test_fused_delta_equals_jax_grad_wrt_Z(out, loss, kind):
 
 
 def test_only_three_pairs_have_a_fused_form():
-    """The pairs in FUSED are exactly those whose closed form is derived in the seeds and
-    docs; softmax, sigmoid or tanh with MSE go through BP1."""
-    assert set(losses.FUSED) == {
+    """The heads with a closed form are exactly those derived in the seeds and docs;
+    softmax, sigmoid or tanh with MSE have none and go through BP1."""
+    assert {(h.activation, h.loss) for h in losses.HEADS if h.fused} == {
         ("softmax", "cross_entropy"),
         ("sigmoid", "binary_cross_entropy"),
         ("linear", "mse"),

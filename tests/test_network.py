@@ -248,9 +248,15 @@ def test_network_is_hashable_and_lists_become_tuples():
             dict(sizes=(4,), activations=(), loss="mse"),
             r"sizes needs at least two entries \(inputs and outputs\)",
         ),
-        (dict(sizes=(2, 0), activations=("linear",), loss="mse"), r"sizes\[1\] = 0: .* >= 1"),
-        (dict(sizes=(2, 2.5), activations=("linear",), loss="mse"), r"sizes\[1\] = 2.5"),
-        (dict(sizes=(True, 2), activations=("linear",), loss="mse"), r"sizes\[0\] = True"),
+        (dict(sizes=(2, 0), activations=("linear",), loss="mse"), r"sizes\[1\] must be .* got 0"),
+        (
+            dict(sizes=(2, 2.5), activations=("linear",), loss="mse"),
+            r"sizes\[1\] must be .* got 2.5",
+        ),
+        (
+            dict(sizes=(True, 2), activations=("linear",), loss="mse"),
+            r"sizes\[0\] must be .* got True",
+        ),
         (
             dict(sizes=(2, 3), activations=("sigmoid",), loss="cross_entropy"),
             r"loss 'cross_entropy' needs an output activation in \('softmax',\), "

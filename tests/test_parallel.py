@@ -21,7 +21,7 @@ SCRIPT = textwrap.dedent(
     jax.config.update("jax_enable_x64", True)
     jax.config.update("jax_default_matmul_precision", "highest")
     import jaxnn
-    from jaxnn import optim, parallel, train
+    from jaxnn import optim, parallel, steps, train
 
     assert jax.device_count() == 4, jax.devices()
     net = jaxnn.Network((6, 16, 8, 3), ("tanh", "relu", "softmax"), "cross_entropy")
@@ -54,7 +54,7 @@ SCRIPT = textwrap.dedent(
 
     # The compiled step really splits the batch: its input sharding, and an all-reduce.
     rep, bat = parallel.replicated(mesh), parallel.batch_sharding(mesh)
-    hlo = jax.jit(train._make_step(net, opt, "hand"), in_shardings=(rep, rep, bat, bat)
+    hlo = jax.jit(steps.step_fn(net, opt, "hand"), in_shardings=(rep, rep, bat, bat)
                   ).lower(params, opt.init(params), Xs, Ys).compile().as_text()
     assert "all-reduce" in hlo
 

@@ -7,7 +7,7 @@ import pytest
 from sklearn.metrics import mean_squared_error, r2_score
 
 import jaxnn
-from jaxnn import data, optim, train
+from jaxnn import data, optim, steps, train
 from tests.helpers import assert_trees_close
 
 HEADS = {
@@ -110,7 +110,7 @@ def test_epoch_batches():
 @pytest.mark.parametrize(
     ("batch_size", "message"),
     [
-        (0, "batch size must be >= 1, got 0"),
+        (0, "batch size must be an integer >= 1, got 0"),
         (41, r"batch size 41 is larger than the training set \(40 examples\); use at most 40"),
         (2.0, "batch size must be an integer"),
     ],
@@ -151,8 +151,8 @@ def counting(fn):
 
 
 def test_no_recompilation_across_epochs(monkeypatch):
-    spy = counting(train.value_and_backprop)
-    monkeypatch.setattr(train, "value_and_backprop", spy)
+    spy = counting(steps.value_and_backprop)
+    monkeypatch.setattr(steps, "value_and_backprop", spy)
     net, ds, _ = toy_data("softmax")
     seen = []
     train.fit(

@@ -13,29 +13,29 @@ import sys
 import threading
 import time
 
-from jaxnn.cli_common import (
+from jaxnn.cli.common import (
     RunFailed,
     UsageError,
-    _jsonable,
-    _require,
-    _write_atomic,
-    _write_json,
+    jsonable,
+    require,
+    write_atomic,
+    write_json,
 )
-from jaxnn.cli_settings import (
+from jaxnn.cli.settings import (
     CHECKPOINTS,
     CONFIG,
     CURVES,
     METRICS,
-    _check_out,
-    _check_settings,
-    _network_config,
-    _optimizer_config,
-    _settings,
     add_arguments,
+    check_out,
+    check_settings,
+    from_args,
+    network_config,
+    optimizer_config,
 )
 
 
-def _add_train(subparsers) -> None:
+def add(subparsers) -> None:
     p = subparsers.add_parser(
         "train",
         help="train a network on a dataset",
@@ -46,7 +46,7 @@ def _add_train(subparsers) -> None:
         ),
     )
     add_arguments(p)
-    p.set_defaults(handler=_train)
+    p.set_defaults(handler=run)
 
 
 def _plot(path: str, history: list, metric: str, title: str) -> None:
@@ -64,15 +64,15 @@ def _plot(path: str, history: list, metric: str, title: str) -> None:
     label = {"accuracy": "test accuracy", "r2": "test R^2"}[metric]
     ax_metric.set(xlabel="epoch", ylabel=label, title=label)
     fig.suptitle(title)
-    _write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=100), mode="wb")
+    write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=100), mode="wb")
 
 
-def _train(args) -> int:
-    settings, config = _settings(args)
-    _check_settings(settings)
-    tqdm = _require("tqdm", "jaxnn train").tqdm
-    _require("matplotlib", "jaxnn train")
-    _require("orbax.checkpoint", "jaxnn train")
+def run(args) -> int:
+    settings, config = from_args(args)
+    check_settings(settings)
+    tqdm = require("tqdm", "jaxnn train").tqdm
+    require("matplotlib", "jaxnn train")
+    require("orbax.checkpoint", "jaxnn train")
 
     import jax
 
@@ -93,23 +93,23 @@ def _train(args) -> int:
     out = args.out or os.path.join(
         "runs", f"{settings['dataset']}-{time.strftime('%Y%m%d-%H%M%S')}"
     )
-    _check_out(out, args.resume)
+    check_out(out, args.resume)
     if config is None:
         config = {
             "settings": settings,
-            "network": _network_config(net),
-            "optimizer": _optimizer_config(settings["optimizer"], settings["learning_rate"]),
+            "network": network_config(net),
+            "optimizer": optimizer_config(settings["optimizer"], settings["learning_rate"]),
         }
-    elif config.get("network") != _network_config(net):
+    elif config.get("network") != network_config(net):
         raise UsageError(
             f"--resume: {out} holds a network {config.get('network')}, the settings "
-            f"give {_network_config(net)}"
+            f"give {network_config(net)}"
         )
     key = jax.random.key(settings["seed"])
 
     if not args.resume:
         os.makedirs(out, exist_ok=True)
-        _write_json(os.path.join(out, CONFIG), config)
+        write_json(os.path.join(out, CONFIG), config)
     metric = train.main_metric(dataset.task)
     with checkpoint.Checkpoints(os.path.join(out, CHECKPOINTS)) as ckpts:
         start = {}
@@ -130,7 +130,7 @@ def _train(args) -> int:
 
         def on_epoch(epoch, params, opt_state, history):
             meta = {"history": history, "seconds": seconds_before + time.perf_counter() - t0}
-            ckpts.save(epoch, params, opt_state, key, _jsonable(meta))
+            ckpts.save(epoch, params, opt_state, key, jsonable(meta))
             record = history[-1]
             bar.set_postfix(
                 {"cost": f"{record['train_cost']:.4g}", metric: f"{record[f'test_{metric}']:.4f}"},
@@ -273,7 +273,7 @@ def _report(out, settings, config, task, history, seconds, devices=1) -> None:
         "history": history,
         **{k: v for k, v in final.items() if k.startswith("test_")},
     }
-    _write_json(os.path.join(out, METRICS), metrics)
+    write_json(os.path.join(out, METRICS), metrics)
     sizes = tuple(config["network"]["sizes"])
     _plot(
         os.path.join(out, CURVES),

@@ -17,7 +17,7 @@ class RunFailed(Exception):
     """The run failed after it started (training diverged); one line, exit status 1."""
 
 
-def _require(module: str, what: str):
+def require(module: str, what: str):
     import importlib
 
     try:
@@ -26,16 +26,16 @@ def _require(module: str, what: str):
         raise UsageError(f"{what} needs {module.split('.')[0]}: pip install 'jaxnn[cli]'") from None
 
 
-def _flag(name: str) -> str:
+def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def _valid(name: str, value, choices) -> None:
+def check_choice(name: str, value, choices) -> None:
     if value not in choices:
         raise UsageError(f"unknown {name} {value!r}; valid: {', '.join(choices)}")
 
 
-def _write_atomic(path: str, write, mode: str = "w") -> None:
+def write_atomic(path: str, write, mode: str = "w") -> None:
     """Write through ``write(file)`` to a temporary file, then rename it to ``path``."""
     tmp = f"{path}.tmp-{os.getpid()}"
     try:
@@ -47,16 +47,16 @@ def _write_atomic(path: str, write, mode: str = "w") -> None:
             os.remove(tmp)
 
 
-def _jsonable(x):
+def jsonable(x):
     """Non-finite floats become None, so the files are standard JSON."""
     if isinstance(x, dict):
-        return {k: _jsonable(v) for k, v in x.items()}
+        return {k: jsonable(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
+        return [jsonable(v) for v in x]
     if isinstance(x, float) and not math.isfinite(x):
         return None
     return x
 
 
-def _write_json(path: str, obj) -> None:
-    _write_atomic(path, lambda f: f.write(json.dumps(_jsonable(obj), indent=2) + "\n"))
+def write_json(path: str, obj) -> None:
+    write_atomic(path, lambda f: f.write(json.dumps(jsonable(obj), indent=2) + "\n"))

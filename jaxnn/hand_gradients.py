@@ -33,7 +33,7 @@ import numpy as np
 
 from jaxnn.backpropagation import backward
 from jaxnn.losses import TARGET_GRADS
-from jaxnn.network import Network, _forward, check_inputs, output_cost
+from jaxnn.network import Network, check_inputs, forward_unchecked, output_cost
 
 
 def target_grad(cache, Y, net: Network):
@@ -74,11 +74,11 @@ def cost_with_hand_gradients(net: Network, fused: bool = True):
     @jax.custom_vjp
     def cost(params, X, Y):
         X2, Y2 = check_inputs(params, X, net, Y)
-        return output_cost(_forward(params, X2, net), Y2, net)
+        return output_cost(forward_unchecked(params, X2, net), Y2, net)
 
     def cost_fwd(params, X, Y):
         X2, Y2 = check_inputs(params, X, net, Y)
-        cache = _forward(params, X2, net)
+        cache = forward_unchecked(params, X2, net)
         return output_cost(cache, Y2, net), (params, cache, X, Y, Y2)
 
     def cost_bwd(residuals, g):

@@ -1,25 +1,6 @@
-"""Verifying gradients: ``check_gradients``, ``locate_fault``, and the verify matrix.
+"""``check_gradients``: any hand-written gradient against ``jax.grad`` and finite differences.
 
-Three tools, from the most general to the most specific:
-
-* ``check_gradients(grad_fn, cost_fn, params, *args)`` (here) compares any
-  hand-written gradient with ``jax.grad(cost_fn)`` (and, optionally, central
-  finite differences), leaf by leaf;
-* ``locate_fault(params, X, Y, net, backward_fn)`` (``jaxnn.localise``) compares
-  every layer's delta^[l] = dC/dZ^[l] of a jaxnn-style backward pass with
-  ``jax.vjp`` of the network cut at Z^[l], and names the layer where a wrong
-  formula enters;
-* ``run_matrix()`` (``jaxnn.matrix``) runs jaxnn's own backprop over every
-  (hidden activation, output and loss, depth, fused) configuration at test points
-  chosen to be hard (kinks, saturation), in float64 and float32; ``format_table``
-  renders it.
-
-All three measure errors per leaf as ``jaxnn.measures`` defines them (``errors``:
-absolute, relative to the leaf's largest reference entry, and in ulps of it); a
-leaf passes when max_i |a_i - e_i| <= atol + rtol * max_i |e_i|. Every public
-name of the three is importable from here.
-
-This module never prints; ``jaxnn.cli`` prints what it returns.
+Errors are measured per leaf as ``jaxnn.verify.measures`` defines them.
 """
 
 import dataclasses
@@ -30,25 +11,15 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from jaxnn.localise import FaultReport as FaultReport
-from jaxnn.localise import LayerCheck as LayerCheck
-from jaxnn.localise import locate_fault as locate_fault
-from jaxnn.localise import reference_deltas as reference_deltas
-from jaxnn.matrix import DEPTHS as DEPTHS
-from jaxnn.matrix import FD_DIRECTIONS as FD_DIRECTIONS
-from jaxnn.matrix import FD_RTOL as FD_RTOL
-from jaxnn.matrix import FD_STEP as FD_STEP
-from jaxnn.matrix import GRAD_RTOL as GRAD_RTOL
-from jaxnn.matrix import HIDDEN_ACTIVATIONS as HIDDEN_ACTIVATIONS
-from jaxnn.matrix import NOTES as NOTES
-from jaxnn.matrix import OUTPUT_LOSSES as OUTPUT_LOSSES
-from jaxnn.matrix import POINTS as POINTS
-from jaxnn.matrix import format_table as format_table
-from jaxnn.matrix import run_matrix as run_matrix
-from jaxnn.measures import Errors as Errors
-from jaxnn.measures import default_rtol as default_rtol
-from jaxnn.measures import errors as errors
-from jaxnn.measures import format_error, lowest_precision, passes, text_table
+from jaxnn.verify.measures import (
+    Errors,
+    default_rtol,
+    errors,
+    format_error,
+    lowest_precision,
+    passes,
+    text_table,
+)
 
 
 class LeafCheck(NamedTuple):

@@ -4,7 +4,7 @@
 delta^[l] = dC/dZ^[l] of a jaxnn-style backward pass with ``jax.vjp`` of the
 network cut at Z^[l] (``reference_deltas``), and dC/dW^[l], dC/db^[l] with
 ``jax.grad(jaxnn.cost)``, and names the layer and equation (BP1-BP4) where a
-wrong formula enters. Errors are measured as in ``jaxnn.measures``.
+wrong formula enters. Errors are measured as in ``jaxnn.verify.measures``.
 
 This module never prints; ``str(report)`` is a table.
 """
@@ -18,7 +18,8 @@ import jax.numpy as jnp
 
 from jaxnn import activations
 from jaxnn.backpropagation import backward
-from jaxnn.measures import (
+from jaxnn.network import Cache, Network, check_inputs, cost, forward_unchecked, output_cost
+from jaxnn.verify.measures import (
     Errors,
     default_rtol,
     errors,
@@ -27,7 +28,6 @@ from jaxnn.measures import (
     passes,
     text_table,
 )
-from jaxnn.network import Cache, Network, _forward, check_inputs, cost, output_cost
 
 
 class LayerCheck(NamedTuple):
@@ -129,7 +129,7 @@ def _tail_cost(Z, params, Y, net: Network, l: int):
 def reference_deltas(params, X, Y, net: Network):
     """delta^[l] = dC/dZ^[l] for l = 1..L by ``jax.vjp`` of the network cut at Z^[l]."""
     X, Y = check_inputs(params, X, net, Y)
-    cache = _forward(params, X, net)
+    cache = forward_unchecked(params, X, net)
     deltas = []
     for l in range(net.L):
         value, vjp = jax.vjp(lambda Z, l=l: _tail_cost(Z, params, Y, net, l), cache.Z[l])
@@ -168,7 +168,7 @@ def locate_fault(
     """
     X, Y = check_inputs(params, X, net, Y)
     rtol = default_rtol(lowest_precision(params)) if rtol is None else rtol
-    cache = _forward(params, X, net)
+    cache = forward_unchecked(params, X, net)
     result = backward_fn(params, cache, Y, net, fused=fused)
     grads, deltas = (result.grads, result.deltas) if hasattr(result, "deltas") else result
     if len(deltas) != net.L or len(grads) != net.L:

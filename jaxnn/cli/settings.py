@@ -10,7 +10,7 @@ import json
 import math
 import os
 
-from jaxnn.cli_common import UsageError, _flag, _valid
+from jaxnn.cli.common import UsageError, check_choice, flag
 
 DEFAULTS = {
     "dataset": "digits",
@@ -40,7 +40,7 @@ CONFIG, METRICS, CURVES, CHECKPOINTS = "config.json", "metrics.json", "curves.pn
 
 
 def add_arguments(p) -> None:
-    """Add ``jaxnn train``'s flags to the parser ``p``; unset ones are None (see ``_settings``)."""
+    """Add ``jaxnn train``'s flags to the parser ``p``; unset ones are None (see ``from_args``)."""
     from jaxnn.activations import ACTIVATIONS
     from jaxnn.data import DATASETS
     from jaxnn.optim import OPTIMIZERS
@@ -103,7 +103,7 @@ def add_arguments(p) -> None:
     )
 
 
-def _settings(args) -> tuple[dict, dict | None]:
+def from_args(args) -> tuple[dict, dict | None]:
     """The run's settings, from the flags, the defaults and, with --resume, the run."""
     given = {k: getattr(args, k) for k in DEFAULTS if getattr(args, k) is not None}
     if "data" in given:
@@ -122,7 +122,7 @@ def _settings(args) -> tuple[dict, dict | None]:
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise UsageError(f"--resume: cannot read {config_path}: {e}") from None
     mismatches = [
-        f"{_flag(k)} {given[k]!r} but the run has {saved.get(k)!r}"
+        f"{flag(k)} {given[k]!r} but the run has {saved.get(k)!r}"
         for k in RUN_SETTINGS
         if k in given and given[k] != saved.get(k)
     ]
@@ -133,16 +133,16 @@ def _settings(args) -> tuple[dict, dict | None]:
     return settings, config
 
 
-def _check_settings(s: dict) -> None:
+def check_settings(s: dict) -> None:
     from jaxnn.activations import ACTIVATIONS
     from jaxnn.data import DATASETS
     from jaxnn.optim import OPTIMIZERS
     from jaxnn.train import GRADIENTS
 
-    _valid("dataset", s["dataset"], DATASETS)
-    _valid("optimizer", s["optimizer"], OPTIMIZERS)
-    _valid("activation", s["activation"], ACTIVATIONS)
-    _valid("gradients", s["gradients"], GRADIENTS)
+    check_choice("dataset", s["dataset"], DATASETS)
+    check_choice("optimizer", s["optimizer"], OPTIMIZERS)
+    check_choice("activation", s["activation"], ACTIVATIONS)
+    check_choice("gradients", s["gradients"], GRADIENTS)
     if not 0 < s["learning_rate"] < math.inf:
         raise UsageError(f"learning rate must be a finite number > 0, got {s['learning_rate']}")
     for name in ("epochs", "batch_size"):
@@ -160,7 +160,7 @@ def _check_settings(s: dict) -> None:
         )
 
 
-def _check_out(out: str, resume: bool) -> None:
+def check_out(out: str, resume: bool) -> None:
     if os.path.exists(out) and not os.path.isdir(out):
         raise UsageError(f"--out {out} is a file, not a directory")
     if not resume and os.path.isdir(out) and os.listdir(out):
@@ -170,7 +170,7 @@ def _check_out(out: str, resume: bool) -> None:
         )
 
 
-def _optimizer_config(name: str, learning_rate: float) -> dict:
+def optimizer_config(name: str, learning_rate: float) -> dict:
     from jaxnn.optim import OPTIMIZERS
 
     config = {"name": name, "learning_rate": learning_rate}
@@ -180,5 +180,5 @@ def _optimizer_config(name: str, learning_rate: float) -> dict:
     return config
 
 
-def _network_config(net) -> dict:
+def network_config(net) -> dict:
     return {"sizes": list(net.sizes), "activations": list(net.activations), "loss": net.loss}

@@ -5,7 +5,7 @@ configuration at test points chosen to be hard (kinks, saturation), in float64
 and float32, and judges each against ``GRAD_RTOL`` and ``FD_RTOL``, reporting
 checks that cannot succeed by the numerics of a point as n/a (``NOTES``);
 ``format_table`` renders its rows. The numbers come from
-``jaxnn.matrix_program``; errors are measured as in ``jaxnn.measures``.
+``jaxnn.verify.matrix_program``; errors are measured as in ``jaxnn.verify.measures``.
 ``jaxnn verify`` is this module on the command line.
 
 This module never prints; ``jaxnn.cli`` prints what it returns.
@@ -19,14 +19,14 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from jaxnn import losses
-from jaxnn.matrix_program import DEPTHS as DEPTHS
-from jaxnn.matrix_program import FD_DIRECTIONS as FD_DIRECTIONS
-from jaxnn.matrix_program import FD_STEP as FD_STEP
-from jaxnn.matrix_program import HIDDEN_ACTIVATIONS as HIDDEN_ACTIVATIONS
-from jaxnn.matrix_program import OUTPUT_LOSSES as OUTPUT_LOSSES
-from jaxnn.matrix_program import PIECEWISE, evaluate
-from jaxnn.matrix_program import POINTS as POINTS
-from jaxnn.measures import errors, format_error, text_table
+from jaxnn.verify.matrix_program import DEPTHS as DEPTHS
+from jaxnn.verify.matrix_program import FD_DIRECTIONS as FD_DIRECTIONS
+from jaxnn.verify.matrix_program import FD_STEP as FD_STEP
+from jaxnn.verify.matrix_program import HIDDEN_ACTIVATIONS as HIDDEN_ACTIVATIONS
+from jaxnn.verify.matrix_program import OUTPUT_LOSSES as OUTPUT_LOSSES
+from jaxnn.verify.matrix_program import PIECEWISE, evaluate
+from jaxnn.verify.matrix_program import POINTS as POINTS
+from jaxnn.verify.measures import errors, format_error, text_table
 
 GRAD_RTOL = {"float64": 1e-10, "float32": 1e-4}
 FD_RTOL = 1e-6
@@ -44,11 +44,6 @@ NOTES = {
     "at 0 (the kinked units' incoming weights and biases held fixed): across a kink FD "
     "gives the mean of the one-sided slopes, while jax.grad and jaxnn both take "
     "relu'(0) = 0, leaky_relu'(0) = 1 and are compared there",
-}
-_CLOSED_FORM = {
-    ("softmax", "cross_entropy"): "F1",
-    ("sigmoid", "binary_cross_entropy"): "F2",
-    ("linear", "mse"): "F3",
 }
 
 
@@ -93,9 +88,9 @@ def _finite_difference_error(hand, fd, V, C):
 
 def _row(hidden, depth, output, loss, fused, data, zeros, V):
     """One configuration at every point; its errors are the worst over the applicable points."""
-    closed_form = (output, loss) in losses.FUSED
-    delta_L = _CLOSED_FORM.get((output, loss), "closed form") if fused and closed_form else "BP1"
-    key = fused or not closed_form  # without a closed form, fused=True is BP1: computed once
+    tag = losses.head(output, loss).tag
+    delta_L = tag if fused and tag else "BP1"
+    key = fused or not tag  # without a closed form, fused=True is BP1: computed once
     saturates = delta_L == "BP1" and output != "linear"
     worst = {"float64": [], "float32": [], "fd": []}
     per_point, notes = {}, []

@@ -10,7 +10,7 @@ For a value ``a`` checked against a reference ``e``, per leaf of a pytree:
 A leaf passes when max_i |a_i - e_i| <= atol + rtol * max_i |e_i|.
 
 Also the two text helpers the reports share. This module imports nothing from
-jaxnn, so ``verify``, ``localise`` and ``matrix`` can all build on it.
+jaxnn, so ``gradients``, ``faults`` and ``matrix`` can all build on it.
 """
 
 import math

@@ -1,0 +1,67 @@
+"""The ``jaxnn`` command line: the only part of jaxnn that prints.
+
+One module per subcommand: ``jaxnn train`` (``train``, its settings in
+``settings``) trains a network on a dataset and writes a run directory;
+``jaxnn verify`` (``verify``) checks the hand gradients against ``jax.grad``;
+``jaxnn bench`` (``bench``) times them. Each module has ``add(subparsers)``,
+which adds its parser and sets ``handler`` to its ``run(args)``, returning the
+exit status; ``SUBCOMMANDS`` lists them. What they share is in ``common``. To add
+a subcommand: a module with ``add`` and ``run``, and one entry in ``SUBCOMMANDS``.
+
+Exit statuses:
+
+* 0: done;
+* 1: the run failed after it started: ``jaxnn verify`` found a failing row,
+  or training diverged (a cost became NaN or Inf; the last good checkpoint is
+  kept); one line on stderr;
+* 2: an error a user can fix (bad options, bad or missing data, a run
+  directory in the way, a damaged checkpoint): one line, ``jaxnn: error:
+  ...``, on stderr, before anything is written;
+* 130 (SIGINT, Ctrl-C) or 143 (SIGTERM), i.e. 128 + the signal's number:
+  ``jaxnn train`` was interrupted; it finished the epoch under way, saved its
+  checkpoint and says how to resume. A second signal stops it at once.
+"""
+
+import argparse
+import sys
+
+from jaxnn.cli import bench, train, verify
+from jaxnn.cli.common import RunFailed, UsageError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors on one line (no usage block)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+SUBCOMMANDS = [train.add, verify.add, bench.add]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="jaxnn",
+        description="Dense neural networks in JAX with hand-derived backpropagation.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add in SUBCOMMANDS:
+        add(subparsers)
+    return parser
+
+
+def main(argv=None) -> int:
+    """Run the command line; returns the exit status (the console script exits with it)."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except RunFailed as e:
+        print(f"jaxnn: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 1
+    except (UsageError, ValueError, ImportError) as e:
+        message = " ".join(str(e).split())  # one line
+        print(f"jaxnn: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("jaxnn: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,162 @@
+"""Input checks shared by every module: each check is written once, here.
+
+Every check runs on the host before any math and raises ``ValueError`` with a
+message that names the argument, what it got and what is valid. This module
+imports nothing from jaxnn: it sits below the math so that every other module
+(network, training, tools, command line) can use it.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def shape_of(x) -> tuple:
+    """``x``'s shape as a tuple of ints (a list or a scalar included)."""
+    return tuple(np.shape(x))
+
+
+def is_int(x) -> bool:
+    """A Python or NumPy integer, and not a bool."""
+    return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
+
+
+def check_int(value, name: str, minimum: int = 1) -> int:
+    """``value`` as an int; a ValueError unless it is an integer >= ``minimum``."""
+    if not is_int(value) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def is_real(dtype) -> bool:
+    """Float, integer or bool: a dtype the math can take (not complex, string, object)."""
+    return any(jnp.issubdtype(dtype, kind) for kind in (jnp.floating, jnp.integer, jnp.bool_))
+
+
+def as_real_array(x, name: str):
+    """``x`` as an array of real numbers; lists become NumPy arrays, arrays stay as they are.
+
+    A ragged list or a dtype other than float, int or bool is a ValueError.
+    """
+    if x is None:
+        raise ValueError(f"{name} is None; expected an array of numbers")
+    if not hasattr(x, "dtype"):
+        try:
+            x = np.asarray(x)
+        except (ValueError, TypeError):  # ragged
+            raise ValueError(f"{name} is not a rectangular array of numbers") from None
+    if not is_real(x.dtype):
+        raise ValueError(
+            f"{name} has dtype {np.dtype(x.dtype)}; expected real numbers (float, int or bool)"
+        )
+    return x
+
+
+def is_key(key) -> bool:
+    """A new-style typed ``jax.random`` key, or a legacy uint32 key of shape (2,)."""
+    if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return True
+    return shape_of(key) == (2,) and getattr(key, "dtype", None) == jnp.uint32
+
+
+def check_key(key, where: str) -> None:
+    """Raise ValueError unless ``key`` is a ``jax.random`` key."""
+    if not is_key(key):
+        raise ValueError(
+            f"{where}: key must be a jax.random key (jax.random.key(seed) or "
+            f"jax.random.PRNGKey(seed)), got {type(key).__name__} with shape {shape_of(key)}"
+        )
+
+
+def check_finite(x, name: str, rows: str = "feature", note: str = "") -> None:
+    """Raise ValueError if the ``(n, m)`` array ``x`` holds a NaN or an Inf.
+
+    The message counts them and names the first, by example (column) and then
+    by row: ``X_train has 3 non-finite values (NaN or Inf), first at feature 5,
+    example 17``. Runs on the host, so not under ``jit``.
+    """
+    x = np.asarray(x)
+    if not jnp.issubdtype(x.dtype, jnp.inexact):
+        return  # ints and bools are finite
+    bad = ~np.isfinite(x)
+    count = int(np.count_nonzero(bad))
+    if count:
+        example = int(np.flatnonzero(bad.any(axis=0))[0])
+        row = int(np.flatnonzero(bad[:, example])[0])
+        raise ValueError(
+            f"{name} has {count} non-finite values (NaN or Inf){note}, first at {rows} {row}, "
+            f"example {example}"
+        )
+
+
+def as_columns(X, n: int, name: str, symbol: str):
+    """X as a 2-D ``(n, m)`` array of real numbers; a vector of length n is one example, (n, 1).
+
+    Lists become NumPy arrays; other dtypes than float, int and bool (object,
+    string, complex) are a ValueError, as is any other shape, with a hint when
+    the array looks transposed.
+    """
+    if X is None:
+        raise ValueError(f"{name} is None; expected an array ({symbol} x m)")
+    X = as_real_array(X, name)
+    shape = shape_of(X)
+    if len(shape) == 1 and shape[0] == n:
+        return jnp.reshape(X, (n, 1))
+    if len(shape) != 2 or shape[0] != n:
+        hint = ""
+        if len(shape) == 2 and shape[1] == n:
+            hint = "; examples go in columns, so transpose it"
+        raise ValueError(
+            f"{name} has shape {shape}, the network expects ({n}, m) ({symbol} x m, "
+            f"one example per column){hint}"
+        )
+    return X
+
+
+def check_params(params, sizes: tuple) -> None:
+    """Raise ValueError unless params has one {"W", "b"} per layer with the shapes of ``sizes``.
+
+    Layer l (from 1) needs ``W`` of shape ``(n^[l], n^[l-1])`` and ``b`` of shape
+    ``(n^[l], 1)``, both floating-point arrays.
+    """
+    if not isinstance(params, (list, tuple)):
+        raise ValueError(
+            f"params must be a list with one dict per layer, got {type(params).__name__}"
+        )
+    if len(params) != len(sizes) - 1:
+        raise ValueError(f"params has {len(params)} layers, the network has {len(sizes) - 1}")
+    for l, layer in enumerate(params, start=1):
+        if not isinstance(layer, dict) or set(layer) != {"W", "b"}:
+            got = sorted(layer) if isinstance(layer, dict) else type(layer).__name__
+            raise ValueError(f"layer {l}: expected a dict with keys 'W' and 'b', got {got}")
+        n_out, n_in = sizes[l], sizes[l - 1]
+        for name, want, what in (
+            ("W", (n_out, n_in), f"n^[{l}] x n^[{l - 1}]"),
+            ("b", (n_out, 1), f"n^[{l}] x 1"),
+        ):
+            got = shape_of(layer[name])
+            if got != want:
+                raise ValueError(
+                    f"layer {l}: {name} has shape {got}, the network expects {want} ({what})"
+                )
+            dtype = getattr(layer[name], "dtype", None)
+            if dtype is None:  # a list: jnp would fail inside the matmul
+                raise ValueError(
+                    f"layer {l}: {name} is a {type(layer[name]).__name__}; parameters must be "
+                    "arrays (numpy or jax)"
+                )
+            if not jnp.issubdtype(dtype, jnp.floating):  # gradients would be truncated
+                raise ValueError(
+                    f"layer {l}: {name} has dtype {np.dtype(dtype)}; parameters must be "
+                    "floating point (e.g. float32)"
+                )
+
+
+def check_batch_size(batch_size, m: int) -> None:
+    """Raise ValueError unless 1 <= batch_size <= m, the number of training examples."""
+    check_int(batch_size, "batch size")
+    if batch_size > m:
+        raise ValueError(
+            f"batch size {batch_size} is larger than the training set ({m} examples); "
+            f"use at most {m}"
+        )

@@ -99,14 +99,18 @@ def make_epoch(
         return _make_epoch(net, optimizer, batch_size, gradients)
 
 
-def epoch_fn(net, optimizer, batch_size, gradients="hand", constrain=None):
+def epoch_fn(net, optimizer, batch_size, gradients="hand", constrain=None, *, examples=None):
     """The epoch of ``make_epoch``, not jitted. ``constrain`` maps each batch array
-    before its step (``jaxnn.parallel`` uses it to shard the batch over devices)."""
+    before its step (``jaxnn.parallel`` uses it to shard the batch over devices).
+    ``examples``: the number m of real examples, the first m columns of X and Y;
+    any columns after them are padding that no batch draws (``jaxnn.distributed``
+    pads the training set to a multiple of the devices). Default: all columns."""
     step = step_fn(net, optimizer, gradients)
     constrain = constrain or (lambda B: B)
 
     def epoch(params, opt_state, X, Y, key):
-        batches = epoch_batches(key, X.shape[1], batch_size)
+        m = X.shape[1] if examples is None else examples
+        batches = epoch_batches(key, m, batch_size)
         # Gather each batch as rows of X^T, whole contiguous examples, and turn it
         # back into columns: faster than gathering scattered columns of X.
         X_rows, Y_rows = X.T, Y.T

@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxnn import losses, parallel
+from jaxnn import distributed, losses, parallel
 from jaxnn.network import Network, check_inputs, forward, init_params, output_cost
 from jaxnn.steps import GRADIENTS as GRADIENTS
 from jaxnn.steps import epoch_batches as epoch_batches
@@ -250,12 +250,15 @@ def fit(
     if not 0 <= start_epoch <= epochs:
         raise ValueError(f"start_epoch must be in [0, epochs = {epochs}], got {start_epoch}")
     check_data(data)
-    check_batch_size(batch_size, np.shape(data.X_train)[1])
     if devices is not None or mesh is not None:
         if devices is not None and mesh is not None:
             raise ValueError("give devices or mesh, not both")
         mesh = mesh if mesh is not None else parallel.make_mesh(devices)
         parallel.check_divisible(batch_size, mesh)
+    # Several processes (jaxnn.distributed): keep only this process's share of the examples.
+    share = distributed.as_share(data, mesh)
+    data = data if share is None else share
+    check_batch_size(batch_size, np.shape(data.X_train)[1] if share is None else share.m_train)
     init_key, shuffle_key = jax.random.split(key)
     if params is None:
         params = init_params(init_key, net)
@@ -274,8 +277,21 @@ def fit(
     if opt_state is None:
         opt_state = optimizer.init(params)
     history = list(history)
+    evaluate_fn = evaluate
     if mesh is None:
         epoch_fn = make_epoch(net, optimizer, batch_size, gradients)
+    elif share is not None:  # jaxnn.distributed: data sharded by examples over the processes
+        epoch_fn, evaluate_fn, params, opt_state, X, Y, X_test, Y_test = distributed.prepare(
+            net,
+            optimizer,
+            batch_size,
+            mesh,
+            gradients,
+            share,
+            task_of(net),
+            (params, opt_state),
+            (X, Y, X_test, Y_test),
+        )
     else:
         epoch_fn = parallel.make_parallel_epoch(net, optimizer, batch_size, mesh, gradients)
         params, opt_state, X, Y, X_test, Y_test = parallel.replicate(
@@ -296,7 +312,7 @@ def fit(
                 steps,
             )
         record = {"epoch": e + 1, "train_cost": float(jnp.mean(costs))}
-        record.update({f"test_{k}": v for k, v in evaluate(params, X_test, Y_test, net).items()})
+        record.update({f"test_{k}": v for k, v in evaluate_fn(params, X_test, Y_test, net).items()})
         if not np.isfinite(record["test_cost"]):
             raise NonFiniteCostError(
                 f"the test cost became {record['test_cost']} after epoch {e + 1}",

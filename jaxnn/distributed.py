@@ -1,0 +1,483 @@
+"""Several processes (hosts) training as one: JAX's distributed runtime, data shares, faults.
+
+Every process runs the same program (SPMD). ``initialize`` joins JAX's
+distributed runtime (``jax.distributed.initialize``); ``make_mesh`` builds one
+mesh over the first N devices of every process, process by process, so each
+process's devices hold one contiguous block of the mesh's ``"batch"`` axis.
+
+Data split across processes. A training or test set of m examples is padded
+with zero columns to ``m_pad``, the next multiple of the mesh's D devices, and
+sharded by columns (``parallel.batch_sharding``): process p holds only the
+columns its devices hold (``local_share``, a ``Share``), and the global arrays
+are assembled from those process-local parts with
+``jax.make_array_from_process_local_data``. Memory per process for the data
+falls as 1/P with P processes. An epoch draws the same global permutation of
+the m real examples as a single device does (``jaxnn.steps.epoch_batches``,
+from the key alone, which is the same on every process, placed replicated);
+each batch is gathered from the process-local columns inside the compiled epoch
+(XLA turns the gather into a local gather and an all-reduce of the B-column
+batch: no process ever holds the whole set) and split over the devices. The
+padding is never drawn. The test metrics are sums over every process's share,
+with the padding weighted 0 (``weighted_metrics``), divided by m: equal to
+``jaxnn.train.evaluate`` on the whole test set.
+
+Faults. ``check_same`` exchanges each process's settings through the
+runtime's key-value store and names any difference (another network, seed or
+number of processes). ``Watchdog`` beats a heartbeat into that store every
+second and calls ``on_lost(message)`` when another process has not beaten for
+``timeout`` seconds, or reports a failure (``report_failure``), or the store is
+gone. JAX's own heartbeat (``heartbeat_timeout_seconds``) is set to twice that,
+so the watchdog speaks first; JAX's would abort with a stack trace.
+
+This module never prints.
+"""
+
+import functools
+import itertools
+import json
+import math
+import threading
+import time
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh
+
+from jaxnn import losses, parallel
+from jaxnn.network import Network, forward_unchecked
+from jaxnn.steps import epoch_fn
+from jaxnn.validation import check_int
+
+DEFAULT_TIMEOUT = 60.0  # seconds: to join, to exchange settings, to miss heartbeats
+
+
+class ClusterError(RuntimeError):
+    """The processes could not form a cluster, or lost one of them."""
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
+def check_coordinator(address: str) -> str:
+    """``address`` if it is ``HOST:PORT`` with a port in 1..65535, else a ValueError."""
+    host, _, port = str(address).rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"coordinator {address!r} is not HOST:PORT, e.g. 10.0.0.1:1234")
+    return str(address)
+
+
+def initialize(
+    coordinator: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> None:
+    """Join the cluster: ``jax.distributed.initialize``, before any other JAX call.
+
+    Give ``coordinator`` (``HOST:PORT`` of process 0), ``num_processes`` and
+    ``process_id`` together, or none of them where JAX detects the cluster by
+    itself (SLURM, a TPU pod, Open MPI). ``timeout`` bounds the wait for every
+    process to join; JAX's heartbeat timeout is set to twice it (see ``Watchdog``).
+
+    Raises:
+      ValueError: the arguments are incomplete or malformed.
+      ClusterError: the cluster did not form (a process missing, another
+        ``num_processes`` at the coordinator, an unreachable coordinator).
+    """
+    given = (coordinator, num_processes, process_id)
+    if any(g is None for g in given) and any(g is not None for g in given):
+        raise ValueError(
+            "give --coordinator, --num-processes and --process-id together, or none of them "
+            "(--distributed) where JAX detects the cluster (SLURM, a TPU pod, Open MPI)"
+        )
+    if coordinator is not None:
+        check_coordinator(coordinator)
+        check_int(num_processes, "num_processes")
+        if not 0 <= check_int(process_id, "process_id", minimum=0) < num_processes:
+            raise ValueError(
+                f"process id {process_id} is not in 0..{num_processes - 1} "
+                f"(--num-processes {num_processes})"
+            )
+    if not 0 < timeout < math.inf:
+        raise ValueError(f"timeout must be a finite number of seconds > 0, got {timeout}")
+    try:
+        jax.distributed.initialize(
+            coordinator,
+            num_processes,
+            process_id,
+            initialization_timeout=math.ceil(timeout),
+            heartbeat_timeout_seconds=math.ceil(2 * timeout),
+        )
+    except (RuntimeError, ValueError, jax.errors.JaxRuntimeError) as e:
+        where = f" at {coordinator}" if coordinator else ""
+        raise ClusterError(
+            f"could not join the cluster{where} within {timeout:g} s ({_first_line(e)}); are "
+            "all processes started, with the same --coordinator and --num-processes?"
+        ) from None
+
+
+def _client():
+    """The runtime's key-value store client (jax has no public handle to it)."""
+    from jax._src import distributed as jax_distributed
+
+    client = jax_distributed.global_state.client
+    if client is None:
+        raise ClusterError("jax.distributed is not initialized (see jaxnn.distributed.initialize)")
+    return client
+
+
+def make_mesh(devices: int | None = None) -> Mesh:
+    """A one-axis mesh over the first ``devices`` local devices of every process (all if None).
+
+    Ordered process by process, so each process's devices are one contiguous
+    block of the ``"batch"`` axis; with one process it is
+    ``jaxnn.parallel.make_mesh(devices)``.
+    """
+    local = jax.local_devices()
+    n = len(local) if devices is None else check_int(devices, "devices")
+    by_process: dict[int, list] = {}
+    for d in jax.devices():
+        by_process.setdefault(d.process_index, []).append(d)
+    for p, have in sorted(by_process.items()):
+        if n > len(have):
+            where = "this process" if p == jax.process_index() else f"process {p}"
+            raise ValueError(
+                f"asked for {n} devices per process, but {where} has only {len(have)} "
+                f"({jax.default_backend()}); on a CPU, XLA_FLAGS="
+                f"--xla_force_host_platform_device_count={n} makes that many"
+            )
+    chosen = [d for _, have in sorted(by_process.items()) for d in sorted(have, key=_id)[:n]]
+    return Mesh(np.array(chosen), (parallel.AXIS,))
+
+
+def _id(device) -> int:
+    return device.id
+
+
+def spans_processes(mesh) -> bool:
+    """True if the mesh's devices belong to more than one process."""
+    return len({d.process_index for d in np.ravel(mesh.devices)}) > 1
+
+
+def is_writer() -> bool:
+    """True on process 0, the one that prints and writes the run's files."""
+    return jax.process_index() == 0
+
+
+def check_same(config: dict, timeout: float = DEFAULT_TIMEOUT) -> None:
+    """Raise ValueError unless every process gives the same ``config`` (a JSON-able dict).
+
+    Each process publishes its ``config`` in the runtime's key-value store and
+    reads every other's; the message names each key that differs, e.g. the
+    flags of the command. Nothing is exchanged on one process.
+    """
+    count, me = jax.process_count(), jax.process_index()
+    if count == 1:
+        return
+    client = _client()
+    client.key_value_set(f"jaxnn/config/{me}", json.dumps(config, sort_keys=True))
+    for p in range(count):
+        if p == me:
+            continue
+        try:
+            theirs = json.loads(
+                client.blocking_key_value_get(f"jaxnn/config/{p}", int(timeout * 1000))
+            )
+        except jax.errors.JaxRuntimeError as e:
+            raise ClusterError(
+                f"process {p} did not send its settings within {timeout:g} s ({_first_line(e)})"
+            ) from None
+        keys = sorted(set(config) | set(theirs))
+        differ = [
+            f"{k} {theirs.get(k)!r} there, {config.get(k)!r} here"
+            for k in keys
+            if theirs.get(k) != config.get(k)
+        ]
+        if differ:
+            raise ValueError(
+                f"process {p} was started with another command than this process ({me}): "
+                f"{'; '.join(differ)}; every process must run the same command but its "
+                "process id"
+            )
+
+
+def any_process(flag: bool) -> bool:
+    """True on every process if ``flag`` is true on any (a collective: all must call it)."""
+    if jax.process_count() == 1:
+        return bool(flag)
+    from jax.experimental import multihost_utils
+
+    return bool(np.any(multihost_utils.process_allgather(np.array([bool(flag)]))))
+
+
+class Watchdog:
+    """Calls ``on_lost(message)`` when another process stops responding or fails.
+
+    A thread writes this process's heartbeat (a counter) into the runtime's
+    key-value store every ``interval`` seconds and reads everyone's. A process
+    whose counter has not moved for ``timeout`` seconds is lost, as is one that
+    posted a failure (``report_failure``), and so is the store itself (it lives
+    in process 0). ``on_lost`` runs on the watchdog's thread, once; it is
+    expected to end the process (the lost process may hold a collective that
+    never returns). ``stop`` marks this process as done, so the others do not
+    take its silence for a fault.
+    """
+
+    def __init__(self, on_lost: Callable[[str], None], timeout: float = DEFAULT_TIMEOUT):
+        self.on_lost, self.timeout = on_lost, float(timeout)
+        self.interval = min(1.0, self.timeout / 5)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="jaxnn-watchdog", daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def stop(self) -> None:
+        if not self._stop.is_set():
+            self._stop.set()
+            try:
+                _client().key_value_set(f"jaxnn/done/{jax.process_index()}", "1", True)
+            except jax.errors.JaxRuntimeError:
+                pass
+            self._thread.join()
+
+    def _run(self) -> None:
+        client, me, count = _client(), jax.process_index(), jax.process_count()
+        start = time.monotonic()
+        last = {p: (None, start) for p in range(count) if p != me}  # (counter, when it moved)
+        beat = 0
+        while not self._stop.wait(self.interval):
+            beat += 1
+            try:
+                client.key_value_set(f"jaxnn/alive/{me}", str(beat), True)
+                alive = _by_process(client.key_value_dir_get("jaxnn/alive/"))
+                done = _by_process(client.key_value_dir_get("jaxnn/done/"))
+                failed = _by_process(client.key_value_dir_get("jaxnn/failed/"))
+            except jax.errors.JaxRuntimeError as e:
+                if not self._stop.is_set():
+                    self.on_lost(
+                        f"lost contact with process 0, the coordinator ({_first_line(e)}); "
+                        "it died or its host is unreachable"
+                    )
+                return
+            now = time.monotonic()
+            for p, (counter, moved) in last.items():
+                if p in failed:
+                    return self.on_lost(f"process {p} failed: {failed[p]}")
+                if p in done:
+                    continue
+                if alive.get(p) != counter:
+                    last[p] = (alive.get(p), now)
+                elif now - moved > self.timeout:
+                    return self.on_lost(
+                        f"process {p} stopped responding: no heartbeat for {self.timeout:g} s "
+                        "(it died, hangs, or its host is unreachable)"
+                    )
+
+
+def _by_process(entries) -> dict[int, str]:
+    return {int(key.rstrip("/").rpartition("/")[2]): value for key, value in entries}
+
+
+def report_failure(message: str) -> None:
+    """Tell the other processes' watchdogs that this one failed, with ``message``."""
+    try:
+        _client().key_value_set(f"jaxnn/failed/{jax.process_index()}", message, True)
+    except (jax.errors.JaxRuntimeError, ClusterError):
+        pass
+
+
+class Share(NamedTuple):
+    """This process's share of a dataset: the columns (examples) its devices hold.
+
+    ``X_train`` etc. are this process's columns of the training and test sets,
+    each set padded with zero columns to a multiple of the mesh's devices;
+    ``m_train`` and ``m_test`` are the numbers of real examples in the whole
+    sets. Made by ``local_share``; ``jaxnn.train.fit`` takes one as its data.
+    """
+
+    X_train: np.ndarray
+    Y_train: np.ndarray
+    X_test: np.ndarray
+    Y_test: np.ndarray
+    m_train: int
+    m_test: int
+
+
+def padded(m: int, mesh: Mesh) -> int:
+    """m rounded up to a multiple of the mesh's devices."""
+    n = mesh.shape[parallel.AXIS]
+    return -(-m // n) * n
+
+
+def local_columns(mesh: Mesh, m_pad: int) -> tuple[int, int]:
+    """``(lo, hi)``: the columns of an ``(n, m_pad)`` batch-sharded array this process holds."""
+    index = parallel.batch_sharding(mesh).addressable_devices_indices_map((1, m_pad))
+    if not index:
+        raise ValueError(f"the mesh has none of process {jax.process_index()}'s devices")
+    spans = sorted(
+        {(s[1].start or 0, m_pad if s[1].stop is None else s[1].stop) for s in index.values()}
+    )
+    if any(a[1] != b[0] for a, b in itertools.pairwise(spans)):
+        raise ValueError(
+            "this process's devices are not one contiguous block of the mesh; build it with "
+            "jaxnn.distributed.make_mesh"
+        )
+    return spans[0][0], spans[-1][1]
+
+
+def _columns(x, lo: int, hi: int) -> np.ndarray:
+    x = np.asarray(x)
+    part = x[:, lo : min(hi, x.shape[1])]
+    return np.pad(part, ((0, 0), (0, hi - lo - part.shape[1])))  # padding: zeros
+
+
+def local_share(data, mesh: Mesh) -> Share:
+    """This process's ``Share`` of ``data`` (anything with X_train, Y_train, X_test, Y_test)."""
+    if not isinstance(mesh, Mesh) or parallel.AXIS not in mesh.axis_names:
+        raise ValueError(
+            f"mesh must be a jax.sharding.Mesh with a {parallel.AXIS!r} axis "
+            "(jaxnn.distributed.make_mesh), got {mesh!r}"
+        )
+    parts = {}
+    for part in ("train", "test"):
+        X, Y = getattr(data, f"X_{part}"), getattr(data, f"Y_{part}")
+        m = np.shape(X)[1]
+        lo, hi = local_columns(mesh, padded(m, mesh))
+        parts[f"X_{part}"], parts[f"Y_{part}"], parts[f"m_{part}"] = (
+            _columns(X, lo, hi),
+            _columns(Y, lo, hi),
+            m,
+        )
+    return Share(**parts)
+
+
+def as_share(data, mesh: Mesh | None) -> Share | None:
+    """``data`` as a ``Share`` when it is one, or the mesh spans processes; else None."""
+    if isinstance(data, Share):
+        if mesh is None:
+            raise ValueError("a jaxnn.distributed.Share needs mesh= (jaxnn.distributed.make_mesh)")
+        return data
+    if mesh is not None and spans_processes(mesh):
+        return local_share(data, mesh)
+    return None
+
+
+def weighted_metrics(params, X, Y, weights, net: Network, m: int, task: str) -> dict:
+    """``jaxnn.train.evaluate``'s metrics as sums over the columns with weight 1, over m.
+
+    ``weights`` is ``(1, m_pad)``: 1 for the m real examples, 0 for padding.
+    Every metric is a sum over examples (so over every process's share) divided
+    by m: the cost (C-M), accuracy, R^2 (1 - SS_res / SS_tot per output row,
+    averaged) and the mean squared error.
+    """
+    cache = forward_unchecked(params, X, net)
+    Z, A = cache.Z[-1], cache.A[-1]
+    w = weights[0]
+    per_example = losses.get(net.loss).stable_value(Z, A, Y)
+    out = {"cost": jnp.sum(w * per_example) / m}  # (C-M)
+    n_out = A.shape[0]
+    if task == "classification":
+        if net.activations[-1] == "softmax":
+            correct = (jnp.argmax(A, axis=0) == jnp.argmax(Y, axis=0)).astype(A.dtype)
+            out["accuracy"] = jnp.sum(w * correct) / m
+        else:  # sigmoid: per output unit
+            correct = ((A > 0.5) == (Y > 0.5)).astype(A.dtype)
+            out["accuracy"] = jnp.sum(weights * correct) / (m * n_out)
+    else:
+        mean = jnp.sum(weights * Y, axis=1, keepdims=True) / m
+        residual = jnp.sum(weights * (Y - A) ** 2, axis=1)
+        total = jnp.sum(weights * (Y - mean) ** 2, axis=1)
+        r2 = jnp.where(
+            total > 0, 1 - residual / jnp.where(total > 0, total, 1), 1.0 * (residual == 0)
+        )
+        out["r2"] = jnp.mean(r2)
+        out["mse"] = jnp.sum(weights * (A - Y) ** 2) / (m * n_out)
+    return out
+
+
+class Prepared(NamedTuple):
+    """What ``fit`` runs on a ``Share``: the epoch, the evaluation, and the placed state."""
+
+    epoch: Callable  # (params, opt_state, X, Y, key) -> (params, opt_state, costs)
+    evaluate: Callable  # (params, X_test, Y_test, net) -> {name: float}
+    params: object
+    opt_state: object
+    X: jax.Array
+    Y: jax.Array
+    X_test: jax.Array
+    Y_test: jax.Array
+
+
+def _place_share(local, m_pad: int, mesh: Mesh) -> jax.Array:
+    local = np.asarray(local)
+    return jax.make_array_from_process_local_data(
+        parallel.batch_sharding(mesh), local, (local.shape[0], m_pad)
+    )
+
+
+def _replicated_key(key, mesh: Mesh):
+    """The (host-local) key as one array replicated over the mesh: every process computes
+    the same key from the seed, so each places its own copy."""
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        data = parallel.replicate(np.asarray(jax.random.key_data(key)), mesh)
+        return jax.random.wrap_key_data(data, impl=jax.random.key_impl(key))
+    return parallel.replicate(np.asarray(key), mesh)
+
+
+@functools.lru_cache(maxsize=16)
+def _jitted(net, optimizer, batch_size, m_train, m_test, task, mesh, gradients):
+    rep, bat = parallel.replicated(mesh), parallel.batch_sharding(mesh)
+    epoch = epoch_fn(
+        net,
+        optimizer,
+        batch_size,
+        gradients,
+        lambda B: jax.lax.with_sharding_constraint(B, bat),
+        examples=m_train,
+    )
+    epoch = jax.jit(epoch, in_shardings=(rep, rep, bat, bat, rep), out_shardings=(rep, rep, rep))
+    metrics = jax.jit(
+        functools.partial(weighted_metrics, net=net, m=m_test, task=task),
+        in_shardings=(rep, bat, bat, bat),
+        out_shardings=rep,
+    )
+    return epoch, metrics
+
+
+def prepare(net, optimizer, batch_size, mesh, gradients, share: Share, task, state, arrays):
+    """Place ``state`` (params, opt_state) replicated and the share's ``arrays`` (X, Y,
+    X_test, Y_test: this process's columns, checked and cast by ``fit``) as global
+    batch-sharded arrays; return the ``Prepared`` epoch and evaluation for them."""
+    parallel.check_divisible(batch_size, mesh)
+    m_train, m_test = padded(share.m_train, mesh), padded(share.m_test, mesh)
+    X, Y = (_place_share(a, m_train, mesh) for a in arrays[:2])
+    X_test, Y_test = (_place_share(a, m_test, mesh) for a in arrays[2:])
+    real = np.arange(m_test)[None, :] < share.m_test
+    weights = jax.make_array_from_callback(
+        real.shape, parallel.batch_sharding(mesh), lambda index: real[index].astype(X.dtype)
+    )
+    args = (net, optimizer, batch_size, share.m_train, share.m_test, task, mesh, gradients)
+    try:
+        epoch, metrics = _jitted(*args)
+    except TypeError:  # an unhashable optimizer: build it afresh
+        epoch, metrics = _jitted.__wrapped__(*args)
+
+    def run_epoch(params, opt_state, X, Y, key):
+        return epoch(params, opt_state, X, Y, _replicated_key(key, mesh))
+
+    def evaluate(params, X_test, Y_test, net):
+        return {k: float(v) for k, v in metrics(params, X_test, Y_test, weights).items()}
+
+    params, opt_state = parallel.replicate(state, mesh)
+    return Prepared(run_epoch, evaluate, params, opt_state, X, Y, X_test, Y_test)

@@ -61,7 +61,9 @@ def _is_typed_key(key) -> bool:
 
 
 def _key_data(key):
-    return jax.random.key_data(key) if _is_typed_key(key) else jnp.asarray(key)
+    # A host (NumPy) array: the key is the same on every process, so orbax's primary process
+    # writes it once; a host-local jax.Array cannot be saved from several processes.
+    return np.asarray(jax.random.key_data(key) if _is_typed_key(key) else key)
 
 
 def _path_name(path) -> str:

@@ -297,6 +297,27 @@ def report_failure(message: str) -> None:
         pass
 
 
+def wait_for_others(timeout: float = DEFAULT_TIMEOUT) -> None:
+    """Wait until every other process has reported a failure or finished, or ``timeout`` s.
+
+    Process 0 hosts the runtime's coordination service: if it ends first, the
+    others' runtime aborts them with a stack trace before they can say why.
+    """
+    me, count = jax.process_index(), jax.process_count()
+    deadline = time.monotonic() + timeout
+    try:
+        client = _client()
+        while time.monotonic() < deadline:
+            gone = set(_by_process(client.key_value_dir_get("jaxnn/failed/")))
+            gone |= set(_by_process(client.key_value_dir_get("jaxnn/done/")))
+            if gone >= set(range(count)) - {me}:
+                time.sleep(0.5)  # for them to end after saying so
+                return
+            time.sleep(0.1)
+    except (jax.errors.JaxRuntimeError, ClusterError):
+        return
+
+
 class Share(NamedTuple):
     """This process's share of a dataset: the columns (examples) its devices hold.
 

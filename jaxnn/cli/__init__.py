@@ -25,7 +25,7 @@ Exit statuses:
 import argparse
 import sys
 
-from jaxnn.cli import bench, train, verify
+from jaxnn.cli import bench, cluster, train, verify
 from jaxnn.cli.common import RunFailed, UsageError
 
 
@@ -56,12 +56,11 @@ def main(argv=None) -> int:
     try:
         return args.handler(args)
     except RunFailed as e:
-        print(f"jaxnn: error: {' '.join(str(e).split())}", file=sys.stderr)
-        return 1
+        status, message = 1, " ".join(str(e).split())  # one line
     except (UsageError, ValueError, ImportError) as e:
-        message = " ".join(str(e).split())  # one line
-        print(f"jaxnn: error: {message}", file=sys.stderr)
-        return 2
+        status, message = 2, " ".join(str(e).split())
     except KeyboardInterrupt:
-        print("jaxnn: interrupted", file=sys.stderr)
-        return 130
+        status, message = 130, "interrupted"
+    print(f"jaxnn: {'error: ' * (status != 130)}{message}", file=sys.stderr)
+    cluster.abandon(status, message)  # several processes: tell the others, end at once
+    return status

@@ -99,7 +99,36 @@ def add_arguments(p) -> None:
         default=1,
         metavar="N",
         help="split each batch over N devices (data-parallel; the batch size must divide by "
-        "N); a resumed run may use another N; default: 1",
+        "N); a resumed run may use another N; default: 1. With several processes: N devices "
+        "of each process",
+    )
+    # Several processes (jaxnn.distributed, jaxnn.cli.cluster, docs/scaling.md).
+    p.add_argument(
+        "--coordinator",
+        metavar="HOST:PORT",
+        help="several processes: process 0's address and a free port there; every process "
+        "runs the same command with --num-processes N and its own --process-id I",
+    )
+    p.add_argument("--num-processes", type=int, metavar="N", help="several processes: N in all")
+    p.add_argument(
+        "--process-id",
+        type=int,
+        metavar="I",
+        help="several processes: this one's id, 0..N-1; process 0 prints and writes the files",
+    )
+    p.add_argument(
+        "--distributed",
+        action="store_true",
+        help="several processes on a cluster that JAX detects (SLURM, a TPU pod, Open MPI), "
+        "without --coordinator, --num-processes, --process-id",
+    )
+    p.add_argument(
+        "--peer-timeout",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="several processes: wait S seconds for all to join, and stop with an error when "
+        "one has not been heard from for S seconds; default: 60",
     )
 
 

@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 
+from jaxnn.cli import cluster
 from jaxnn.cli.common import (
     RunFailed,
     UsageError,
@@ -73,6 +74,8 @@ def run(args) -> int:
     tqdm = require("tqdm", "jaxnn train").tqdm
     require("matplotlib", "jaxnn train")
     require("orbax.checkpoint", "jaxnn train")
+    # Several processes (jaxnn.cli.cluster): join them before any JAX computation.
+    several = cluster.join(args)
 
     import jax
 
@@ -84,7 +87,14 @@ def run(args) -> int:
     net = dataset.network(settings["hidden"], settings["activation"])
     train.check_batch_size(settings["batch_size"], dataset.X_train.shape[1])
     mesh = None
-    if args.devices != 1:
+    task = dataset.task
+    if several:  # one mesh over --devices devices of every process; keep this one's share
+        from jaxnn import distributed, parallel
+
+        mesh = distributed.make_mesh(args.devices)
+        parallel.check_divisible(settings["batch_size"], mesh)
+        dataset = distributed.local_share(dataset, mesh)
+    elif args.devices != 1:
         from jaxnn import parallel
 
         mesh = parallel.make_mesh(args.devices)
@@ -106,11 +116,12 @@ def run(args) -> int:
             f"give {network_config(net)}"
         )
     key = jax.random.key(settings["seed"])
+    cluster.check_same(args, settings, config)  # several processes: the same command?
 
-    if not args.resume:
+    if not args.resume and cluster.is_writer():
         os.makedirs(out, exist_ok=True)
         write_json(os.path.join(out, CONFIG), config)
-    metric = train.main_metric(dataset.task)
+    metric = train.main_metric(task)
     with checkpoint.Checkpoints(os.path.join(out, CHECKPOINTS)) as ckpts:
         start = {}
         if args.resume:
@@ -123,6 +134,7 @@ def run(args) -> int:
             unit="epoch",
             file=sys.stderr,
             dynamic_ncols=True,
+            disable=not cluster.is_writer(),
         )
         t0 = time.perf_counter()
 
@@ -137,7 +149,8 @@ def run(args) -> int:
                 refresh=False,
             )
             bar.update(1)
-            return stop.signum is not None  # stop once this epoch is saved
+            # stop once this epoch is saved; several processes stop together
+            return cluster.any_process(stop.signum is not None)
 
         try:
             with stop:
@@ -161,21 +174,30 @@ def run(args) -> int:
                 else "no epoch finished, so no checkpoint was saved"
             )
             raise RunFailed(f"training diverged: {e}; {where}") from None
+        except jax.errors.JaxRuntimeError as e:  # several processes: one lost mid-collective?
+            raise cluster.explain(e) from None
         finally:
             bar.close()
     done = result.history[-1]["epoch"]
-    if stop.signum is not None and done < settings["epochs"]:
-        resume = f"jaxnn train --resume --out {shlex.quote(out)}"
-        if args.devices != 1:
-            resume += f" --devices {args.devices}"
-        print(
-            f"jaxnn: interrupted by {signal.Signals(stop.signum).name} after epoch {done} of "
-            f"{settings['epochs']}; its checkpoint is saved; resume with: {resume}",
-            file=sys.stderr,
-        )
-        return 128 + stop.signum
+    if done < settings["epochs"]:  # stopped by a signal (several processes: to any of them)
+        if cluster.is_writer():
+            how = signal.Signals(stop.signum).name if stop.signum else "a signal to another process"
+            resume = f"jaxnn train --resume --out {shlex.quote(out)}"
+            if args.devices != 1:
+                resume += f" --devices {args.devices}"
+            if several:
+                resume += " and this command's other flags, on every process"
+            print(
+                f"jaxnn: interrupted by {how} after epoch {done} of "
+                f"{settings['epochs']}; its checkpoint is saved; resume with: {resume}",
+                file=sys.stderr,
+            )
+        return 128 + (stop.signum or signal.SIGTERM)
+    if not cluster.is_writer():  # several processes: process 0 reports
+        return 0
     seconds = seconds_before + time.perf_counter() - t0
-    _report(out, settings, config, dataset.task, result.history, seconds, args.devices)
+    devices = mesh.devices.size if several else args.devices
+    _report(out, settings, config, task, result.history, seconds, devices)
     return 0
 
 

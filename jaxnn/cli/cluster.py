@@ -1,0 +1,158 @@
+"""``jaxnn train`` on several processes: joining, agreeing, one writer, failing together.
+
+Every process runs the same command but its ``--process-id`` (or, with
+``--distributed``, the same command, on a cluster JAX detects). ``join``
+initializes JAX's distributed runtime before any JAX computation and starts the
+watchdog (``jaxnn.distributed.Watchdog``), whose verdict ends the process with
+one line on stderr, exit status 1. ``check_same`` compares the commands; only
+process 0 (``is_writer``) prints progress and writes the run's files. When a
+process fails, ``abandon`` tells the others and ends it at once: JAX's shutdown
+would wait for processes that may never come.
+
+Without any of these flags, every function here does nothing (one process).
+"""
+
+import atexit
+import os
+import sys
+import threading
+import time
+
+from jaxnn.cli.common import RunFailed, UsageError, flag
+
+FLAGS = ("coordinator", "num_processes", "process_id")
+
+_watchdog = None  # the running watchdog, on several processes
+
+
+def wanted(args) -> bool:
+    """True if the command asks for several processes."""
+    return args.distributed or any(getattr(args, name) is not None for name in FLAGS)
+
+
+def join(args) -> bool:
+    """Join the cluster if the command asks for it (True), before any JAX computation."""
+    global _watchdog
+    if not wanted(args):
+        return False
+    given = [flag(name) for name in FLAGS if getattr(args, name) is not None]
+    if args.distributed and given:
+        raise UsageError(
+            f"--distributed detects the cluster by itself; drop {', '.join(given)}, or drop "
+            "--distributed and give --coordinator, --num-processes and --process-id"
+        )
+    if args.out is None:
+        raise UsageError(
+            "several processes need --out DIR, one run directory that every process can reach "
+            "(a shared file system)"
+        )
+    if not 0 < args.peer_timeout < float("inf"):
+        raise UsageError(f"--peer-timeout must be a number of seconds > 0, got {args.peer_timeout}")
+    from jaxnn import distributed
+
+    try:
+        distributed.initialize(
+            args.coordinator, args.num_processes, args.process_id, timeout=args.peer_timeout
+        )
+    except distributed.ClusterError as e:
+        raise RunFailed(str(e)) from None
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    _watchdog = distributed.Watchdog(_lost, args.peer_timeout)
+    _watchdog.__enter__()
+    atexit.register(_watchdog.stop)  # before JAX's own atexit shutdown, registered earlier
+    return True
+
+
+def _lost(message: str) -> None:
+    """The watchdog's verdict: one line, and the process ends (its peers are gone)."""
+    print(f"jaxnn: error: {message}", file=sys.stderr, flush=True)
+    _leave(1, message)
+
+
+_leaving = threading.Lock()
+
+
+def _leave(status: int, message: str) -> None:
+    """Tell the others this process fails with ``message`` and end it with ``status`` now.
+
+    JAX's shutdown would wait for processes that may never come. Process 0 first
+    waits (a bounded time) for the others to go, since they need its coordination
+    service to read the message. Only the first caller proceeds.
+    """
+    from jaxnn import distributed
+
+    if not _leaving.acquire(blocking=False):  # the other thread is ending the process
+        if threading.current_thread() is threading.main_thread():
+            threading.Event().wait()
+        return
+    distributed.report_failure(message)
+    if distributed.is_writer():
+        distributed.wait_for_others(_watchdog.timeout)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+
+
+def check_same(args, settings: dict, config: dict) -> None:
+    """A UsageError naming every difference between this process's command and another's."""
+    if _watchdog is None:
+        return
+    import jax
+
+    from jaxnn import distributed
+
+    mine = {flag(k): v for k, v in settings.items()}
+    mine.update(
+        {
+            "--num-processes": args.num_processes or jax.process_count(),
+            "--devices": args.devices,
+            "--out": os.path.abspath(args.out),
+            "--resume": args.resume,
+            "network": config["network"],
+        }
+    )
+    try:
+        distributed.check_same(mine, args.peer_timeout)
+    except distributed.ClusterError as e:
+        raise RunFailed(str(e)) from None
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+
+def is_writer() -> bool:
+    """True on the process that prints and writes the run's files: process 0, or the only one."""
+    if _watchdog is None:
+        return True
+    from jaxnn import distributed
+
+    return distributed.is_writer()
+
+
+def any_process(flag_: bool) -> bool:
+    """``flag_`` on one process, or on any of several (all must call this together)."""
+    if _watchdog is None:
+        return flag_
+    from jaxnn import distributed
+
+    return distributed.any_process(flag_)
+
+
+def abandon(status: int, message: str) -> None:
+    """After an error on several processes: tell the others, end this one with ``status``."""
+    if _watchdog is not None:
+        _leave(status, message)
+
+
+def explain(error: Exception) -> Exception:
+    """What to raise for a JAX runtime error in training: on several processes it is most
+    likely a lost process (a collective's peer closed); the watchdog is given the time to
+    name it (and end this process), else a RunFailed with the error's first line."""
+    if _watchdog is None:
+        return error
+    time.sleep(_watchdog.timeout + 3 * _watchdog.interval)
+    lines = str(error).strip().splitlines()
+    return RunFailed(
+        f"a computation across the processes failed ({lines[0] if lines else error!r}); "
+        "another process may have failed: see its output"
+    )

@@ -77,13 +77,20 @@ def initialize(
     process_id: int | None = None,
     *,
     timeout: float = DEFAULT_TIMEOUT,
+    on_timeout: Callable[[str], None] | None = None,
 ) -> None:
     """Join the cluster: ``jax.distributed.initialize``, before any other JAX call.
 
     Give ``coordinator`` (``HOST:PORT`` of process 0), ``num_processes`` and
     ``process_id`` together, or none of them where JAX detects the cluster by
     itself (SLURM, a TPU pod, Open MPI). ``timeout`` bounds the wait for every
-    process to join; JAX's heartbeat timeout is set to twice it (see ``Watchdog``).
+    process to join; JAX's heartbeat timeout is set to four times it (see ``Watchdog``).
+
+    When the processes do not all join (one missing, or the coordinator told
+    another ``num_processes``), JAX's runtime aborts the process with a stack
+    trace rather than raising. With ``on_timeout``, that is called instead, with
+    a message, after ``timeout`` seconds (JAX's own limit is then twice it); it
+    is expected to end the process.
 
     Raises:
       ValueError: the arguments are incomplete or malformed.
@@ -106,20 +113,33 @@ def initialize(
             )
     if not 0 < timeout < math.inf:
         raise ValueError(f"timeout must be a finite number of seconds > 0, got {timeout}")
+    where = f" at {coordinator}" if coordinator else ""
+    hint = "are all processes started, with the same --coordinator and --num-processes?"
+    timer = None
+    if on_timeout is not None:
+        expected = f"{num_processes} processes" if num_processes else "the processes"
+        timer = threading.Timer(
+            timeout,
+            on_timeout,
+            [f"{expected} did not all join{where} within {timeout:g} s; {hint}"],
+        )
+        timer.daemon = True
+        timer.start()
     try:
         jax.distributed.initialize(
             coordinator,
             num_processes,
             process_id,
-            initialization_timeout=math.ceil(timeout),
-            heartbeat_timeout_seconds=math.ceil(2 * timeout),
+            initialization_timeout=math.ceil(timeout * (1 if timer is None else 2)),
+            heartbeat_timeout_seconds=math.ceil(4 * timeout),
         )
     except (RuntimeError, ValueError, jax.errors.JaxRuntimeError) as e:
-        where = f" at {coordinator}" if coordinator else ""
         raise ClusterError(
-            f"could not join the cluster{where} within {timeout:g} s ({_first_line(e)}); are "
-            "all processes started, with the same --coordinator and --num-processes?"
+            f"could not join the cluster{where} ({_first_line(e)}); {hint}"
         ) from None
+    finally:
+        if timer is not None:
+            timer.cancel()
 
 
 def _client():
@@ -231,6 +251,7 @@ class Watchdog:
 
     def __init__(self, on_lost: Callable[[str], None], timeout: float = DEFAULT_TIMEOUT):
         self.on_lost, self.timeout = on_lost, float(timeout)
+        self.lost: int | None = None  # the process found lost, once found
         self.interval = min(1.0, self.timeout / 5)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="jaxnn-watchdog", daemon=True)
@@ -265,6 +286,7 @@ class Watchdog:
                 failed = _by_process(client.key_value_dir_get("jaxnn/failed/"))
             except jax.errors.JaxRuntimeError as e:
                 if not self._stop.is_set():
+                    self.lost = 0
                     self.on_lost(
                         f"lost contact with process 0, the coordinator ({_first_line(e)}); "
                         "it died or its host is unreachable"
@@ -273,12 +295,14 @@ class Watchdog:
             now = time.monotonic()
             for p, (counter, moved) in last.items():
                 if p in failed:
+                    self.lost = p
                     return self.on_lost(f"process {p} failed: {failed[p]}")
                 if p in done:
                     continue
                 if alive.get(p) != counter:
                     last[p] = (alive.get(p), now)
                 elif now - moved > self.timeout:
+                    self.lost = p
                     return self.on_lost(
                         f"process {p} stopped responding: no heartbeat for {self.timeout:g} s "
                         "(it died, hangs, or its host is unreachable)"
@@ -297,8 +321,9 @@ def report_failure(message: str) -> None:
         pass
 
 
-def wait_for_others(timeout: float = DEFAULT_TIMEOUT) -> None:
-    """Wait until every other process has reported a failure or finished, or ``timeout`` s.
+def wait_for_others(timeout: float = DEFAULT_TIMEOUT, lost: int | None = None) -> None:
+    """Wait until every other process but ``lost`` has reported a failure or finished, or
+    ``timeout`` s.
 
     Process 0 hosts the runtime's coordination service: if it ends first, the
     others' runtime aborts them with a stack trace before they can say why.
@@ -310,7 +335,7 @@ def wait_for_others(timeout: float = DEFAULT_TIMEOUT) -> None:
         while time.monotonic() < deadline:
             gone = set(_by_process(client.key_value_dir_get("jaxnn/failed/")))
             gone |= set(_by_process(client.key_value_dir_get("jaxnn/done/")))
-            if gone >= set(range(count)) - {me}:
+            if gone >= set(range(count)) - {me, lost}:
                 time.sleep(0.5)  # for them to end after saying so
                 return
             time.sleep(0.1)

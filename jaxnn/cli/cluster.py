@@ -52,7 +52,11 @@ def join(args) -> bool:
 
     try:
         distributed.initialize(
-            args.coordinator, args.num_processes, args.process_id, timeout=args.peer_timeout
+            args.coordinator,
+            args.num_processes,
+            args.process_id,
+            timeout=args.peer_timeout,
+            on_timeout=_not_joined,
         )
     except distributed.ClusterError as e:
         raise RunFailed(str(e)) from None
@@ -64,9 +68,18 @@ def join(args) -> bool:
     return True
 
 
+def _not_joined(message: str) -> None:
+    """The cluster did not form: one line, and the process ends (JAX's would abort it)."""
+    print(f"jaxnn: error: {message}", file=sys.stderr, flush=True)
+    os._exit(1)
+
+
 def _lost(message: str) -> None:
     """The watchdog's verdict: one line, and the process ends (its peers are gone)."""
-    print(f"jaxnn: error: {message}", file=sys.stderr, flush=True)
+    from jaxnn import distributed
+
+    newline = "\n" if distributed.is_writer() else ""  # after process 0's progress bar
+    print(f"{newline}jaxnn: error: {message}", file=sys.stderr, flush=True)
     _leave(1, message)
 
 
@@ -88,7 +101,7 @@ def _leave(status: int, message: str) -> None:
         return
     distributed.report_failure(message)
     if distributed.is_writer():
-        distributed.wait_for_others(_watchdog.timeout)
+        distributed.wait_for_others(_watchdog.timeout, _watchdog.lost)
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(status)

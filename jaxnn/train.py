@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxnn import distributed, losses, parallel
+from jaxnn import losses, parallel, sharded
 from jaxnn.network import Network, check_inputs, forward, init_params, output_cost
 from jaxnn.steps import GRADIENTS as GRADIENTS
 from jaxnn.steps import epoch_batches as epoch_batches
@@ -255,8 +255,8 @@ def fit(
             raise ValueError("give devices or mesh, not both")
         mesh = mesh if mesh is not None else parallel.make_mesh(devices)
         parallel.check_divisible(batch_size, mesh)
-    # Several processes (jaxnn.distributed): keep only this process's share of the examples.
-    share = distributed.as_share(data, mesh)
+    # Several processes (jaxnn.sharded): keep only this process's share of the examples.
+    share = sharded.as_share(data, mesh)
     data = data if share is None else share
     check_batch_size(batch_size, np.shape(data.X_train)[1] if share is None else share.m_train)
     init_key, shuffle_key = jax.random.split(key)
@@ -280,8 +280,8 @@ def fit(
     evaluate_fn = evaluate
     if mesh is None:
         epoch_fn = make_epoch(net, optimizer, batch_size, gradients)
-    elif share is not None:  # jaxnn.distributed: data sharded by examples over the processes
-        epoch_fn, evaluate_fn, params, opt_state, X, Y, X_test, Y_test = distributed.prepare(
+    elif share is not None:  # jaxnn.sharded: data sharded by examples over the processes
+        epoch_fn, evaluate_fn, params, opt_state, X, Y, X_test, Y_test = sharded.prepare(
             net,
             optimizer,
             batch_size,

@@ -89,11 +89,11 @@ def run(args) -> int:
     mesh = None
     task = dataset.task
     if several:  # one mesh over --devices devices of every process; keep this one's share
-        from jaxnn import distributed, parallel
+        from jaxnn import distributed, parallel, sharded
 
         mesh = distributed.make_mesh(args.devices)
         parallel.check_divisible(settings["batch_size"], mesh)
-        dataset = distributed.local_share(dataset, mesh)
+        dataset = sharded.local_share(dataset, mesh)
     elif args.devices != 1:
         from jaxnn import parallel
 

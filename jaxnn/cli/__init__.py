@@ -61,6 +61,7 @@ def main(argv=None) -> int:
         status, message = 2, " ".join(str(e).split())
     except KeyboardInterrupt:
         status, message = 130, "interrupted"
-    print(f"jaxnn: {'error: ' * (status != 130)}{message}", file=sys.stderr)
-    cluster.abandon(status, message)  # several processes: tell the others, end at once
+    line = f"jaxnn: {'error: ' * (status != 130)}{message}"
+    cluster.abandon(status, message, line)  # several processes: print, tell the others, end
+    print(line, file=sys.stderr)
     return status

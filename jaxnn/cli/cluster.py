@@ -22,7 +22,8 @@ from jaxnn.cli.common import RunFailed, UsageError, flag
 
 FLAGS = ("coordinator", "num_processes", "process_id")
 
-_watchdog = None  # the running watchdog, on several processes
+_timeout = None  # --peer-timeout, once this process has joined several
+_watchdog = None  # the running watchdog, once the processes agree (check_same)
 
 
 def wanted(args) -> bool:
@@ -32,7 +33,7 @@ def wanted(args) -> bool:
 
 def join(args) -> bool:
     """Join the cluster if the command asks for it (True), before any JAX computation."""
-    global _watchdog
+    global _timeout
     if not wanted(args):
         return False
     given = [flag(name) for name in FLAGS if getattr(args, name) is not None]
@@ -62,9 +63,7 @@ def join(args) -> bool:
         raise RunFailed(str(e)) from None
     except ValueError as e:
         raise UsageError(str(e)) from None
-    _watchdog = distributed.Watchdog(_lost, args.peer_timeout)
-    _watchdog.__enter__()
-    atexit.register(_watchdog.stop)  # before JAX's own atexit shutdown, registered earlier
+    _timeout = args.peer_timeout
     return True
 
 
@@ -79,19 +78,20 @@ def _lost(message: str) -> None:
     from jaxnn import distributed
 
     newline = "\n" if distributed.is_writer() else ""  # after process 0's progress bar
-    print(f"{newline}jaxnn: error: {message}", file=sys.stderr, flush=True)
-    _leave(1, message)
+    _leave(1, message, f"{newline}jaxnn: error: {message}")
 
 
 _leaving = threading.Lock()
 
 
-def _leave(status: int, message: str) -> None:
-    """Tell the others this process fails with ``message`` and end it with ``status`` now.
+def _leave(status: int, message: str, line: str) -> None:
+    """Print ``line``, tell the others this process fails with ``message``, and end it with
+    ``status`` now.
 
     JAX's shutdown would wait for processes that may never come. Process 0 first
     waits (a bounded time) for the others to go, since they need its coordination
-    service to read the message. Only the first caller proceeds.
+    service to read the message. Only the first caller (the main thread after an
+    error, or the watchdog) proceeds, so one line is printed.
     """
     from jaxnn import distributed
 
@@ -99,17 +99,20 @@ def _leave(status: int, message: str) -> None:
         if threading.current_thread() is threading.main_thread():
             threading.Event().wait()
         return
+    print(line, file=sys.stderr, flush=True)
     distributed.report_failure(message)
     if distributed.is_writer():
-        distributed.wait_for_others(_watchdog.timeout, _watchdog.lost)
+        distributed.wait_for_others(_timeout, _watchdog.lost if _watchdog else None)
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(status)
 
 
 def check_same(args, settings: dict, config: dict) -> None:
-    """A UsageError naming every difference between this process's command and another's."""
-    if _watchdog is None:
+    """A UsageError naming every difference between this process's command and another's;
+    once they agree, the watchdog starts (a peer lost before then times this exchange out)."""
+    global _watchdog
+    if _timeout is None:
         return
     import jax
 
@@ -131,11 +134,14 @@ def check_same(args, settings: dict, config: dict) -> None:
         raise RunFailed(str(e)) from None
     except ValueError as e:
         raise UsageError(str(e)) from None
+    _watchdog = distributed.Watchdog(_lost, _timeout)
+    _watchdog.__enter__()
+    atexit.register(_watchdog.stop)  # before JAX's own atexit shutdown, registered earlier
 
 
 def is_writer() -> bool:
     """True on the process that prints and writes the run's files: process 0, or the only one."""
-    if _watchdog is None:
+    if _timeout is None:
         return True
     from jaxnn import distributed
 
@@ -144,26 +150,27 @@ def is_writer() -> bool:
 
 def any_process(flag_: bool) -> bool:
     """``flag_`` on one process, or on any of several (all must call this together)."""
-    if _watchdog is None:
+    if _timeout is None:
         return flag_
     from jaxnn import distributed
 
     return distributed.any_process(flag_)
 
 
-def abandon(status: int, message: str) -> None:
-    """After an error on several processes: tell the others, end this one with ``status``."""
-    if _watchdog is not None:
-        _leave(status, message)
+def abandon(status: int, message: str, line: str) -> None:
+    """After an error on several processes: print ``line``, tell the others, and end this
+    process with ``status`` at once. Does nothing on one process."""
+    if _timeout is not None:
+        _leave(status, message, line)
 
 
 def explain(error: Exception) -> Exception:
     """What to raise for a JAX runtime error in training: on several processes it is most
     likely a lost process (a collective's peer closed); the watchdog is given the time to
     name it (and end this process), else a RunFailed with the error's first line."""
-    if _watchdog is None:
+    if _timeout is None:
         return error
-    time.sleep(_watchdog.timeout + 3 * _watchdog.interval)
+    time.sleep(_timeout + 3)  # the watchdog beats every second at most
     lines = str(error).strip().splitlines()
     return RunFailed(
         f"a computation across the processes failed ({lines[0] if lines else error!r}); "

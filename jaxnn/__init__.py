@@ -9,13 +9,15 @@ The package, from the bottom up (imports only ever point down this list):
   ``losses`` (costs, grad_a C, the table of output heads), ``network`` (spec,
   init, forward, cost), ``backpropagation`` (BP1-BP4), ``hand_gradients``
   (``jax.custom_vjp``), ``optim`` (optax transformations, on any pytree);
-* training: ``steps`` (step and epoch), ``parallel`` (meshes), ``train`` (fit,
-  evaluate), ``data`` (datasets), ``checkpoint`` (orbax);
+* training: ``steps`` (step and epoch), ``parallel`` (meshes), ``distributed``
+  (several processes: jax.distributed, faults), ``sharded`` (each process's share
+  of the data), ``train`` (fit, evaluate), ``data`` (datasets), ``checkpoint`` (orbax);
 * tools: ``verify`` (gradient checks, fault localisation, the matrix), ``bench``;
 * the command line: ``cli``, the only part that prints.
 
-``jaxnn.train``, ``jaxnn.data``, ``jaxnn.parallel``, ``jaxnn.checkpoint``,
-``jaxnn.steps``, ``jaxnn.verify`` and ``jaxnn.bench`` load on first use, so
+``jaxnn.train``, ``jaxnn.data``, ``jaxnn.parallel``, ``jaxnn.distributed``,
+``jaxnn.sharded``, ``jaxnn.checkpoint``, ``jaxnn.steps``, ``jaxnn.verify`` and
+``jaxnn.bench`` load on first use, so
 ``import jaxnn`` stays light.
 """
 
@@ -41,7 +43,17 @@ from jaxnn.network import predict as predict
 __version__ = "0.1.0"
 
 # Submodules loaded on first attribute access (PEP 562).
-_LAZY_MODULES = ("train", "data", "parallel", "checkpoint", "steps", "verify", "bench")
+_LAZY_MODULES = (
+    "train",
+    "data",
+    "parallel",
+    "distributed",
+    "sharded",
+    "checkpoint",
+    "steps",
+    "verify",
+    "bench",
+)
 # Public functions of lazy submodules, re-exported by name.
 _LAZY_NAMES = {"check_gradients": "verify", "locate_fault": "verify"}
 

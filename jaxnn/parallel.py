@@ -11,11 +11,9 @@ an all-reduce that the compiler inserts. Nothing in the formulas changes.
 Use it through ``jaxnn.train.fit(..., devices=N)`` or ``fit(..., mesh=mesh)``
 and ``jaxnn train --devices N``; ``docs/scaling.md`` has the details.
 
-Several hosts: call ``jax.distributed.initialize()`` on every host first, then
-build the mesh from ``jax.devices()`` (all hosts' devices). Every host runs the
-same program on the same full batch; ``shard`` and ``replicate`` build global
-arrays with ``jax.make_array_from_callback``, so each host only places the
-columns its own devices hold.
+Several processes or hosts: ``jaxnn.distributed`` (joining, a mesh over every
+process's devices) and ``jaxnn.sharded`` (each process holds only its share of
+the examples).
 """
 
 import functools

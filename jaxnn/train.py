@@ -229,11 +229,13 @@ def fit(
       devices: split every batch over this many devices
         (``jaxnn.parallel.make_mesh(devices)``); ``batch_size`` must divide by it.
       mesh: or over the devices of this ``jax.sharding.Mesh``, built by
-        ``jaxnn.parallel.make_mesh`` (e.g. over several hosts' devices). With
-        either, params, optimizer state and data are replicated on the mesh, the
-        results come back replicated, and they equal the single-device results
-        up to the rounding of the gradient's sum over examples, taken in
-        another order.
+        ``jaxnn.parallel.make_mesh``. With either, params, optimizer state and
+        data are replicated on the mesh, the results come back replicated, and
+        they equal the single-device results up to the rounding of the
+        gradient's sum over examples, taken in another order. A mesh over
+        several processes (``jaxnn.distributed.make_mesh``), or ``data`` given
+        as a ``jaxnn.sharded.Share``, shards the data by examples instead: each
+        process keeps only its share (``jaxnn.sharded``); same results.
 
     Returns:
       ``FitResult(params, opt_state, history)``. ``history`` has one dict per

@@ -185,8 +185,13 @@ def run(args) -> int:
             resume = f"jaxnn train --resume --out {shlex.quote(out)}"
             if args.devices != 1:
                 resume += f" --devices {args.devices}"
-            if several:
-                resume += " and this command's other flags, on every process"
+            if args.distributed:
+                resume += " --distributed (on every process)"
+            elif several:
+                resume += (
+                    f" --coordinator {args.coordinator} --num-processes {args.num_processes} "
+                    "--process-id I (on every process I)"
+                )
             print(
                 f"jaxnn: interrupted by {how} after epoch {done} of "
                 f"{settings['epochs']}; its checkpoint is saved; resume with: {resume}",

@@ -103,7 +103,7 @@ def epoch_fn(net, optimizer, batch_size, gradients="hand", constrain=None, *, ex
     """The epoch of ``make_epoch``, not jitted. ``constrain`` maps each batch array
     before its step (``jaxnn.parallel`` uses it to shard the batch over devices).
     ``examples``: the number m of real examples, the first m columns of X and Y;
-    any columns after them are padding that no batch draws (``jaxnn.distributed``
+    any columns after them are padding that no batch draws (``jaxnn.sharded``
     pads the training set to a multiple of the devices). Default: all columns."""
     step = step_fn(net, optimizer, gradients)
     constrain = constrain or (lambda B: B)

@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 import time
-import types
 
 import jax
 import numpy as np
@@ -469,24 +468,3 @@ def test_default_train_reaches_97_percent(tmp_path):
     assert metrics["epochs"] == 40 and metrics["network"]["sizes"] == [64, 256, 128, 10]
     assert metrics["test_accuracy"] >= 0.97
     assert "Traceback" not in result.stderr
-
-
-# --- jaxnn verify, wired to a stand-in for jaxnn.verify ------------------------------------
-
-
-@pytest.mark.parametrize("all_ok", [True, False])
-def test_verify_wiring(monkeypatch, tmp_path, all_ok):
-    rows = [{"case": "a", "ok": True, "error": np.float64(1e-12)}, {"case": "b", "ok": all_ok}]
-    fake = types.ModuleType("jaxnn.verify")
-    fake.run_matrix = lambda: rows
-    fake.format_table = lambda rows: "TABLE " + " ".join(r["case"] for r in rows)
-    monkeypatch.setitem(sys.modules, "jaxnn.verify", fake)
-    monkeypatch.setattr(jaxnn, "verify", fake, raising=False)
-    path = tmp_path / "rows.json"
-    status, stdout, _ = run("verify", "--json", str(path))
-    assert status == (0 if all_ok else 1)
-    assert stdout == "TABLE a b\n"
-    assert json.loads(path.read_text()) == [
-        {"case": "a", "ok": True, "error": 1e-12},
-        {"case": "b", "ok": all_ok},
-    ]

@@ -4,8 +4,11 @@ Every activation acts on a pre-activation ``Z`` of shape ``(n, m)``, one example
 per column. Element-wise activations expose ``deriv(Z)``, the diagonal of the
 Jacobian; softmax couples the rows of a column, so it exposes its full Jacobian
 (S1) for tests and docs, and every activation exposes ``vjp(Z, A, G)``, the
-product of the transposed Jacobian with ``G = dC/dA``, which is what BP1 and BP2
-need: ``dC/dZ = J^T G`` (S2), without materialising an ``m x n x n`` tensor.
+chain rule through it for ``G = dC/dA``, which is what BP1 and BP2 need:
+``dC/dZ = J G`` per column (S2), without materialising an ``m x n x n`` tensor.
+Here J is the seed's, ``J_ij = da_j/dz_i`` (rows indexed by z), the transpose of
+``jax.jacobian``'s layout, so ``J G`` is JAX's vector-Jacobian product; softmax's J
+is symmetric, so either reading gives the same numbers.
 
 At kinks the derivative follows ``jax.nn``'s convention: ``relu'(0) = 0`` and
 ``leaky_relu'(0) = 1`` (``jax.nn.leaky_relu`` is ``where(z >= 0, z, slope z)``).

@@ -1,12 +1,16 @@
 """Backpropagation by hand: the seeds' BP1-BP4, no automatic differentiation.
 
 With C the mean cost over the m columns (C-M), define delta^[l] = dC/dZ^[l], an
-``(n^[l], m)`` matrix whose column x is (1/m) dC_x/dz^[l] for example x. Then
+``(n^[l], m)`` matrix whose column x is (1/m) dC_x/dz^[l] for example x, and G the
+``(n^[L], m)`` matrix whose column x is grad_a C_x, example x's own cost gradient
+(G1-G3), not the mean's (so the 1/m appears once, in BP1). Then
 
-  delta^[L] = (1/m) grad_a C (.) sigma'(Z^[L])          (BP1)   [J^T grad_a C for softmax (S2)]
+  delta^[L] = (1/m) G (.) sigma'(Z^[L])                  (BP1)   [(1/m) J G for softmax (S2)]
   delta^[l] = (W^[l+1]^T delta^[l+1]) (.) sigma'(Z^[l])  (BP2)
   dC/db^[l] = sum over columns of delta^[l]              (BP3)
   dC/dW^[l] = delta^[l] A^[l-1]^T                        (BP4)
+
+with J the softmax Jacobian J_ij = da_j/dz_i (S1), applied per column.
 
 The seed's per-example BP3 and BP4 become sums over the columns, and the 1/m of
 the mean is applied once, to delta^[L]; BP2 is linear in delta, so it carries
@@ -88,8 +92,8 @@ def value_and_backprop(params, X, Y, net: Network, *, fused: bool = True):
       Y: ``(n_L, m)`` targets.
       net: the ``Network``.
       fused: use the closed form of delta^[L] (F1-F3) where one exists; False
-        always goes through BP1, grad_a C times sigma'(Z^[L]) or, for softmax,
-        the seed's Jacobian (S2).
+        always goes through BP1, G (.) sigma'(Z^[L]) or, for softmax, the
+        seed's Jacobian product J G (S2).
 
     Returns:
       The scalar cost and gradients with exactly the params' structure, shapes

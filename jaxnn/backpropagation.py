@@ -24,7 +24,7 @@ from jax.typing import ArrayLike
 
 from jaxnn import activations, losses
 from jaxnn.network import Cache, Network, Params, check_inputs, forward_unchecked, output_cost
-from jaxnn.sharding import matmul_over_examples
+from jaxnn.sharding import sum_over_examples
 
 
 class Backward(NamedTuple):
@@ -86,7 +86,7 @@ def layer_grads(params: Params, cache: Cache, deltas: list[jax.Array]) -> Params
     # (x64 on) must not get float64 gradients, which would promote them on update.
     grads = [
         {
-            "W": matmul_over_examples(delta, A_prev.T).astype(layer["W"].dtype),  # (BP4)
+            "W": sum_over_examples(delta, A_prev, 1).astype(layer["W"].dtype),  # (BP4)
             "b": jnp.sum(delta, axis=1, keepdims=True).astype(layer["b"].dtype),  # (BP3)
         }
         for layer, delta, A_prev in zip(params, deltas, cache.A, strict=False)

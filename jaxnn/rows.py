@@ -36,7 +36,7 @@ from jaxnn import activations, losses
 from jaxnn.backpropagation import Backward
 from jaxnn.hand_gradients import cotangent_like, reverse_mode_only, scale_grads, target_grad
 from jaxnn.network import Cache, Network, Params, check_inputs
-from jaxnn.sharding import matmul_over_examples
+from jaxnn.sharding import sum_over_examples
 
 UNITS = 1  # the axis of units in a row-layout array; examples are on axis 0
 
@@ -104,7 +104,7 @@ def layer_grads(params: Params, cache: Cache, deltas: list[jax.Array]) -> Params
     """BP3 and BP4 for rows, in the params' container and dtypes."""
     grads = [
         {
-            "W": matmul_over_examples(delta.T, A_prev).astype(layer["W"].dtype),  # (BP4-R)
+            "W": sum_over_examples(delta, A_prev, 0).astype(layer["W"].dtype),  # (BP4-R)
             "b": jnp.sum(delta, axis=0)[:, None].astype(layer["b"].dtype),  # (BP3-R)
         }
         for layer, delta, A_prev in zip(params, deltas, cache.A, strict=False)

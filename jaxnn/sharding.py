@@ -1,8 +1,8 @@
 """Sums over examples on any device mesh: the one place where jaxnn's math meets sharding.
 
-BP4 (``delta A^T``) and the per-example quantities built on it contract over the
-examples. When the examples are split over an ``Explicit`` mesh axis (the
-default of ``jax.make_mesh`` since jax 0.7), JAX's sharding-in-types asks for
+BP4 (``delta A^T``; ``delta^T A`` for rows) and the sums built on it contract
+over the examples. When the examples are split over an ``Explicit`` mesh axis
+(``jax.make_mesh``'s default in jax 0.10), JAX's sharding-in-types asks for
 the result's sharding, since a contraction over a sharded dimension could give
 a partial sum on each device or a full one everywhere
 (``ShardingTypeError: Contracting dimensions are sharded ...``). The product
@@ -13,7 +13,7 @@ decides, as before.
 """
 
 import jax
-import jax.numpy as jnp
+from jax import lax
 from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -24,19 +24,26 @@ def has_explicit_axes(x) -> bool:
     return not mesh.empty and AxisType.Explicit in tuple(mesh.axis_types)
 
 
-def matmul_over_examples(a: jax.Array, b: jax.Array) -> jax.Array:
-    """``a @ b`` for a product whose contraction runs over examples, on any mesh.
+def sum_over_examples(a: jax.Array, b: jax.Array, axis: int) -> jax.Array:
+    """sum_x a[..x..] b[..x..]^T: the product of ``a`` and ``b`` contracted over their
+    examples, which lie on ``axis`` of both (1 for columns, 0 for rows), on any mesh.
 
-    With Explicit axes the result keeps the sharding of ``a``'s rows and ``b``'s
-    columns (replicated for jaxnn's parameters): the per-device partial sums
-    are all-reduced. Values are those of ``a @ b``.
+    ``sum_over_examples(delta, A, 1)`` is ``delta @ A.T`` and
+    ``sum_over_examples(delta, A, 0)`` is ``delta.T @ A``, both ``(n_a, n_b)``,
+    without a transposed copy of either. With Explicit axes the result keeps the
+    sharding of the two remaining dimensions (replicated for jaxnn's
+    parameters): the per-device partial sums are all-reduced.
     """
+    other = 1 - axis
+    dims = (((axis,), (axis,)), ((), ()))
     if not (has_explicit_axes(a) or has_explicit_axes(b)):
-        return a @ b
+        return lax.dot_general(a, b, dims)
     mesh = jax.typeof(a).sharding.mesh
     if mesh.empty:
         mesh = jax.typeof(b).sharding.mesh
-    rows = jax.typeof(a).sharding.spec
-    cols = jax.typeof(b).sharding.spec
-    spec = P(rows[0] if len(rows) else None, cols[1] if len(cols) > 1 else None)
-    return jnp.matmul(a, b, out_sharding=NamedSharding(mesh, spec))
+    spec_a, spec_b = jax.typeof(a).sharding.spec, jax.typeof(b).sharding.spec
+    keep = P(
+        spec_a[other] if len(spec_a) > other else None,
+        spec_b[other] if len(spec_b) > other else None,
+    )
+    return lax.dot_general(a, b, dims, out_sharding=NamedSharding(mesh, keep))

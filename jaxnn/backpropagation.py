@@ -62,7 +62,9 @@ def backward(
     return backward_from(params, cache, output_delta(cache, Y, net, fused=fused), net)
 
 
-def propagate(params: Params, cache: Cache, delta: jax.Array, net: Network):
+def propagate(
+    params: Params, cache: Cache, delta: jax.Array, net: Network
+) -> tuple[list[jax.Array], jax.Array]:
     """BP2 from delta^[L] down: ``(deltas, dX)``, every delta^[l] and W^[1]^T delta^[1].
 
     BP2 is linear in delta, column by column, so any delta^[L] goes down: the

@@ -29,7 +29,9 @@ from jaxnn.backpropagation import layer_grads, output_error, propagate
 from jaxnn.network import Cache, Network, Params, check_inputs, forward_unchecked
 
 
-def example_errors(params: Params, X: ArrayLike, Y: ArrayLike, net: Network, fused: bool = True):
+def example_errors(
+    params: Params, X: ArrayLike, Y: ArrayLike, net: Network, fused: bool = True
+) -> tuple[Cache, list[jax.Array]]:
     """``(cache, errors)``: the forward cache and every layer's e^[l] = dC_x/dZ^[l] per column."""
     X, Y = check_inputs(params, X, net, Y)
     cache = forward_unchecked(params, X, net)
@@ -107,4 +109,6 @@ def clipped_mean_grads(
     m = norms.shape[0]
     safe = jnp.where(norms > 0, norms, 1)
     scale = jnp.where(norms > max_norm, max_norm / safe, 1) / m  # (PE-C): s_x / m
-    return layer_grads(params, cache, [e * scale for e in errors])  # (BP3), (BP4) of (PE-C)
+    return layer_grads(
+        params, cache, [e * scale[None, :] for e in errors]
+    )  # (BP3), (BP4) of (PE-C)

@@ -87,7 +87,9 @@ def output_error(cache: Cache, Y: jax.Array, net: Network, *, fused: bool = True
     return act.vjp(Z, A, grad_a, axis=UNITS)  # (BP1-R); (S2) per row for softmax
 
 
-def propagate(params: Params, cache: Cache, delta: jax.Array, net: Network):
+def propagate(
+    params: Params, cache: Cache, delta: jax.Array, net: Network
+) -> tuple[list[jax.Array], jax.Array]:
     """BP2 for rows from delta^[L] down: ``(deltas, dX)``."""
     deltas = [None] * net.L
     for l in reversed(range(net.L)):

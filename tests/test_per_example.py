@@ -110,3 +110,20 @@ def test_max_norm_must_be_positive(bad):
     net, params, X, Y = problem("softmax+ce", jnp.float64)
     with pytest.raises(ValueError, match=f"max_norm must be a positive number, got {bad}"):
         jaxnn.clipped_mean_grads(params, X, Y, net, bad)
+
+
+def test_benchmark_reports_every_function_and_the_hand_norms_plan_less_memory():
+    """The benchmark's memory figures come from XLA's compiled plan (deterministic, not
+    timed): the hand norms never hold the m per-example gradients that vmap(grad) does."""
+    from jaxnn import bench_per_example
+
+    results = bench_per_example.bench_per_example(sizes=(20, 16, 4), batch=8, rounds=1)
+    assert set(results) == set(bench_per_example.FUNCTIONS)
+    assert results["backprop"]["time_ratio"] == results["backprop"]["memory_ratio"] == 1.0
+    hand, vmap = results["per-example grads (hand)"], results["per-example grads (vmap grad)"]
+    # Both return m gradients: (20*16 + 16 + 16*4 + 4) floats per example, float32.
+    assert hand["peak_mb"] * 2**20 >= 8 * (20 * 16 + 16 + 16 * 4 + 4) * 4
+    assert results["clipped mean (hand)"]["peak_mb"] < vmap["peak_mb"]
+    assert results["norms (hand)"]["peak_mb"] < vmap["peak_mb"]
+    table = bench_per_example.markdown(results)
+    assert table.count("\n") == len(results) + 2

@@ -32,7 +32,9 @@ class Backward(NamedTuple):
 
     grads: Params
     deltas: list[jax.Array]
-    dX: jax.Array  # W^[1]^T delta^[1], (n_x, m): BP2 once more, down to A^[0] = X
+    # W^[1]^T delta^[1], (n_x, m): BP2 once more, down to A^[0] = X. Optional, so that
+    # code building a Backward(grads, deltas) of its own (a fault injector) still can.
+    dX: jax.Array | None = None
 
 
 def output_error(cache: Cache, Y: jax.Array, net: Network, *, fused: bool = True) -> jax.Array:

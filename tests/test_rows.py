@@ -12,7 +12,7 @@ import pytest
 
 import jaxnn
 from jaxnn import rows
-from tests.helpers import assert_trees_close
+from tests.helpers import assert_trees_close, fast_jit
 
 NETS = {
     "softmax+ce": jaxnn.Network((5, 7, 4), ("tanh", "softmax"), "cross_entropy"),
@@ -51,18 +51,28 @@ def problem(name, dtype=jnp.float64, seed=0):
 @pytest.mark.parametrize("name", NETS)
 def test_rows_equal_columns_and_autodiff(name, fused):
     net, params, X, Y = problem(name)
-    cost, grads = jax.jit(rows.value_and_backprop, static_argnames="fused")(
-        params, X, Y, net, fused=fused
+
+    def everything(params, X, Y):  # one compilation for all of them
+        return (
+            rows.value_and_backprop(params, X, Y, net, fused=fused),
+            jaxnn.value_and_backprop(params, X.T, Y.T, net, fused=fused),
+            jax.grad(rows.cost)(params, X, Y, net),
+            rows.backprop(params, X, Y, net, fused=fused),
+            (rows.predict(params, X, net), jaxnn.predict(params, X.T, net)),
+            (rows.predict(params, X[0], net), jaxnn.predict(params, X[0], net)),
+            (rows.forward(params, X, net), jaxnn.forward(params, X.T, net)),
+        )
+
+    (cost, grads), (col_cost, col_grads), auto, again, out, out1, caches = fast_jit(everything)(
+        params, X, Y
     )
-    col_cost, col_grads = jaxnn.value_and_backprop(params, X.T, Y.T, net, fused=fused)
-    auto = jax.grad(rows.cost)(params, X, Y, net)
     np.testing.assert_allclose(cost, col_cost, rtol=1e-12)
     assert_trees_close(grads, col_grads, 1e-10, "columns")
     assert_trees_close(grads, auto, 1e-10, "jax.grad")
-    assert_trees_close(rows.backprop(params, X, Y, net, fused=fused), auto, 1e-10)
-    np.testing.assert_allclose(rows.predict(params, X, net), jaxnn.predict(params, X.T, net).T)
-    np.testing.assert_allclose(rows.predict(params, X[0], net), jaxnn.predict(params, X[0], net))
-    cache, col_cache = rows.forward(params, X, net), jaxnn.forward(params, X.T, net)
+    assert_trees_close(again, auto, 1e-10)
+    np.testing.assert_allclose(out[0], out[1].T, rtol=1e-12)
+    np.testing.assert_allclose(out1[0], out1[1], rtol=1e-12)
+    cache, col_cache = caches
     for a, b in zip(cache.Z + cache.A, col_cache.Z + col_cache.A, strict=True):
         np.testing.assert_allclose(a, b.T, rtol=1e-12)
 

@@ -174,10 +174,14 @@ class Checkpoints:
         """The newest saved epoch, or None if there is none."""
         return self._manager.latest_step()
 
-    def save(self, epoch: int, params, opt_state, key, meta: dict | None = None) -> None:
-        """Save the state after ``epoch`` epochs; returns once it is on disk."""
+    def save(self, epoch: int, params, opt_state=None, key=None, meta: dict | None = None) -> None:
+        """Save the state after ``epoch`` epochs; returns once it is on disk.
+
+        ``opt_state`` and ``key`` are optional: None saves none (an empty subtree).
+        """
         ocp = _ocp()
-        state = {"params": params, "opt_state": opt_state, "key": _key_data(key)}
+        key_data = None if key is None else _key_data(key)
+        state = {"params": params, "opt_state": opt_state, "key": key_data}
         meta = {**(meta or {}), "epoch": int(epoch)}
         self._manager.save(
             int(epoch),

@@ -198,6 +198,7 @@ def fit(
     history=(),
     devices: int | None = None,
     mesh=None,
+    batch_axis: str | None = None,
 ) -> FitResult:
     """Train ``net`` on ``data`` by minibatch descent, ``epochs`` epochs in all.
 
@@ -228,12 +229,15 @@ def fit(
       history: the history of those epochs, continued.
       devices: split every batch over this many devices
         (``jaxnn.parallel.make_mesh(devices)``); ``batch_size`` must divide by it.
-      mesh: or over the devices of this ``jax.sharding.Mesh``, built by
+      mesh: or over the devices of this ``jax.sharding.Mesh``: any mesh, from
+        ``jax.make_mesh`` (Explicit or Auto axes, any names) or
         ``jaxnn.parallel.make_mesh`` (e.g. over several hosts' devices). With
         either, params, optimizer state and data are replicated on the mesh, the
         results come back replicated, and they equal the single-device results
         up to the rounding of the gradient's sum over examples, taken in
         another order.
+      batch_axis: the mesh axis that splits the examples; found if None (the
+        mesh's only axis, or its ``"batch"`` axis; ``jaxnn.parallel.batch_axis``).
 
     Returns:
       ``FitResult(params, opt_state, history)``. ``history`` has one dict per
@@ -255,7 +259,7 @@ def fit(
         if devices is not None and mesh is not None:
             raise ValueError("give devices or mesh, not both")
         mesh = mesh if mesh is not None else parallel.make_mesh(devices)
-        parallel.check_divisible(batch_size, mesh)
+        parallel.check_divisible(batch_size, mesh, axis=batch_axis)
     init_key, shuffle_key = jax.random.split(key)
     if params is None:
         params = init_params(init_key, net)
@@ -277,7 +281,9 @@ def fit(
     if mesh is None:
         epoch_fn = make_epoch(net, optimizer, batch_size, gradients)
     else:
-        epoch_fn = parallel.make_parallel_epoch(net, optimizer, batch_size, mesh, gradients)
+        epoch_fn = parallel.make_parallel_epoch(
+            net, optimizer, batch_size, mesh, gradients, batch_axis
+        )
         params, opt_state, X, Y, X_test, Y_test = parallel.replicate(
             (params, opt_state, X, Y, X_test, Y_test), mesh
         )

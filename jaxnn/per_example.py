@@ -12,7 +12,7 @@ example x's whole gradient needs no gradient at all:
   ||g_x||^2 = sum_l ||e_x^[l]||^2 (||a_x^[l-1]||^2 + 1)                         (PE-N)
 
 and clipping each example's gradient to norm ``max_norm`` before the mean
-(DP-SGD) is a scaling of the columns of every delta before BP3 and BP4:
+as DP-SGD does is a scaling of the columns of every delta before BP3 and BP4:
 
   s_x = min(1, max_norm / ||g_x||),  mean_x s_x g_x = BP3, BP4 of e^[l] diag(s / m)   (PE-C)
 

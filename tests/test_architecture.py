@@ -30,6 +30,7 @@ LAYERS = {
     # the root re-exports the math; training and tools load lazily on attribute access
     "jaxnn": "math",
     "jaxnn.validation": "math",
+    "jaxnn.sharding": "math",  # sums over examples on any mesh, used by BP3/BP4
     "jaxnn.activations": "math",
     "jaxnn.losses": "math",
     "jaxnn.network": "math",
@@ -45,6 +46,7 @@ LAYERS = {
     "jaxnn.checkpoint": "training",
     "jaxnn.verify": "tools",  # the package and every module in it
     "jaxnn.bench": "tools",  # a module or a package
+    "jaxnn.bench_per_example": "tools",
     "jaxnn.cli": "cli",
     "jaxnn.__main__": "cli",  # python -m jaxnn
 }

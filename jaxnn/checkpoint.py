@@ -43,7 +43,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-
 TMP_MARK = ".orbax-checkpoint-tmp"  # orbax's name for a save under way
 
 

@@ -39,8 +39,8 @@ import optax
 from jaxnn import losses, parallel
 from jaxnn.network import Network, check_inputs, forward, init_params, output_cost
 from jaxnn.steps import GRADIENTS as GRADIENTS
-from jaxnn.steps import epoch_fn
 from jaxnn.steps import epoch_batches as epoch_batches
+from jaxnn.steps import epoch_fn
 from jaxnn.steps import make_epoch as make_epoch
 from jaxnn.steps import make_step as make_step
 from jaxnn.validation import as_real_array, check_batch_size, check_finite, check_int, check_params
@@ -200,8 +200,11 @@ def make_train_epoch(
     gradients: str = "hand",
     mesh=None,
 ) -> Callable:
-    """``fit``'s epoch: ``(params, opt_state, X, Y, key, X_test, Y_test) -> (params,
+    """``fit``'s epoch: ``(params, opt_state, X, Y, key, e, X_test, Y_test) -> (params,
     opt_state, report)`` in one compiled call.
+
+    ``key`` is ``fit``'s key and ``e`` the epoch's number from 0; the batches are
+    drawn with ``epoch_key(key, e)``.
 
     The epoch of ``make_epoch`` (or ``jaxnn.parallel.make_parallel_epoch`` on a
     mesh), followed in the same program by the test evaluation, the finite checks
@@ -220,8 +223,8 @@ def _make_train_epoch(net, optimizer, batch_size, gradients, mesh):
     else:  # jitted with the mesh's shardings, inlined into the program below
         epoch = parallel.make_parallel_epoch(net, optimizer, batch_size, mesh, gradients)
 
-    def train_epoch(params, opt_state, X, Y, key, X_test, Y_test):
-        params, opt_state, costs = epoch(params, opt_state, X, Y, key)
+    def train_epoch(params, opt_state, X, Y, key, e, X_test, Y_test):
+        params, opt_state, costs = epoch(params, opt_state, X, Y, epoch_key(key, e))
         return params, opt_state, epoch_report(params, costs, X_test, Y_test, net)
 
     return jax.jit(train_epoch)
@@ -230,9 +233,18 @@ def _make_train_epoch(net, optimizer, batch_size, gradients, mesh):
 _make_train_epoch_cached = functools.lru_cache(maxsize=16)(_make_train_epoch)
 
 
+def epoch_key(key, e) -> jax.Array:
+    """The key that shuffles epoch ``e`` (from 0) of ``fit(..., key)``: a function of
+    (key, e) alone, so a resumed run draws the batches the whole run would have."""
+    _, shuffle_key = jax.random.split(key)
+    return jax.random.fold_in(shuffle_key, e)
+
+
 def make_init(net: Network, optimizer: optax.GradientTransformation) -> Callable:
-    """A jitted ``init(key) -> (params, opt_state)``: ``init_params(key, net)`` and
-    ``optimizer.init`` in one compiled call, not op by op. Cached per (net, optimizer)."""
+    """A jitted ``init(key) -> (params, opt_state)`` with ``fit``'s initial state:
+    ``init_params`` with the init key of ``fit(..., key)`` (the first half of
+    ``jax.random.split(key)``) and ``optimizer.init``, in one compiled call, not op
+    by op. Cached per (net, optimizer)."""
     try:
         return _make_init_cached(net, optimizer)
     except TypeError:
@@ -241,7 +253,8 @@ def make_init(net: Network, optimizer: optax.GradientTransformation) -> Callable
 
 def _make_init(net, optimizer):
     def init(key):
-        params = init_params(key, net)
+        init_key, _ = jax.random.split(key)
+        params = init_params(init_key, net)
         return params, optimizer.init(params)
 
     return jax.jit(init)
@@ -294,10 +307,10 @@ def resolve_mesh(batch_size: int, devices: int | None, mesh):
     return mesh
 
 
-def start_state(net, optimizer, init_key, params, opt_state):
+def start_state(net, optimizer, key, params, opt_state):
     """The params and optimizer state to start from: given, or made in one compiled call."""
     if params is None:
-        made, made_state = make_init(net, optimizer)(init_key)
+        made, made_state = make_init(net, optimizer)(key)
         params, opt_state = made, made_state if opt_state is None else opt_state
     check_params(params, net.sizes)
     params = list(params)  # a tuple would not match the structure of the gradients
@@ -321,7 +334,7 @@ def device_data(data, params, net: Network) -> tuple:
         if np.dtype(getattr(source, "dtype", object)) not in (dtype, np.dtype(bool)):
             rows = "feature" if name[0] == "X" else "output"
             check_finite(array, name, rows, f" after conversion to {dtype}")
-        arrays[name] = jnp.asarray(array)
+        arrays[name] = jax.device_put(array)  # a transfer; jnp.asarray would compile
     X, Y = check_inputs(params, arrays["X_train"], net, arrays["Y_train"])
     X_test, Y_test = check_inputs(params, arrays["X_test"], net, arrays["Y_test"])
     return X, Y, X_test, Y_test
@@ -398,8 +411,7 @@ def fit(
     check_data(data)
     check_batch_size(batch_size, np.shape(data.X_train)[1])
     mesh = resolve_mesh(batch_size, devices, mesh)
-    init_key, shuffle_key = jax.random.split(key)
-    params, opt_state = start_state(net, optimizer, init_key, params, opt_state)
+    params, opt_state = start_state(net, optimizer, key, params, opt_state)
     arrays = device_data(data, params, net)
     if mesh is not None:
         params, opt_state, *arrays = parallel.replicate((params, opt_state, *arrays), mesh)
@@ -409,7 +421,7 @@ def fit(
     history = list(history)
     for e in range(start_epoch, epochs):
         params, opt_state, report = train_epoch(
-            params, opt_state, X, Y, jax.random.fold_in(shuffle_key, e), X_test, Y_test
+            params, opt_state, X, Y, key, np.int32(e), X_test, Y_test
         )
         history.append(epoch_record(e + 1, report, net, steps))
         if callback is not None and callback(e + 1, params, opt_state, history):

@@ -238,7 +238,7 @@ ERRORS = [
     (["--dataset", "mnist", "--data", "{tmp}"], "holds neither the IDX files"),
     (["--data", "{tmp}"], "--data is only for --dataset mnist; digits is bundled"),
     (["--resume"], "--resume needs --out DIR, the run to continue"),
-    (["--resume", "--out", "{tmp}"], "--resume: {tmp} holds no run with a checkpoint to resume"),
+    (["--resume", "--out", "{tmp}"], "--resume: {tmp} holds no run to resume (no config.json)"),
     (["--devices", "0"], "devices must be an integer >= 1, got 0"),
     (["--devices", "9999"], "asked for 9999 devices, but only"),
 ]  # fmt: skip

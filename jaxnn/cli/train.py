@@ -172,13 +172,14 @@ def train_with_progress(job: Job, saver, start: dict):
     saver.clock = clock
 
     def on_epoch(epoch, params, opt_state, history):
-        saver(epoch, params, opt_state, history, force=stop.signum is not None)
+        stopping = stop.signum is not None  # read once: a signal may land at any line
+        saver(epoch, params, opt_state, history, force=stopping)
         record = history[-1]
         shown = {"cost": f"{record['train_cost']:.4g}"}
         shown[job.metric] = f"{record[f'test_{job.metric}']:.4f}"
         bar.set_postfix(shown, refresh=False)
         bar.update(1)
-        return stop.signum is not None  # stop once this epoch is saved
+        return stopping  # stop once this epoch is saved
 
     try:
         with stop:

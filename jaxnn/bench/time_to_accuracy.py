@@ -167,20 +167,26 @@ def run_peer(script: str, split: str, settings: dict, timeout: float) -> dict:
 
 
 def one_round(settings: dict, contenders, workdir: str, split: str, order, timeout: float):
-    """Each contender once, in ``order`` (the cold run always before the warm one)."""
-    cache_dir = tempfile.mkdtemp(prefix="cache-", dir=workdir)  # empty: a cold start
-    results = {}
+    """Each contender once, in ``order``. The cold run gets a new, empty compilation
+    cache; the warm run the cache its round's cold run filled (or, if it goes first,
+    one filled by an untimed run beforehand)."""
+    results, filled = {}, None
     for name in order:
         if name not in contenders:
             continue
-        if name == "jaxnn-warm" and "jaxnn-cold" not in results:
-            run_jaxnn(settings, workdir, "fill", cache_dir, timeout)  # fill the cache first
-        if name.startswith("jaxnn"):
+        if name == "jaxnn-cold":
+            cache_dir = tempfile.mkdtemp(prefix="cache-", dir=workdir)
             results[name] = run_jaxnn(settings, workdir, name, cache_dir, timeout)
+            filled = cache_dir
+        elif name == "jaxnn-warm":
+            if filled is None:
+                filled = tempfile.mkdtemp(prefix="cache-", dir=workdir)
+                run_jaxnn(settings, workdir, "fill", filled, timeout)  # untimed
+            results[name] = run_jaxnn(settings, workdir, name, filled, timeout)
         else:
             script = {"sklearn": SKLEARN, "torch": TORCH}[name]
             results[name] = run_peer(script, split, settings, timeout)
-    return results
+    return {name: results[name] for name in contenders if name in results}
 
 
 def rotations(contenders, rounds: int):

@@ -1,13 +1,13 @@
 """Per-example gradients, norms and clipped means by hand beside jax.vmap(jax.grad(...)).
 
 Usage: python scripts/bench_per_example.py [--batch 256] [--rounds 30]
-See jaxnn/bench_per_example.py for what is measured and how.
+See jaxnn/bench/per_example.py for what is measured and how.
 """
 
 import argparse
 import sys
 
-from jaxnn import bench_per_example
+from jaxnn.bench import per_example as bench_per_example
 
 
 def main(argv=None) -> int:

@@ -46,7 +46,6 @@ LAYERS = {
     "jaxnn.checkpoint": "training",
     "jaxnn.verify": "tools",  # the package and every module in it
     "jaxnn.bench": "tools",  # a module or a package
-    "jaxnn.bench_per_example": "tools",
     "jaxnn.cli": "cli",
     "jaxnn.__main__": "cli",  # python -m jaxnn
 }

@@ -115,7 +115,7 @@ def test_max_norm_must_be_positive(bad):
 def test_benchmark_reports_every_function_and_the_hand_norms_plan_less_memory():
     """The benchmark's memory figures come from XLA's compiled plan (deterministic, not
     timed): the hand norms never hold the m per-example gradients that vmap(grad) does."""
-    from jaxnn import bench_per_example
+    from jaxnn.bench import per_example as bench_per_example
 
     results = bench_per_example.bench_per_example(sizes=(20, 16, 4), batch=8, rounds=1)
     assert set(results) == set(bench_per_example.FUNCTIONS)

@@ -1,14 +1,18 @@
 """jaxnn: dense networks in JAX with hand-derived backpropagation, verified against jax.grad.
 
 Parameters are plain pytrees: ``params[l]`` is ``{"W": (n^[l+1], n^[l]), "b": (n^[l+1], 1)}``,
-layer ``l + 1`` of the seeds' 1-based math. Inputs are ``(n_x, m)``, one example per column.
+layer ``l + 1`` of the seeds' 1-based math. Inputs are ``(n_x, m)``, one example per column;
+``jaxnn.rows`` takes ``(m, n_x)``, one per row, with the same parameters.
 
 The package, from the bottom up (imports only ever point down this list):
 
 * math: ``validation`` (input checks), ``activations`` (sigma, sigma'),
   ``losses`` (costs, grad_a C, the table of output heads), ``network`` (spec,
   init, forward, cost), ``backpropagation`` (BP1-BP4), ``hand_gradients``
-  (``jax.custom_vjp``), ``optim`` (optax transformations, on any pytree);
+  (``jax.custom_vjp``: the cost, and the network as a block of any model),
+  ``rows`` (the same for ``(m, n)`` data, one example per row), ``per_example``
+  (per-example gradients, norms and clipping from the deltas), ``sharding``
+  (sums over examples on any mesh), ``optim`` (optax transformations, on any pytree);
 * training: ``steps`` (step and epoch), ``parallel`` (meshes), ``distributed``
   (several processes: jax.distributed, faults), ``sharded`` (each process's share
   of the data), ``train`` (fit, evaluate), ``data`` (datasets), ``checkpoint`` (orbax);
@@ -26,19 +30,25 @@ import importlib
 from jaxnn import activations as activations
 from jaxnn import losses as losses
 from jaxnn import optim as optim
+from jaxnn import rows as rows
 from jaxnn.backpropagation import Backward as Backward
 from jaxnn.backpropagation import backprop as backprop
 from jaxnn.backpropagation import backward as backward
 from jaxnn.backpropagation import output_delta as output_delta
 from jaxnn.backpropagation import value_and_backprop as value_and_backprop
 from jaxnn.hand_gradients import cost_with_hand_gradients as cost_with_hand_gradients
+from jaxnn.hand_gradients import network_with_hand_gradients as network_with_hand_gradients
 from jaxnn.network import Cache as Cache
 from jaxnn.network import Network as Network
+from jaxnn.network import Params as Params
 from jaxnn.network import cost as cost
 from jaxnn.network import forward as forward
 from jaxnn.network import forward_unchecked as forward_unchecked
 from jaxnn.network import init_params as init_params
 from jaxnn.network import predict as predict
+from jaxnn.per_example import clipped_mean_grads as clipped_mean_grads
+from jaxnn.per_example import per_example_grad_norms as per_example_grad_norms
+from jaxnn.per_example import per_example_grads as per_example_grads
 
 __version__ = "0.1.0"
 
@@ -61,10 +71,12 @@ __all__ = [
     "Backward",
     "Cache",
     "Network",
+    "Params",
     "activations",
     "backprop",
     "backward",
     "check_gradients",
+    "clipped_mean_grads",
     "cost",
     "cost_with_hand_gradients",
     "forward",
@@ -72,9 +84,13 @@ __all__ = [
     "init_params",
     "locate_fault",
     "losses",
+    "network_with_hand_gradients",
     "optim",
     "output_delta",
+    "per_example_grad_norms",
+    "per_example_grads",
     "predict",
+    "rows",
     "value_and_backprop",
     *_LAZY_MODULES,
 ]

@@ -4,8 +4,11 @@ Every activation acts on a pre-activation ``Z`` of shape ``(n, m)``, one example
 per column. Element-wise activations expose ``deriv(Z)``, the diagonal of the
 Jacobian; softmax couples the rows of a column, so it exposes its full Jacobian
 (S1) for tests and docs, and every activation exposes ``vjp(Z, A, G)``, the
-product of the transposed Jacobian with ``G = dC/dA``, which is what BP1 and BP2
-need: ``dC/dZ = J^T G`` (S2), without materialising an ``m x n x n`` tensor.
+chain rule through it for ``G = dC/dA``, which is what BP1 and BP2 need:
+``dC/dZ = J G`` per column (S2), without materialising an ``m x n x n`` tensor.
+Here J is the seed's, ``J_ij = da_j/dz_i`` (rows indexed by z), the transpose of
+``jax.jacobian``'s layout, so ``J G`` is JAX's vector-Jacobian product; softmax's J
+is symmetric, so either reading gives the same numbers.
 
 At kinks the derivative follows ``jax.nn``'s convention: ``relu'(0) = 0`` and
 ``leaky_relu'(0) = 1`` (``jax.nn.leaky_relu`` is ``where(z >= 0, z, slope z)``).
@@ -26,7 +29,7 @@ class Activation(NamedTuple):
     name: str
     fn: Callable[[jax.Array], jax.Array]
     deriv: Callable[[jax.Array], jax.Array] | None
-    vjp: Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
+    vjp: Callable[..., jax.Array]  # vjp(Z, A, G, axis=0): J^T G with the units on ``axis``
 
 
 def sigmoid(Z):
@@ -85,13 +88,14 @@ def linear_deriv(Z):
     return jnp.ones_like(Z)
 
 
-def softmax(Z):
+def softmax(Z, axis: int = 0):
     """softmax(z)_i = e^{z_i} / sum_j e^{z_j}, per column   (A11)
 
     Computed as e^{z_i - max z} / sum_j e^{z_j - max z}, which is equal and never
-    overflows.
+    overflows. ``axis`` is the axis of units: 0 when examples are columns (the
+    seeds' layout), 1 when they are rows (``jaxnn.rows``).
     """
-    return jax.nn.softmax(Z, axis=0)
+    return jax.nn.softmax(Z, axis=axis)
 
 
 def softmax_jacobian(z):
@@ -111,22 +115,32 @@ def softmax_jacobian(z):
     return jnp.diag(a) - jnp.outer(a, a)  # (S1)
 
 
-def softmax_vjp(Z, A, G):
+def softmax_vjp(Z, A, G, axis: int = 0):
     """dC/dz_i = sum_j (da_j/dz_i) g_j = a_i (g_i - sum_j a_j g_j), per column   (S2)
 
     The product of the seed's Jacobian matrix (S1) with the vector dC/da, in
     O(n m) instead of O(n^2 m). ``Z`` is unused: A = softmax(Z) carries all of it.
+    ``axis`` is the axis of units (1 for rows of examples).
     """
     del Z
-    return A * (G - jnp.sum(A * G, axis=0, keepdims=True))  # (S2)
+    return A * (G - jnp.sum(A * G, axis=axis, keepdims=True))  # (S2)
 
 
 def _elementwise(name, fn, deriv):
-    def vjp(Z, A, G):
-        del A
+    def vjp(Z, A, G, axis: int = 0):
+        del A, axis  # element-wise: the layout does not matter
         return G * deriv(Z)  # the (.) sigma'(z) of (BP1) and (BP2)
 
     return Activation(name, fn, deriv, vjp)
+
+
+def apply(act: Activation, Z: jax.Array, axis: int = 0) -> jax.Array:
+    """sigma(Z) with the units on ``axis``: 0 for examples in columns, 1 for examples in rows.
+
+    Only softmax (``deriv`` None) couples the units of an example; an element-wise
+    sigma ignores the layout.
+    """
+    return act.fn(Z, axis=axis) if act.deriv is None else act.fn(Z)
 
 
 ACTIVATIONS = {

@@ -1,12 +1,17 @@
 """Backpropagation by hand: the seeds' BP1-BP4, no automatic differentiation.
 
 With C the mean cost over the m columns (C-M), define delta^[l] = dC/dZ^[l], an
-``(n^[l], m)`` matrix whose column x is (1/m) dC_x/dz^[l] for example x. Then
+``(n^[l], m)`` matrix whose column x is (1/m) dC_x/dz^[l] for example x, and G the
+``(n^[L], m)`` matrix whose column x is grad_a C_x, example x's own cost gradient
+(G1-G3), not the mean's (so the 1/m appears once, in BP1). Then
 
-  delta^[L] = (1/m) grad_a C (.) sigma'(Z^[L])          (BP1)   [J^T grad_a C for softmax (S2)]
+  delta^[L] = (1/m) G (.) sigma'(Z^[L])                  (BP1)   [(1/m) J G for softmax (S2)]
   delta^[l] = (W^[l+1]^T delta^[l+1]) (.) sigma'(Z^[l])  (BP2)
   dC/db^[l] = sum over columns of delta^[l]              (BP3)
   dC/dW^[l] = delta^[l] A^[l-1]^T                        (BP4)
+  dC/dX     = W^[1]^T delta^[1]                          (BP2 once more: A^[0] = X has no sigma)
+
+with J the softmax Jacobian J_ij = da_j/dz_i (S1), applied per column.
 
 The seed's per-example BP3 and BP4 become sums over the columns, and the 1/m of
 the mean is applied once, to delta^[L]; BP2 is linear in delta, so it carries
@@ -16,57 +21,94 @@ where the output activation and loss have one.
 
 from typing import NamedTuple
 
+import jax
 import jax.numpy as jnp
 from jax import lax
+from jax.typing import ArrayLike
 
 from jaxnn import activations, losses
-from jaxnn.network import Cache, Network, check_inputs, forward_unchecked, output_cost
+from jaxnn.network import Cache, Network, Params, check_inputs, forward_unchecked, output_cost
+from jaxnn.sharding import sum_over_examples
 
 
 class Backward(NamedTuple):
-    """Gradients with the params' structure, and every layer's delta^[l] = dC/dZ^[l]."""
+    """Gradients with the params' structure, every layer's delta^[l] = dC/dZ^[l], and dC/dX."""
 
-    grads: list
-    deltas: list
+    grads: Params
+    deltas: list[jax.Array]
+    # W^[1]^T delta^[1], (n_x, m): BP2 once more, down to A^[0] = X. Optional, so that
+    # code building a Backward(grads, deltas) of its own (a fault injector) still can.
+    dX: jax.Array | None = None
 
 
-def output_delta(cache: Cache, Y, net: Network, *, fused: bool = True):
-    """delta^[L] = dC/dZ^[L] for the mean cost, by (F1-F3) or by (BP1)."""
+def output_error(cache: Cache, Y: jax.Array, net: Network, *, fused: bool = True) -> jax.Array:
+    """Column x is dC_x/dz^[L], example x's own output error, by (F1-F3) or by (BP1).
+
+    ``output_delta`` divides it by m for the mean cost; ``jaxnn.per_example``
+    uses it as it is.
+    """
     Z, A = cache.Z[-1], cache.A[-1]
-    m = A.shape[1]
     act = activations.get(net.activations[-1])
     closed_form = losses.head(act.name, net.loss).fused
     if fused and closed_form is not None:
-        delta = closed_form(A, Y)  # (F1), (F2), (F3)
-    else:
-        grad_a = losses.get(net.loss).grad(A, Y)  # (G1), (G2), (G3)
-        delta = act.vjp(Z, A, grad_a)  # (BP1); (S2) for softmax
-    return delta / m  # (C-M): the mean's 1/m, once
+        return closed_form(A, Y)  # (F1), (F2), (F3)
+    grad_a = losses.get(net.loss).grad(A, Y)  # (G1), (G2), (G3)
+    return act.vjp(Z, A, grad_a)  # (BP1); (S2) for softmax
 
 
-def backward(params, cache: Cache, Y, net: Network, *, fused: bool = True) -> Backward:
-    """BP1-BP4 over a forward ``cache``; no input checks (see ``backprop``)."""
-    delta = output_delta(cache, Y, net, fused=fused)
-    grads = [None] * net.L
+def output_delta(cache: Cache, Y: jax.Array, net: Network, *, fused: bool = True) -> jax.Array:
+    """delta^[L] = dC/dZ^[L] for the mean cost, by (F1-F3) or by (BP1)."""
+    return output_error(cache, Y, net, fused=fused) / cache.A[-1].shape[1]  # (C-M): 1/m, once
+
+
+def backward(
+    params: Params, cache: Cache, Y: jax.Array, net: Network, *, fused: bool = True
+) -> Backward:
+    """BP1-BP4 over a forward ``cache``, and dC/dX; no input checks (see ``backprop``)."""
+    return backward_from(params, cache, output_delta(cache, Y, net, fused=fused), net)
+
+
+def propagate(
+    params: Params, cache: Cache, delta: jax.Array, net: Network
+) -> tuple[list[jax.Array], jax.Array]:
+    """BP2 from delta^[L] down: ``(deltas, dX)``, every delta^[l] and W^[1]^T delta^[1].
+
+    BP2 is linear in delta, column by column, so any delta^[L] goes down: the
+    mean's (``backward``), one example's own (``jaxnn.per_example``), or a
+    cotangent's (``jaxnn.network_with_hand_gradients``).
+    """
     deltas = [None] * net.L
     for l in reversed(range(net.L)):  # params[l] is layer l + 1 of the math
         deltas[l] = delta
-        # Cast to the params' dtypes, as jax.grad does: float32 params with float64 data
-        # (x64 on) must not get float64 gradients, which would promote them on update.
-        grads[l] = {
-            "W": (delta @ cache.A[l].T).astype(params[l]["W"].dtype),  # (BP4)
-            "b": jnp.sum(delta, axis=1, keepdims=True).astype(params[l]["b"].dtype),  # (BP3)
-        }
+        W_T = transposed(params[l]["W"])
         if l > 0:
             act = activations.get(net.activations[l - 1])
-            W_T = transposed(params[l]["W"])
             delta = act.vjp(cache.Z[l - 1], cache.A[l], W_T @ delta)  # (BP2)
-    if isinstance(params, tuple):  # the params' own container, as jax.grad gives
-        grads = tuple(grads)
-    return Backward(grads, deltas)
+    dX = W_T @ deltas[0]  # (BP2-X): BP2 one layer further, to A^[0] = X, with no sigma'
+    return deltas, dX
 
 
-def transposed(W):
+def layer_grads(params: Params, cache: Cache, deltas: list[jax.Array]) -> Params:
+    """BP3 and BP4 from every layer's delta, in the params' container and dtypes."""
+    # Cast to the params' dtypes, as jax.grad does: float32 params with float64 data
+    # (x64 on) must not get float64 gradients, which would promote them on update.
+    grads = [
+        {
+            "W": sum_over_examples(delta, A_prev, 1).astype(layer["W"].dtype),  # (BP4)
+            "b": jnp.sum(delta, axis=1, keepdims=True).astype(layer["b"].dtype),  # (BP3)
+        }
+        for layer, delta, A_prev in zip(params, deltas, cache.A, strict=False)
+    ]
+    return tuple(grads) if isinstance(params, tuple) else grads  # as jax.grad gives
+
+
+def backward_from(params: Params, cache: Cache, delta: jax.Array, net: Network) -> Backward:
+    """BP2-BP4 and dC/dX from a given delta^[L] = dC/dZ^[L]; see ``propagate``."""
+    deltas, dX = propagate(params, cache, delta, net)
+    return Backward(layer_grads(params, cache, deltas), deltas, dX)
+
+
+def transposed(W: jax.Array) -> jax.Array:
     """W^T as an array of its own, for the W^[l+1]^T delta^[l+1] of (BP2).
 
     Written ``W.T @ delta``, XLA folds the transpose into the product, which
@@ -79,17 +121,20 @@ def transposed(W):
     return lax.optimization_barrier(W.T)
 
 
-def value_and_backprop(params, X, Y, net: Network, *, fused: bool = True):
+def value_and_backprop(
+    params: Params, X: ArrayLike, Y: ArrayLike, net: Network, *, fused: bool = True
+) -> tuple[jax.Array, Params]:
     """``(cost, grads)`` from one forward pass: the cost (C-M) and BP1-BP4.
 
     Args:
       params: one ``{"W", "b"}`` dict per layer (see ``init_params``).
       X: ``(n_x, m)`` inputs, one example per column (a vector: one example).
-      Y: ``(n_L, m)`` targets.
+      Y: ``(n_L, m)`` targets; for softmax with cross-entropy, or integer class
+        labels of shape ``(m,)``.
       net: the ``Network``.
       fused: use the closed form of delta^[L] (F1-F3) where one exists; False
-        always goes through BP1, grad_a C times sigma'(Z^[L]) or, for softmax,
-        the seed's Jacobian (S2).
+        always goes through BP1, G (.) sigma'(Z^[L]) or, for softmax, the
+        seed's Jacobian product J G (S2).
 
     Returns:
       The scalar cost and gradients with exactly the params' structure, shapes
@@ -100,6 +145,8 @@ def value_and_backprop(params, X, Y, net: Network, *, fused: bool = True):
     return output_cost(cache, Y, net), backward(params, cache, Y, net, fused=fused).grads
 
 
-def backprop(params, X, Y, net: Network, *, fused: bool = True):
+def backprop(
+    params: Params, X: ArrayLike, Y: ArrayLike, net: Network, *, fused: bool = True
+) -> Params:
     """Gradients of ``jaxnn.cost`` by BP1-BP4; see ``value_and_backprop``."""
     return value_and_backprop(params, X, Y, net, fused=fused)[1]

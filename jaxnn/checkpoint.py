@@ -9,6 +9,11 @@ open. (A rename is atomic on POSIX file systems; on object stores such as GCS,
 orbax writes a commit file instead.) The newest ``max_to_keep`` (3) steps are
 kept; older ones are deleted only after a newer one is complete.
 
+Saves are asynchronous by default: ``save`` returns once the arrays are copied
+off the device, and orbax writes and renames the step in a background thread
+while training goes on (the next save waits for it). The rename still happens
+only when the step is complete, so a kill at any moment leaves complete steps.
+
 A step holds two items:
 
 * ``state``: the arrays, ``{"params", "opt_state", "key"}``, written by
@@ -31,11 +36,14 @@ Needs ``orbax-checkpoint``, an extra: ``pip install 'jaxnn[cli]'``.
 
 import json
 import os
+import shutil
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+TMP_MARK = ".orbax-checkpoint-tmp"  # orbax's name for a save under way
 
 
 def _ocp():
@@ -125,8 +133,96 @@ def _read_ocdbt_specs(state_dir: str):
     return specs
 
 
+def remove_unfinished(directory: str) -> list[str]:
+    """Delete the saves a killed process left unfinished (``*.orbax-checkpoint-tmp*``).
+
+    Run when a run's checkpoints are opened, before anything else touches them,
+    so a session that only restores leaves no background work behind.
+    Returns the names removed.
+    """
+    if not os.path.isdir(directory):
+        return []
+    names = [name for name in os.listdir(directory) if TMP_MARK in name]
+    for name in names:
+        shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
+    return names
+
+
+def make_manager(directory: str, max_to_keep: int, asynchronous: bool):
+    """An orbax ``CheckpointManager`` for a run: a JSON ``meta`` item and a ``state`` item."""
+    ocp = _ocp()
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=max_to_keep,
+        create=True,
+        enable_async_checkpointing=asynchronous,
+        cleanup_tmp_directories=False,  # done by remove_unfinished, synchronously
+    )
+    return ocp.CheckpointManager(
+        directory,
+        options=options,
+        item_handlers={
+            "state": ocp.StandardCheckpointHandler(),
+            "meta": ocp.JsonCheckpointHandler(),
+        },
+    )
+
+
+def saved_specs(step: str) -> dict:
+    """{leaf name: (shape, dtype)} of the state saved in the step directory ``step``, every
+    byte of it read first; a message (str) naming what is unreadable, or None when the
+    arrays are not in an OCDBT store (another layout: ask orbax).
+
+    The JSON files are parsed and the array store (OCDBT) read value by value, one
+    at a time: orbax reads the arrays concurrently, and when one read fails, the
+    others report to an event loop it has already closed, on stderr. Reading them
+    here first turns damage into one clear error.
+    """
+    missing = [item for item in ("state", "meta") if not os.path.isdir(f"{step}/{item}")]
+    if missing:
+        return f"it has no {' or '.join(missing)} directory"
+    for name in ("state/_METADATA", "meta/metadata"):
+        try:
+            with open(f"{step}/{name}", "rb") as f:
+                json.loads(f.read())
+        except (OSError, ValueError) as e:
+            return f"{name}: {_first_line(e)}"
+    if os.path.isfile(f"{step}/state/manifest.ocdbt"):
+        return _read_ocdbt_specs(f"{step}/state") or None
+    return None
+
+
+def mismatches(have: dict, want: dict) -> list[str]:
+    """What differs between saved and expected {leaf name: (shape, dtype)}, params first."""
+    problems = []
+    for name in want:
+        if name not in have:
+            problems.append(f"{name} is missing there")
+        elif have[name] != want[name]:
+            problems.append(
+                f"{name} has {_describe(have[name])} there, {_describe(want[name])} expected"
+            )
+    problems += [f"{name} is there but not expected" for name in have if name not in want]
+    problems.sort(key=lambda p: not p.startswith("params"))  # the cause first
+    return problems
+
+
+def save_due(epoch: int, last_epoch: int, seconds_since_save: float, every: float) -> bool:
+    """Whether ``jaxnn train`` saves after ``epoch``: always after the last epoch, and
+    otherwise once ``every`` seconds have passed since the previous save (0: every epoch).
+
+    A signal saves the epoch in hand too (the caller's business). Losing the epochs
+    since the last save costs only time: ``--resume`` recomputes them bitwise.
+    """
+    return epoch >= last_epoch or seconds_since_save >= every
+
+
 class Checkpoints:
     """The checkpoints of one run, in ``directory``; the newest ``max_to_keep`` kept.
+
+    With ``asynchronous=True`` (the default), ``save`` returns as soon as the
+    arrays are copied off the device and orbax writes them in a background
+    thread, while training goes on; the next ``save``, ``wait`` and ``close``
+    wait for it. Each save stays atomic (see the module docstring).
 
     Example:
       >>> with Checkpoints("runs/x/checkpoints") as ckpts:
@@ -134,30 +230,12 @@ class Checkpoints:
       ...     restored = ckpts.restore(params, opt_state, key)
     """
 
-    def __init__(self, directory, max_to_keep: int = 3):
-        ocp = _ocp()
+    def __init__(self, directory, max_to_keep: int = 3, *, asynchronous: bool = True):
         self.directory = os.path.abspath(os.fspath(directory))
         if os.path.exists(self.directory) and not os.path.isdir(self.directory):
             raise ValueError(f"checkpoint directory {self.directory} is a file")
-        options = ocp.CheckpointManagerOptions(
-            max_to_keep=max_to_keep,
-            create=True,
-            enable_async_checkpointing=False,
-            cleanup_tmp_directories=True,
-        )
-        self._manager = ocp.CheckpointManager(
-            self.directory,
-            options=options,
-            item_handlers={
-                "state": ocp.StandardCheckpointHandler(),
-                "meta": ocp.JsonCheckpointHandler(),
-            },
-        )
-        # orbax removes unfinished saves in a background thread that only a save waits
-        # for; wait now, so a session that only restores does not exit while it runs.
-        wait = getattr(self._manager, "_maybe_await_cleanup_tmp_directory", None)
-        if wait is not None:
-            wait()
+        remove_unfinished(self.directory)
+        self._manager = make_manager(self.directory, max_to_keep, asynchronous)
 
     def __enter__(self):
         return self
@@ -166,21 +244,32 @@ class Checkpoints:
         self.close()
 
     def close(self) -> None:
+        """Wait for a save under way, then release orbax's resources."""
         self._manager.close()
 
+    def wait(self) -> None:
+        """Return once every save so far is complete on disk."""
+        self._manager.wait_until_finished()
+
     def epochs(self) -> list[int]:
-        """The saved epochs, oldest first."""
+        """The saved epochs, oldest first (a save under way is not listed until complete)."""
         return sorted(self._manager.all_steps())
 
     def latest_epoch(self) -> int | None:
         """The newest saved epoch, or None if there is none."""
         return self._manager.latest_step()
 
-    def save(self, epoch: int, params, opt_state, key, meta: dict | None = None) -> None:
-        """Save the state after ``epoch`` epochs; returns once it is on disk."""
+    def save(self, epoch: int, params, opt_state=None, key=None, meta: dict | None = None) -> None:
+        """Save the state after ``epoch`` epochs; with ``asynchronous``, written in the
+        background (``wait`` for it), otherwise on disk when this returns.
+
+        ``opt_state`` and ``key`` are optional: None saves none (an empty subtree).
+        ``meta`` must be JSON-able; it is copied now, so the caller may change it.
+        """
         ocp = _ocp()
-        state = {"params": params, "opt_state": opt_state, "key": _key_data(key)}
-        meta = {**(meta or {}), "epoch": int(epoch)}
+        key_data = None if key is None else _key_data(key)
+        state = {"params": params, "opt_state": opt_state, "key": key_data}
+        meta = json.loads(json.dumps({**(meta or {}), "epoch": int(epoch)}))
         self._manager.save(
             int(epoch),
             args=ocp.args.Composite(
@@ -188,7 +277,6 @@ class Checkpoints:
             ),
             force=True,
         )
-        self._manager.wait_until_finished()
 
     def _step_dir(self, epoch: int) -> str:
         return os.path.join(self.directory, str(int(epoch)))
@@ -202,29 +290,12 @@ class Checkpoints:
         )
 
     def _saved_specs(self, epoch: int) -> dict:
-        """{leaf name: (shape, dtype)} of the saved state, every byte of it read first.
-
-        The JSON files are parsed and the array store (OCDBT) read value by
-        value, one at a time: orbax reads the arrays concurrently, and when one
-        read fails, the others report to an event loop it has already closed,
-        on stderr. Reading them here first turns damage into one clear error.
-        """
-        step = self._step_dir(epoch)
-        missing = [item for item in ("state", "meta") if not os.path.isdir(f"{step}/{item}")]
-        if missing:
-            raise self._unreadable(epoch, f"it has no {' or '.join(missing)} directory")
-        for name in ("state/_METADATA", "meta/metadata"):
-            try:
-                with open(f"{step}/{name}", "rb") as f:
-                    json.loads(f.read())
-            except (OSError, ValueError) as e:
-                raise self._unreadable(epoch, f"{name}: {_first_line(e)}") from None
-        if os.path.isfile(f"{step}/state/manifest.ocdbt"):
-            specs = _read_ocdbt_specs(f"{step}/state")
-            if isinstance(specs, str):
-                raise self._unreadable(epoch, specs)
-            if specs:
-                return specs
+        """``saved_specs`` of the step, or orbax's reading of its metadata."""
+        specs = saved_specs(self._step_dir(epoch))
+        if isinstance(specs, str):
+            raise self._unreadable(epoch, specs)
+        if specs:
+            return specs
         try:  # another layout: orbax's own reading of the metadata
             saved = self._manager.item_metadata(epoch)["state"]
             tree = saved.tree if hasattr(saved, "tree") else saved
@@ -243,23 +314,24 @@ class Checkpoints:
         if not have:
             raise self._unreadable(epoch, "it holds no arrays")
         want = _leaf_specs({"params": params, "opt_state": opt_state, "key": _key_data(key)})
-        problems = []
-        for name in want:
-            if name not in have:
-                problems.append(f"{name} is missing there")
-            elif have[name] != want[name]:
-                problems.append(
-                    f"{name} has {_describe(have[name])} there, {_describe(want[name])} expected"
-                )
-        problems += [f"{name} is there but not expected" for name in have if name not in want]
+        problems = mismatches(have, want)
         if problems:
-            problems.sort(key=lambda p: not p.startswith("params"))  # the cause first
             more = f"; and {len(problems) - 4} more" if len(problems) > 4 else ""
-            shown = "; ".join(problems[:4]) + more
             raise ValueError(
                 f"checkpoint {self.directory} (epoch {epoch}) does not match the network and "
-                f"optimizer: {shown}"
+                f"optimizer: {'; '.join(problems[:4])}{more}"
             )
+
+    def _resolve_epoch(self, epoch: int | None) -> int:
+        if epoch is None:
+            epoch = self.latest_epoch()
+            if epoch is None:
+                raise ValueError(f"no checkpoint in {self.directory}")
+        elif epoch not in self._manager.all_steps():
+            raise ValueError(
+                f"no checkpoint of epoch {epoch} in {self.directory}; saved: {self.epochs()}"
+            )
+        return epoch
 
     def restore(self, params, opt_state, key, epoch: int | None = None) -> Restored:
         """The saved state of ``epoch`` (default: the newest), shaped like the templates.
@@ -269,14 +341,7 @@ class Checkpoints:
         and dtypes; ``key`` comes back typed if the template key is typed.
         """
         ocp = _ocp()
-        if epoch is None:
-            epoch = self.latest_epoch()
-            if epoch is None:
-                raise ValueError(f"no checkpoint in {self.directory}")
-        elif epoch not in self._manager.all_steps():
-            raise ValueError(
-                f"no checkpoint of epoch {epoch} in {self.directory}; saved: {self.epochs()}"
-            )
+        epoch = self._resolve_epoch(epoch)
         self.check(epoch, params, opt_state, key)
         target = {"params": params, "opt_state": opt_state, "key": _key_data(key)}
         try:

@@ -210,13 +210,21 @@ def check_same(config: dict, timeout: float = DEFAULT_TIMEOUT) -> None:
             )
 
 
-def any_process(flag: bool) -> bool:
-    """True on every process if ``flag`` is true on any (a collective: all must call it)."""
-    if jax.process_count() == 1:
-        return bool(flag)
-    from jax.experimental import multihost_utils
+def any_process(*flags: bool) -> bool | tuple[bool, ...]:
+    """True on every process if ``flag`` is true on any (a collective: all must call it).
 
-    return bool(np.any(multihost_utils.process_allgather(np.array([bool(flag)]))))
+    With several flags, one such answer for each, in one collective (every process
+    passes as many): e.g. ``stopping, saving = any_process(stopping, saving)``.
+    """
+    mine = np.array([bool(f) for f in flags])
+    if jax.process_count() == 1:
+        anyone = mine
+    else:
+        from jax.experimental import multihost_utils
+
+        anyone = np.any(multihost_utils.process_allgather(mine), axis=0)
+    answers = tuple(bool(f) for f in anyone)
+    return answers[0] if len(answers) == 1 else answers
 
 
 class Watchdog:

@@ -2,8 +2,10 @@
 
 All functions take ``A`` (the network's output A^[L]) and ``Y`` of shape
 ``(n_L, m)``, one example per column, and return per-example costs of shape
-``(m,)`` or a gradient of shape ``(n_L, m)``. The network's cost is the mean of
-the per-example costs over the m examples (see ``jaxnn.cost``).
+``(m,)`` or a gradient of shape ``(n_L, m)``; those that sum over an example's
+outputs take ``axis``, the axis of units (1 for ``(m, n_L)`` rows, ``jaxnn.rows``).
+The network's cost is the mean of the per-example costs over the m examples
+(see ``jaxnn.cost``).
 
 Three forms of each cost live here:
   * ``value(A, Y)``: the seed's formula, literally, from the activations;
@@ -31,21 +33,21 @@ class Loss(NamedTuple):
     """A cost with its gradient, and the output activations it accepts."""
 
     name: str
-    value: Callable[[jax.Array, jax.Array], jax.Array]
-    stable_value: Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
+    value: Callable[..., jax.Array]  # value(A, Y, axis=0)
+    stable_value: Callable[..., jax.Array]  # stable_value(Z, A, Y, axis=0)
     grad: Callable[[jax.Array, jax.Array], jax.Array]
     outputs: tuple[str, ...] | None  # valid output activations; None: any
 
 
-def mse(A, Y):
+def mse(A, Y, axis: int = 0):
     """C = 1/2 sum_j (y_j - a_j)^2   (C1)"""
-    return 0.5 * jnp.sum((Y - A) ** 2, axis=0)
+    return 0.5 * jnp.sum((Y - A) ** 2, axis=axis)
 
 
-def mse_stable(Z, A, Y):
+def mse_stable(Z, A, Y, axis: int = 0):
     """(C1): already exact; Z is unused."""
     del Z
-    return mse(A, Y)
+    return mse(A, Y, axis)
 
 
 def mse_grad(A, Y):
@@ -53,26 +55,26 @@ def mse_grad(A, Y):
     return A - Y
 
 
-def mse_target_grad(Z, A, Y):
+def mse_target_grad(Z, A, Y, axis: int = 0):
     """dC/dy = d/dy 1/2 sum_j (y_j - a_j)^2 = y - a   (G-Y1); Z is unused."""
-    del Z
+    del Z, axis
     return Y - A  # (G-Y1)
 
 
-def binary_cross_entropy(A, Y):
+def binary_cross_entropy(A, Y, axis: int = 0):
     """C = -sum_j [y_j log a_j + (1 - y_j) log(1 - a_j)]   (C2)
 
     The seed writes this without the leading minus sign; that is an erratum (it
     would be maximised, and its gradient is the negative of the seed's (G2)).
     ``xlogy`` makes 0 log 0 = 0, the limit, for targets of exactly 0 or 1.
     """
-    return -jnp.sum(xlogy(Y, A) + xlogy(1 - Y, 1 - A), axis=0)
+    return -jnp.sum(xlogy(Y, A) + xlogy(1 - Y, 1 - A), axis=axis)
 
 
-def binary_cross_entropy_stable(Z, A, Y):
+def binary_cross_entropy_stable(Z, A, Y, axis: int = 0):
     """(C2) with log a = log sigmoid(z) and log(1 - a) = log sigmoid(-z)."""
     del A
-    return -jnp.sum(Y * jax.nn.log_sigmoid(Z) + (1 - Y) * jax.nn.log_sigmoid(-Z), axis=0)
+    return -jnp.sum(Y * jax.nn.log_sigmoid(Z) + (1 - Y) * jax.nn.log_sigmoid(-Z), axis=axis)
 
 
 def binary_cross_entropy_grad(A, Y):
@@ -86,23 +88,23 @@ def binary_cross_entropy_grad(A, Y):
     return -Y / safe_a + (1 - Y) / safe_1ma  # (G2)
 
 
-def binary_cross_entropy_target_grad(Z, A, Y):
+def binary_cross_entropy_target_grad(Z, A, Y, axis: int = 0):
     """dC/dy = -(log sigma(z) - log sigma(-z)) = -z   (G-Y2), from (C2) as computed."""
-    del A, Y
+    del A, Y, axis
     # log sigma(z) - log sigma(-z) = z exactly: finite for any z, where the
     # seed's form, log(a) - log(1 - a), is inf at a = 1.
     return -Z  # (G-Y2)
 
 
-def cross_entropy(A, Y):
+def cross_entropy(A, Y, axis: int = 0):
     """C = -sum_k y_k log a_k   (C3)"""
-    return -jnp.sum(xlogy(Y, A), axis=0)
+    return -jnp.sum(xlogy(Y, A), axis=axis)
 
 
-def cross_entropy_stable(Z, A, Y):
+def cross_entropy_stable(Z, A, Y, axis: int = 0):
     """(C3) with log a = log_softmax(z) = z - logsumexp(z)."""
     del A
-    return -jnp.sum(Y * jax.nn.log_softmax(Z, axis=0), axis=0)
+    return -jnp.sum(Y * jax.nn.log_softmax(Z, axis=axis), axis=axis)
 
 
 def cross_entropy_grad(A, Y):
@@ -110,29 +112,31 @@ def cross_entropy_grad(A, Y):
     return -Y / jnp.where(Y == 0, 1, A)  # (G3)
 
 
-def cross_entropy_target_grad(Z, A, Y):
+def cross_entropy_target_grad(Z, A, Y, axis: int = 0):
     """d/dy_k -sum_j y_j log_softmax(z)_j = -log_softmax(z)_k   (G-Y3), from (C3) as computed."""
     del A, Y
-    return -jax.nn.log_softmax(Z, axis=0)  # (G-Y3)
+    return -jax.nn.log_softmax(Z, axis=axis)  # (G-Y3)
 
 
 # Fused output errors: delta^L = dC/dZ^L for one example, in closed form.
-def softmax_cross_entropy_delta(A, Y):
+def softmax_cross_entropy_delta(A, Y, axis: int = 0):
     """delta^L = p sum_k y_k - y   (F1)
 
     The seed's derivation ends in ``p - y``, which needs sum_k y_k = 1; for soft
     or unnormalised labels the general form keeps the factor.
     """
-    return A * jnp.sum(Y, axis=0, keepdims=True) - Y  # (F1)
+    return A * jnp.sum(Y, axis=axis, keepdims=True) - Y  # (F1)
 
 
-def sigmoid_binary_cross_entropy_delta(A, Y):
+def sigmoid_binary_cross_entropy_delta(A, Y, axis: int = 0):
     """delta^L = (-y/a + (1-y)/(1-a)) a (1 - a) = a - y   (F2)"""
+    del axis  # element-wise
     return A - Y  # (F2)
 
 
-def linear_mse_delta(A, Y):
+def linear_mse_delta(A, Y, axis: int = 0):
     """delta^L = (a - y) * 1 = a - y   (F3)"""
+    del axis  # element-wise
     return A - Y  # (F3)
 
 
@@ -146,7 +150,7 @@ class Head(NamedTuple):
 
     activation: str
     loss: str
-    fused: Callable[[jax.Array, jax.Array], jax.Array] | None
+    fused: Callable[..., jax.Array] | None  # fused(A, Y, axis=0)
     tag: str | None
     task: str  # "classification" or "regression"
     metric: str  # "accuracy" or "r2"

@@ -11,23 +11,40 @@ Indexing: Python is 0-based, the math 1-based. ``params[l]`` holds layer
 
 import dataclasses
 import math
-from typing import NamedTuple
+from collections.abc import Sequence
+from typing import NamedTuple, TypeAlias
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from jaxnn import activations, losses
-from jaxnn.validation import as_columns, check_int, check_key, check_params, shape_of
+from jaxnn.validation import (
+    as_columns,
+    as_rows,
+    check_int,
+    check_key,
+    check_params,
+    is_labels,
+    labels_one_hot,
+    shape_of,
+)
 
-Params = list  # [{"W": (n_l, n_{l-1}), "b": (n_l, 1)}, ...]
+Layer: TypeAlias = dict[str, jax.Array]  # {"W": (n^[l], n^[l-1]), "b": (n^[l], 1)}
+# One ``Layer`` per layer, params[l] holding layer l + 1 of the math. A list (what
+# ``init_params`` returns) or a tuple; gradients come back in the same container.
+Params: TypeAlias = Sequence[Layer]
 
 
+@jax.tree_util.register_static
 @dataclasses.dataclass(frozen=True)
 class Network:
     """A dense network: layer sizes, one activation per layer, and a loss.
 
-    Frozen and hashable, so it can be a static argument of ``jax.jit``.
+    Frozen and hashable, and a pytree with no leaves (``register_static``): an
+    argument of a ``jax.jit`` function as it is, with no ``static_argnames``;
+    an equal Network hits the same compiled function (no retracing).
 
     Args:
       sizes: ``(n0, n1, ..., nL)``; n0 is the number of inputs n_x.
@@ -91,14 +108,16 @@ class Network:
 class Cache(NamedTuple):
     """The forward pass: Z = [Z^[1], ..., Z^[L]], A = [A^[0], ..., A^[L]]."""
 
-    Z: list
-    A: list
+    Z: list[jax.Array]
+    A: list[jax.Array]
 
 
 INIT_METHODS = ("auto", "he", "glorot", "lecun", "normal", "pytorch")
 
 
-def init_params(key, net: Network, *, method: str = "auto", dtype=None) -> Params:
+def init_params(
+    key: jax.Array, net: Network, *, method: str = "auto", dtype: jnp.dtype | None = None
+) -> list[Layer]:
     """Random weights and zero biases, one ``{"W", "b"}`` dict per layer.
 
     Methods (n_in = n^[l-1], n_out = n^[l]):
@@ -155,7 +174,7 @@ def init_params(key, net: Network, *, method: str = "auto", dtype=None) -> Param
 _NO_TARGETS = object()
 
 
-def check_network(net) -> None:
+def check_network(net: object) -> None:
     """Raise ValueError unless ``net`` is a ``Network``."""
     if not isinstance(net, Network):
         raise ValueError(
@@ -164,36 +183,64 @@ def check_network(net) -> None:
         )
 
 
-def check_inputs(params, X, net: Network, Y=_NO_TARGETS):
-    """Validate params, X and Y before any math; return X and Y as (n, m) arrays.
+LAYOUTS = ("columns", "rows")
 
+
+def check_inputs(params, X, net: Network, Y=_NO_TARGETS, *, layout: str = "columns"):
+    """Validate params, X and Y before any math; return X and Y as 2-D arrays.
+
+    ``layout="columns"`` (the seeds'): X is ``(n_x, m)`` and Y ``(n_L, m)``;
+    ``"rows"`` (``jaxnn.rows``): ``(m, n_x)`` and ``(m, n_L)``. A vector is one
+    example. For softmax with cross-entropy, Y may be integer class labels of
+    shape ``(m,)``, returned one-hot in the params' dtype (``labels_one_hot``).
     Without Y (the forward pass) the second value is None; a Y given as None
     is an error, as is a Y with no examples (the cost is a mean over m >= 1).
     """
     check_network(net)
     check_params(params, net.sizes)
-    X2 = as_columns(X, net.sizes[0], "X", "n_x")
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}; valid layouts: {LAYOUTS}")
+    rows = layout == "rows"
+    as_2d = as_rows if rows else as_columns
+    examples = 0 if rows else 1  # the axis of examples
+    X2 = as_2d(X, net.sizes[0], "X", "n_x")
     if Y is _NO_TARGETS:
         return X2, None
-    Y2 = as_columns(Y, net.sizes[-1], "Y", "n_L")
-    if np.ndim(X) != np.ndim(Y):
-        raise ValueError(
-            f"X has shape {shape_of(X)} and Y has shape {shape_of(Y)}: give both as vectors "
-            "(one example) or both as (n, m) matrices"
-        )
-    if shape_of(X2)[1] != shape_of(Y2)[1]:
+    if is_labels(Y) and np.ndim(X) == 2:
+        if (net.activations[-1], net.loss) != ("softmax", "cross_entropy"):
+            raise ValueError(
+                f"Y has shape {shape_of(Y)} and an integer dtype: class labels, which need a "
+                f"softmax output with cross_entropy; this network has "
+                f"{net.activations[-1]} with {net.loss}, so give Y as "
+                + ("(m, n_L)" if rows else "(n_L, m)")
+            )
+        if shape_of(Y)[0] != shape_of(X2)[examples]:
+            raise ValueError(
+                f"X has shape {shape_of(X)} and the labels Y have shape {shape_of(Y)}: "
+                "give one label per example"
+            )
+        Y2 = labels_one_hot(Y, net.sizes[-1], params[-1]["W"].dtype, axis=examples ^ 1)
+    else:
+        Y2 = as_2d(Y, net.sizes[-1], "Y", "n_L")
+        if np.ndim(X) != np.ndim(Y):
+            raise ValueError(
+                f"X has shape {shape_of(X)} and Y has shape {shape_of(Y)}: give both as "
+                "vectors (one example) or both as 2-D arrays"
+            )
+    if shape_of(X2)[examples] != shape_of(Y2)[examples]:
+        what = "rows" if rows else "columns"
         raise ValueError(
             f"X has shape {shape_of(X)} and Y has shape {shape_of(Y)}: they need the same "
-            "number of examples m (columns)"
+            f"number of examples m ({what})"
         )
-    if shape_of(X2)[1] == 0:
+    if shape_of(X2)[examples] == 0:
         raise ValueError(
             f"X has shape {shape_of(X)}: no examples; the cost is a mean over m >= 1 examples"
         )
     return X2, Y2
 
 
-def forward_unchecked(params, X, net: Network) -> Cache:
+def forward_unchecked(params: Params, X: jax.Array, net: Network) -> Cache:
     """``forward`` without its input checks, for code that has checked them (or is traced).
 
     X must already be ``(n_x, m)``; (F-Z) and (F-A) layer by layer.
@@ -206,7 +253,7 @@ def forward_unchecked(params, X, net: Network) -> Cache:
     return Cache(Zs, As)
 
 
-def forward(params, X, net: Network) -> Cache:
+def forward(params: Params, X: ArrayLike, net: Network) -> Cache:
     """The forward pass, Z^[l] = W^[l] A^[l-1] + b^[l] and A^[l] = sigma^[l](Z^[l]).
 
     Equations (F-Z) and (F-A). Returns a ``Cache`` of the Z^[1..L] and the
@@ -216,25 +263,26 @@ def forward(params, X, net: Network) -> Cache:
     return forward_unchecked(params, X, net)
 
 
-def predict(params, X, net: Network):
+def predict(params: Params, X: ArrayLike, net: Network) -> jax.Array:
     """A^[L], the network's output; a vector X gives a vector."""
     A = forward(params, X, net).A[-1]
     return A[:, 0] if np.ndim(X) == 1 else A
 
 
-def output_cost(cache: Cache, Y, net: Network):
+def output_cost(cache: Cache, Y: jax.Array, net: Network) -> jax.Array:
     """Mean over the m columns of the per-example cost, in its stable form (C1-C3), (C-M)."""
     loss = losses.get(net.loss)
     per_example = loss.stable_value(cache.Z[-1], cache.A[-1], Y)
     return jnp.mean(per_example)  # (C-M)
 
 
-def cost(params, X, Y, net: Network):
+def cost(params: Params, X: ArrayLike, Y: ArrayLike, net: Network) -> jax.Array:
     """The network's cost: the mean over the m examples of the per-example cost.
 
     C = (1/m) sum_x C_x   (C-M), with C_x one of (C1) MSE, (C2) binary
     cross-entropy, (C3) cross-entropy. Computed from Z^[L] through log-sigmoid
     or log-softmax, so it stays finite and exact for |Z| in the thousands.
+    For softmax with cross-entropy, Y may be integer class labels of shape (m,).
     """
     X, Y = check_inputs(params, X, net, Y)
     return output_cost(forward_unchecked(params, X, net), Y, net)

@@ -1,7 +1,10 @@
 """Data-parallel training: each batch's columns (examples) split over a device mesh.
 
-The mesh has one axis, ``"batch"``. A batch ``X`` of shape ``(n_x, m)`` is
-placed with ``NamedSharding(mesh, P(None, "batch"))``: device k holds columns
+Any mesh works: ``make_mesh`` here (one Auto axis, ``"batch"``) or
+``jax.make_mesh`` with Explicit or Auto axes and any names; the axis that
+splits the examples is given (``axis=``, ``fit(batch_axis=)``) or found
+(``batch_axis``). A batch ``X`` of shape ``(n_x, m)`` is placed with
+``NamedSharding(mesh, P(None, axis))``: device k holds columns
 ``k m/N .. (k+1) m/N``. Parameters and optimizer state are replicated
 (``P()``). The step is the ordinary single-device step, compiled by XLA's SPMD
 partitioner: the forward pass and BP1-BP2 run on each device's columns alone,
@@ -22,7 +25,7 @@ from collections.abc import Callable
 import jax
 import numpy as np
 import optax
-from jax.sharding import Mesh, NamedSharding
+from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jaxnn.network import Network
@@ -33,7 +36,11 @@ AXIS = "batch"
 
 
 def make_mesh(devices: int | None = None) -> Mesh:
-    """A one-axis mesh over the first ``devices`` devices (all of them if None)."""
+    """A one-axis mesh over the first ``devices`` devices (all of them if None).
+
+    Its axis is ``"batch"``, of type ``Auto``. Any other mesh works as well, for
+    example ``jax.make_mesh((4,), ("data",))`` (Explicit axes, JAX's default).
+    """
     available = jax.devices()
     n = len(available) if devices is None else check_int(devices, "devices")
     if n > len(available):
@@ -46,9 +53,41 @@ def make_mesh(devices: int | None = None) -> Mesh:
     return Mesh(np.array(available[:n]), (AXIS,))
 
 
-def batch_sharding(mesh: Mesh) -> NamedSharding:
-    """Columns (examples) split over the mesh, rows whole."""
-    return NamedSharding(mesh, P(None, AXIS))
+def batch_axis(mesh: Mesh, axis: str | None = None) -> str:
+    """The mesh axis that splits the examples: ``axis`` if given, else found.
+
+    Found: the mesh's only axis, or else its axis named ``"batch"``. Any name
+    works when given (``"data"``, ``"dp"``, ...); a mesh with several axes and
+    none called ``"batch"`` needs it given.
+    """
+    if not isinstance(mesh, Mesh):
+        raise ValueError(
+            f"mesh must be a jax.sharding.Mesh (jax.make_mesh or jaxnn.parallel.make_mesh), "
+            f"got {type(mesh).__name__}"
+        )
+    names = tuple(mesh.axis_names)
+    if axis is not None:
+        if axis not in names:
+            raise ValueError(f"batch axis {axis!r} is not an axis of the mesh; its axes: {names}")
+        return axis
+    if len(names) == 1:
+        return names[0]
+    if AXIS in names:
+        return AXIS
+    raise ValueError(
+        f"mesh has axes {names}: say which one splits the examples (batch_axis=one of them)"
+    )
+
+
+def is_explicit(mesh: Mesh, axis: str) -> bool:
+    """Whether ``axis`` of ``mesh`` is an ``Explicit`` axis (sharding in types)."""
+    types = dict(zip(mesh.axis_names, mesh.axis_types, strict=True))
+    return types[axis] == AxisType.Explicit
+
+
+def batch_sharding(mesh: Mesh, axis: str | None = None) -> NamedSharding:
+    """Columns (examples) split over the mesh's batch axis, rows whole."""
+    return NamedSharding(mesh, P(None, batch_axis(mesh, axis)))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
@@ -56,20 +95,23 @@ def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P())
 
 
-def _check_mesh(mesh) -> None:
-    if not isinstance(mesh, Mesh):
-        raise ValueError(
-            f"mesh must be a jax.sharding.Mesh (see jaxnn.parallel.make_mesh), got "
-            f"{type(mesh).__name__}"
-        )
-    if AXIS not in mesh.axis_names:
-        raise ValueError(f"mesh has axes {mesh.axis_names}; jaxnn splits batches over {AXIS!r}")
+def constrain_to(mesh: Mesh, axis: str | None = None) -> Callable:
+    """``B -> B`` split by columns over the batch axis, inside a jitted function.
+
+    ``jax.sharding.reshard`` on an Explicit axis (the sharding becomes part of
+    the array's type), ``jax.lax.with_sharding_constraint`` on an Auto axis.
+    """
+    axis = batch_axis(mesh, axis)
+    sharding = batch_sharding(mesh, axis)
+    if is_explicit(mesh, axis):
+        return lambda B: jax.sharding.reshard(B, sharding)
+    return lambda B: jax.lax.with_sharding_constraint(B, sharding)
 
 
-def check_divisible(m: int, mesh: Mesh, what: str = "batch size") -> None:
-    """Raise ValueError unless the mesh's devices split m examples evenly."""
-    _check_mesh(mesh)
-    n = mesh.shape[AXIS]
+def check_divisible(m: int, mesh: Mesh, what: str = "batch size", axis: str | None = None) -> None:
+    """Raise ValueError unless the mesh's batch axis splits m examples evenly."""
+    axis = batch_axis(mesh, axis)  # checks the mesh first
+    n = mesh.shape[axis]
     if m % n:
         raise ValueError(
             f"{what} {m} does not divide over {n} devices; use a multiple of {n} "
@@ -82,16 +124,16 @@ def _place(x, sharding):
     return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
 
 
-def shard(X, mesh: Mesh):
-    """X ``(n, m)`` as a global array with its columns split over the mesh."""
-    _check_mesh(mesh)
+def shard(X, mesh: Mesh, axis: str | None = None):
+    """X ``(n, m)`` as a global array with its columns split over the mesh's batch axis."""
+    axis = batch_axis(mesh, axis)
     X = np.asarray(as_real_array(X, "X"))
     if X.ndim != 2:
         raise ValueError(
             f"X has shape {X.shape}; shard takes an (n, m) batch, one example per column"
         )
-    check_divisible(X.shape[1], mesh, "number of examples")
-    return _place(X, batch_sharding(mesh))
+    check_divisible(X.shape[1], mesh, "number of examples", axis)
+    return _place(X, batch_sharding(mesh, axis))
 
 
 def replicate(tree, mesh: Mesh):
@@ -104,6 +146,7 @@ def make_parallel_step(
     optimizer: optax.GradientTransformation,
     mesh: Mesh,
     gradients: str = "hand",
+    axis: str | None = None,
 ) -> Callable:
     """``jaxnn.steps.make_step``, with each batch split over the mesh's devices.
 
@@ -111,7 +154,8 @@ def make_parallel_step(
     batch size (X's columns) must divide by the number of devices. Inputs may
     be host arrays; they are placed as the step's shardings say.
     """
-    rep, bat = replicated(mesh), batch_sharding(mesh)
+    axis = batch_axis(mesh, axis)
+    rep, bat = replicated(mesh), batch_sharding(mesh, axis)
     step = jax.jit(
         step_fn(net, optimizer, gradients),
         in_shardings=(rep, rep, bat, bat),
@@ -119,7 +163,7 @@ def make_parallel_step(
     )
 
     def parallel_step(params, opt_state, X, Y):
-        check_divisible(np.shape(X)[1], mesh)
+        check_divisible(np.shape(X)[1], mesh, axis=axis)
         return step(params, opt_state, X, Y)
 
     return parallel_step
@@ -131,6 +175,7 @@ def make_parallel_epoch(
     batch_size: int,
     mesh: Mesh,
     gradients: str = "hand",
+    axis: str | None = None,
 ) -> Callable:
     """``jaxnn.steps.make_epoch`` with every batch split over the mesh's devices.
 
@@ -139,18 +184,17 @@ def make_parallel_epoch(
     to ``batch_sharding(mesh)``, so every step runs data-parallel. Cached like
     ``make_epoch``: the same arguments give the same compiled function.
     """
-    check_divisible(batch_size, mesh)
+    axis = batch_axis(mesh, axis)
+    check_divisible(batch_size, mesh, axis=axis)
     try:
-        return _make_parallel_epoch_cached(net, optimizer, batch_size, mesh, gradients)
+        return _make_parallel_epoch_cached(net, optimizer, batch_size, mesh, gradients, axis)
     except TypeError:  # an unhashable optimizer: build it afresh
-        return _make_parallel_epoch(net, optimizer, batch_size, mesh, gradients)
+        return _make_parallel_epoch(net, optimizer, batch_size, mesh, gradients, axis)
 
 
-def _make_parallel_epoch(net, optimizer, batch_size, mesh, gradients):
-    rep, bat = replicated(mesh), batch_sharding(mesh)
-    epoch = epoch_fn(
-        net, optimizer, batch_size, gradients, lambda B: jax.lax.with_sharding_constraint(B, bat)
-    )
+def _make_parallel_epoch(net, optimizer, batch_size, mesh, gradients, axis):
+    rep = replicated(mesh)
+    epoch = epoch_fn(net, optimizer, batch_size, gradients, constrain_to(mesh, axis))
     return jax.jit(
         epoch,
         in_shardings=(rep, rep, rep, rep, rep),

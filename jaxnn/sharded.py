@@ -20,9 +20,7 @@ The test metrics are sums over every process's share, the padding weighted 0
 one itself when its mesh spans processes.
 """
 
-import functools
 import itertools
-from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
@@ -53,15 +51,36 @@ class Share(NamedTuple):
     m_test: int
 
 
+def check_mesh(mesh, axis: str | None = None) -> Mesh:
+    """``mesh`` if it is a ``jax.sharding.Mesh`` with a ``"batch"`` axis (``parallel.AXIS``,
+    as ``jaxnn.distributed.make_mesh`` builds) and ``axis`` is None or that axis; else a
+    ValueError. Shares are split over that axis."""
+    if not isinstance(mesh, Mesh) or parallel.AXIS not in mesh.axis_names:
+        raise ValueError(
+            f"a share of the data needs a jax.sharding.Mesh with a {parallel.AXIS!r} axis "
+            f"(jaxnn.distributed.make_mesh), got {mesh!r}"
+        )
+    if axis not in (None, parallel.AXIS):
+        raise ValueError(
+            f"a share of the data is split over the mesh's {parallel.AXIS!r} axis, not {axis!r}"
+        )
+    return mesh
+
+
 def padded(m: int, mesh: Mesh) -> int:
     """m rounded up to a multiple of the mesh's devices."""
     n = mesh.shape[parallel.AXIS]
     return -(-m // n) * n
 
 
+def sharding(mesh: Mesh):
+    """Columns (examples) split over the mesh's ``"batch"`` axis: how shares are placed."""
+    return parallel.batch_sharding(mesh, parallel.AXIS)
+
+
 def local_columns(mesh: Mesh, m_pad: int) -> tuple[int, int]:
     """``(lo, hi)``: the columns of an ``(n, m_pad)`` batch-sharded array this process holds."""
-    index = parallel.batch_sharding(mesh).addressable_devices_indices_map((1, m_pad))
+    index = sharding(mesh).addressable_devices_indices_map((1, m_pad))
     if not index:
         raise ValueError(f"the mesh has none of process {jax.process_index()}'s devices")
     spans = sorted(
@@ -83,11 +102,7 @@ def _columns(x, lo: int, hi: int) -> np.ndarray:
 
 def local_share(data, mesh: Mesh) -> Share:
     """This process's ``Share`` of ``data`` (anything with X_train, Y_train, X_test, Y_test)."""
-    if not isinstance(mesh, Mesh) or parallel.AXIS not in mesh.axis_names:
-        raise ValueError(
-            f"mesh must be a jax.sharding.Mesh with a {parallel.AXIS!r} axis "
-            "(jaxnn.distributed.make_mesh), got {mesh!r}"
-        )
+    check_mesh(mesh)
     parts = {}
     for part in ("train", "test"):
         X, Y = getattr(data, f"X_{part}"), getattr(data, f"Y_{part}")
@@ -101,13 +116,19 @@ def local_share(data, mesh: Mesh) -> Share:
     return Share(**parts)
 
 
-def as_share(data, mesh: Mesh | None) -> Share | None:
-    """``data`` as a ``Share`` when it is one, or the mesh spans processes; else None."""
+def as_share(data, mesh: Mesh | None, axis: str | None = None) -> Share | None:
+    """``data`` as a ``Share`` when it is one, or the mesh spans processes; else None.
+
+    ``axis``: the batch axis asked for (``fit(batch_axis=)``); a share needs
+    the mesh's ``"batch"`` axis (``check_mesh``).
+    """
     if isinstance(data, Share):
         if mesh is None:
             raise ValueError("a jaxnn.sharded.Share needs mesh= (jaxnn.distributed.make_mesh)")
+        check_mesh(mesh, axis)
         return data
     if mesh is not None and spans_processes(mesh):
+        check_mesh(mesh, axis)
         return local_share(data, mesh)
     return None
 
@@ -145,24 +166,31 @@ def weighted_metrics(params, X, Y, weights, net: Network, m: int, task: str) -> 
     return out
 
 
-class Prepared(NamedTuple):
-    """What ``fit`` runs on a ``Share``: the epoch, the evaluation, and the placed state."""
+class Placed(NamedTuple):
+    """A share placed as global arrays over the mesh (``place``), batch-sharded."""
 
-    epoch: Callable  # (params, opt_state, X, Y, key) -> (params, opt_state, costs)
-    evaluate: Callable  # (params, X_test, Y_test, net) -> {name: float}
-    params: object
-    opt_state: object
-    X: jax.Array
+    X: jax.Array  # (n_x, padded(m_train)): every process's columns
     Y: jax.Array
-    X_test: jax.Array
+    X_test: jax.Array  # (n_x, padded(m_test))
     Y_test: jax.Array
+    weights: jax.Array  # (1, padded(m_test)): 1 for the m_test real examples, 0 for padding
 
 
 def _place_share(local, m_pad: int, mesh: Mesh) -> jax.Array:
     local = np.asarray(local)
-    return jax.make_array_from_process_local_data(
-        parallel.batch_sharding(mesh), local, (local.shape[0], m_pad)
-    )
+    return jax.make_array_from_process_local_data(sharding(mesh), local, (local.shape[0], m_pad))
+
+
+def place(share: Share, arrays, mesh: Mesh) -> Placed:
+    """The share's ``arrays`` (X, Y, X_test, Y_test: this process's columns, e.g. cast to
+    the params' dtype) as global arrays split by columns over ``mesh``, with the test
+    set's padding weights. Every process calls it with its own share."""
+    m_train, m_test = padded(share.m_train, mesh), padded(share.m_test, mesh)
+    X, Y = (_place_share(a, m_train, mesh) for a in arrays[:2])
+    X_test, Y_test = (_place_share(a, m_test, mesh) for a in arrays[2:])
+    real = (np.arange(m_test)[None, :] < share.m_test).astype(X.dtype)
+    weights = jax.make_array_from_callback(real.shape, sharding(mesh), lambda index: real[index])
+    return Placed(X, Y, X_test, Y_test, weights)
 
 
 def replicated_key(key, mesh: Mesh):
@@ -174,65 +202,15 @@ def replicated_key(key, mesh: Mesh):
     return parallel.replicate(np.asarray(key), mesh)
 
 
-def make_epoch(net, optimizer, batch_size, m_train, m_test, task, mesh, gradients="hand"):
-    """The jitted epoch and test metrics on data sharded by columns over ``mesh``.
+def share_epoch_fn(net, optimizer, batch_size: int, m_train: int, mesh: Mesh, gradients="hand"):
+    """The epoch on X, Y of ``padded(m_train, mesh)`` columns split over ``mesh``, not jitted.
 
-    ``epoch(params, opt_state, X, Y, key) -> (params, opt_state, costs)`` takes
-    X, Y of ``padded(m_train, mesh)`` columns, batch-sharded, and a replicated
-    key (``replicated_key``); its batches are ``jaxnn.steps.epoch_batches(key,
-    m_train, batch_size)``, as on one device. ``metrics(params, X_test, Y_test,
-    weights)`` is ``weighted_metrics``. Cached, like ``jaxnn.steps.make_epoch``.
+    ``epoch(params, opt_state, X, Y, key) -> (params, opt_state, costs)``: its
+    batches are ``jaxnn.steps.epoch_batches(key, m_train, batch_size)``, as on
+    one device (the padding is never drawn), each constrained to the mesh's
+    ``"batch"`` axis. ``jaxnn.train.make_share_train_epoch`` jits it with the
+    test evaluation (``weighted_metrics``).
     """
-    args = (net, optimizer, batch_size, m_train, m_test, task, mesh, gradients)
-    try:
-        return _make_epoch_cached(*args)
-    except TypeError:  # an unhashable optimizer: build it afresh
-        return _make_epoch(*args)
-
-
-def _make_epoch(net, optimizer, batch_size, m_train, m_test, task, mesh, gradients):
-    rep, bat = parallel.replicated(mesh), parallel.batch_sharding(mesh)
-    epoch = epoch_fn(
-        net,
-        optimizer,
-        batch_size,
-        gradients,
-        lambda B: jax.lax.with_sharding_constraint(B, bat),
-        examples=m_train,
-    )
-    epoch = jax.jit(epoch, in_shardings=(rep, rep, bat, bat, rep), out_shardings=(rep, rep, rep))
-    metrics = jax.jit(
-        functools.partial(weighted_metrics, net=net, m=m_test, task=task),
-        in_shardings=(rep, bat, bat, bat),
-        out_shardings=rep,
-    )
-    return epoch, metrics
-
-
-_make_epoch_cached = functools.lru_cache(maxsize=16)(_make_epoch)
-
-
-def prepare(net, optimizer, batch_size, mesh, gradients, share: Share, task, state, arrays):
-    """Place ``state`` (params, opt_state) replicated and the share's ``arrays`` (X, Y,
-    X_test, Y_test: this process's columns, checked and cast by ``fit``) as global
-    batch-sharded arrays; return the ``Prepared`` epoch and evaluation for them."""
-    parallel.check_divisible(batch_size, mesh)
-    m_train, m_test = padded(share.m_train, mesh), padded(share.m_test, mesh)
-    X, Y = (_place_share(a, m_train, mesh) for a in arrays[:2])
-    X_test, Y_test = (_place_share(a, m_test, mesh) for a in arrays[2:])
-    real = np.arange(m_test)[None, :] < share.m_test
-    weights = jax.make_array_from_callback(
-        real.shape, parallel.batch_sharding(mesh), lambda index: real[index].astype(X.dtype)
-    )
-    epoch, metrics = make_epoch(
-        net, optimizer, batch_size, share.m_train, share.m_test, task, mesh, gradients
-    )
-
-    def run_epoch(params, opt_state, X, Y, key):
-        return epoch(params, opt_state, X, Y, replicated_key(key, mesh))
-
-    def evaluate(params, X_test, Y_test, net):
-        return {k: float(v) for k, v in metrics(params, X_test, Y_test, weights).items()}
-
-    params, opt_state = parallel.replicate(state, mesh)
-    return Prepared(run_epoch, evaluate, params, opt_state, X, Y, X_test, Y_test)
+    parallel.check_divisible(batch_size, mesh, axis=parallel.AXIS)
+    constrain = parallel.constrain_to(mesh, parallel.AXIS)
+    return epoch_fn(net, optimizer, batch_size, gradients, constrain, examples=m_train)

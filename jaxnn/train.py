@@ -21,11 +21,15 @@ the epoch and the step, as soon as an epoch's cost turns NaN or Inf, before
 one).
 
 Several devices: ``fit(..., devices=N)`` or ``fit(..., mesh=mesh)`` splits
-each batch over the devices (``jaxnn.parallel``).
+each batch over the devices (``jaxnn.parallel``). Several processes: a mesh
+that spans them, or a ``jaxnn.sharded.Share`` as the data, splits the data by
+examples, each process holding its share (``make_share_train_epoch``).
 
 Nothing here prints; ``fit`` reports through its ``callback``.
 """
 
+import functools
+import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -38,6 +42,7 @@ from jaxnn import losses, parallel, sharded
 from jaxnn.network import Network, check_inputs, forward, init_params, output_cost
 from jaxnn.steps import GRADIENTS as GRADIENTS
 from jaxnn.steps import epoch_batches as epoch_batches
+from jaxnn.steps import epoch_fn
 from jaxnn.steps import make_epoch as make_epoch
 from jaxnn.steps import make_step as make_step
 from jaxnn.validation import as_real_array, check_batch_size, check_finite, check_int, check_params
@@ -163,23 +168,266 @@ class NonFiniteCostError(ValueError):
         self.epoch, self.step, self.steps = epoch, step, steps
 
 
-@jax.jit
-def _all_finite(tree):
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
+# What the compiled epoch reports, in this order, in one vector (one transfer):
+# the mean batch cost, the first non-finite batch (from 0; -1 if none) and its cost,
+# whether every parameter is finite (1 or 0), then ``metric_names(net)`` on the test set.
+REPORT_HEAD = ("train_cost", "first_bad_step", "first_bad_cost", "params_finite")
 
 
-def _check_costs(epoch: int, costs) -> None:
-    costs = np.asarray(costs)
-    bad = np.flatnonzero(~np.isfinite(costs))
-    if bad.size:
-        step = int(bad[0]) + 1
+def metric_names(net: Network) -> tuple[str, ...]:
+    """The names ``evaluate`` returns for this network, in order."""
+    return ("cost", "accuracy") if task_of(net) == "classification" else ("cost", "r2", "mse")
+
+
+def epoch_report(params, costs, test: dict, net: Network) -> jax.Array:
+    """The epoch's report as one vector (see ``REPORT_HEAD``), computed on the device.
+
+    ``test``: the test metrics, ``{name: scalar}`` for ``metric_names(net)`` (the
+    metrics of ``evaluate``, or ``jaxnn.sharded.weighted_metrics`` on a share).
+    """
+    bad = ~jnp.isfinite(costs)
+    first = jnp.argmax(bad)  # the first True; 0 if none
+    finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(params)]))
+    values = [
+        jnp.mean(costs),
+        jnp.where(bad[first], first, -1),
+        costs[first],
+        finite,
+        *(test[name] for name in metric_names(net)),
+    ]
+    return jnp.stack([jnp.asarray(v, costs.dtype) for v in values])
+
+
+def make_train_epoch(
+    net: Network,
+    optimizer: optax.GradientTransformation,
+    batch_size: int,
+    gradients: str = "hand",
+    mesh=None,
+    batch_axis: str | None = None,
+) -> Callable:
+    """``fit``'s epoch: ``(params, opt_state, X, Y, key, e, X_test, Y_test) -> (params,
+    opt_state, report)`` in one compiled call.
+
+    ``key`` is ``fit``'s key and ``e`` the epoch's number from 0; the batches are
+    drawn with ``epoch_key(key, e)``.
+
+    The epoch of ``make_epoch`` (or ``jaxnn.parallel.make_parallel_epoch`` on a
+    mesh), followed in the same program by the test evaluation, the finite checks
+    and the mean cost, packed into one vector (``epoch_report``), so that an epoch
+    is one dispatch and one device-to-host transfer. Cached like ``make_epoch``.
+    """
+    try:
+        return _make_train_epoch_cached(net, optimizer, batch_size, gradients, mesh, batch_axis)
+    except TypeError:  # an unhashable optimizer: build it afresh
+        return _make_train_epoch(net, optimizer, batch_size, gradients, mesh, batch_axis)
+
+
+def _make_train_epoch(net, optimizer, batch_size, gradients, mesh, batch_axis=None):
+    if mesh is None:
+        epoch = epoch_fn(net, optimizer, batch_size, gradients)
+    else:  # jitted with the mesh's shardings, inlined into the program below
+        epoch = parallel.make_parallel_epoch(
+            net, optimizer, batch_size, mesh, gradients, batch_axis
+        )
+
+    def train_epoch(params, opt_state, X, Y, key, e, X_test, Y_test):
+        params, opt_state, costs = epoch(params, opt_state, X, Y, epoch_key(key, e))
+        test = _metrics(params, X_test, Y_test, net)
+        return params, opt_state, epoch_report(params, costs, test, net)
+
+    return jax.jit(train_epoch)
+
+
+_make_train_epoch_cached = functools.lru_cache(maxsize=16)(_make_train_epoch)
+
+
+def make_share_train_epoch(
+    net: Network,
+    optimizer: optax.GradientTransformation,
+    batch_size: int,
+    gradients: str,
+    mesh,
+    m_train: int,
+    m_test: int,
+) -> Callable:
+    """``make_train_epoch`` on data split by examples over ``mesh`` (a ``jaxnn.sharded.Share``).
+
+    ``(params, opt_state, X, Y, key, e, X_test, Y_test, weights) -> (params,
+    opt_state, report)``, one compiled call over every process; every input a
+    global array on the mesh: params, opt_state, ``key`` (``sharded.replicated_key``)
+    and ``e`` replicated, the data and the test weights as ``sharded.place`` gives
+    them. The epoch is ``sharded.share_epoch_fn``'s (the batches of one device's
+    epoch over the m_train real examples), the test metrics
+    ``sharded.weighted_metrics`` (the padding weighted 0), the report
+    ``epoch_report``'s. Cached like ``make_train_epoch``.
+    """
+    args = (net, optimizer, batch_size, gradients, mesh, m_train, m_test)
+    try:
+        return _make_share_train_epoch_cached(*args)
+    except TypeError:  # an unhashable optimizer: build it afresh
+        return _make_share_train_epoch(*args)
+
+
+def _make_share_train_epoch(net, optimizer, batch_size, gradients, mesh, m_train, m_test):
+    epoch = sharded.share_epoch_fn(net, optimizer, batch_size, m_train, mesh, gradients)
+    task = task_of(net)
+
+    def train_epoch(params, opt_state, X, Y, key, e, X_test, Y_test, weights):
+        params, opt_state, costs = epoch(params, opt_state, X, Y, epoch_key(key, e))
+        test = sharded.weighted_metrics(params, X_test, Y_test, weights, net, m_test, task)
+        return params, opt_state, epoch_report(params, costs, test, net)
+
+    rep, bat = parallel.replicated(mesh), sharded.sharding(mesh)
+    return jax.jit(
+        train_epoch,
+        in_shardings=(rep, rep, bat, bat, rep, rep, bat, bat, bat),
+        out_shardings=(rep, rep, rep),
+    )
+
+
+_make_share_train_epoch_cached = functools.lru_cache(maxsize=16)(_make_share_train_epoch)
+
+
+def share_training(net, optimizer, batch_size, gradients, mesh, share, state) -> tuple:
+    """``fit``'s set-up on a ``jaxnn.sharded.Share``: ``(train_epoch, params, opt_state,
+    (X, Y, X_test, Y_test))``, every array global on ``mesh``.
+
+    ``train_epoch`` has ``make_train_epoch``'s signature, so ``fit``'s loop is the
+    same on every path; it places the key and the epoch number replicated and
+    passes the test weights to ``make_share_train_epoch``'s program.
+    """
+    params, opt_state = state
+    arrays = host_data(share, params, net)
+    check_inputs(params, arrays["X_train"], net, arrays["Y_train"])
+    check_inputs(params, arrays["X_test"], net, arrays["Y_test"])
+    placed = sharded.place(share, [arrays[name] for name in DATA_FIELDS], mesh)
+    params, opt_state = parallel.replicate((params, opt_state), mesh)
+    compiled = make_share_train_epoch(
+        net, optimizer, batch_size, gradients, mesh, share.m_train, share.m_test
+    )
+
+    def train_epoch(params, opt_state, X, Y, key, e, X_test, Y_test):
+        key, e = sharded.replicated_key(key, mesh), parallel.replicate(np.int32(e), mesh)
+        return compiled(params, opt_state, X, Y, key, e, X_test, Y_test, placed.weights)
+
+    return train_epoch, params, opt_state, placed[:4]
+
+
+def epoch_key(key, e) -> jax.Array:
+    """The key that shuffles epoch ``e`` (from 0) of ``fit(..., key)``: a function of
+    (key, e) alone, so a resumed run draws the batches the whole run would have."""
+    _, shuffle_key = jax.random.split(key)
+    return jax.random.fold_in(shuffle_key, e)
+
+
+def make_init(net: Network, optimizer: optax.GradientTransformation) -> Callable:
+    """A jitted ``init(key) -> (params, opt_state)`` with ``fit``'s initial state:
+    ``init_params`` with the init key of ``fit(..., key)`` (the first half of
+    ``jax.random.split(key)``) and ``optimizer.init``, in one compiled call, not op
+    by op. Cached per (net, optimizer)."""
+    try:
+        return _make_init_cached(net, optimizer)
+    except TypeError:
+        return _make_init(net, optimizer)
+
+
+def _make_init(net, optimizer):
+    def init(key):
+        init_key, _ = jax.random.split(key)
+        params = init_params(init_key, net)
+        return params, optimizer.init(params)
+
+    return jax.jit(init)
+
+
+_make_init_cached = functools.lru_cache(maxsize=16)(_make_init)
+
+
+def epoch_record(epoch: int, report, net: Network, steps: int) -> dict:
+    """The history record of ``epoch`` (from 1) from its report vector, as Python floats.
+
+    Raises NonFiniteCostError, naming the epoch and the step, if a batch cost,
+    the parameters or the test cost is not finite.
+    """
+    values = dict(zip(REPORT_HEAD + metric_names(net), np.asarray(report).tolist(), strict=True))
+    if values["first_bad_step"] >= 0:
+        step = int(values["first_bad_step"]) + 1
         raise NonFiniteCostError(
-            f"the cost became {costs[bad[0]]} at step {step} of {costs.size} in epoch {epoch} "
-            "(a smaller learning rate may help)",
+            f"the cost became {values['first_bad_cost']} at step {step} of {steps} in epoch "
+            f"{epoch} (a smaller learning rate may help)",
             epoch,
             step,
-            costs.size,
+            steps,
         )
+    if not values["params_finite"]:
+        raise NonFiniteCostError(
+            f"the parameters became non-finite (NaN or Inf) in epoch {epoch}, though "
+            f"each of its {steps} batch costs was finite",
+            epoch,
+            None,
+            steps,
+        )
+    if not math.isfinite(values["cost"]):
+        raise NonFiniteCostError(
+            f"the test cost became {values['cost']} after epoch {epoch}", epoch, None, steps
+        )
+    record = {"epoch": epoch, "train_cost": values["train_cost"]}
+    record.update({f"test_{name}": values[name] for name in metric_names(net)})
+    return record
+
+
+def resolve_mesh(batch_size: int, devices: int | None, mesh, batch_axis: str | None = None):
+    """The mesh ``fit`` splits batches over (None for one device), checked against B."""
+    if devices is None and mesh is None:
+        return None
+    if devices is not None and mesh is not None:
+        raise ValueError("give devices or mesh, not both")
+    mesh = mesh if mesh is not None else parallel.make_mesh(devices)
+    parallel.check_divisible(batch_size, mesh, axis=batch_axis)
+    return mesh
+
+
+def start_state(net, optimizer, key, params, opt_state):
+    """The params and optimizer state to start from: given, or made in one compiled call."""
+    if params is None:
+        made, made_state = make_init(net, optimizer)(key)
+        params, opt_state = made, made_state if opt_state is None else opt_state
+    check_params(params, net.sizes)
+    params = list(params)  # a tuple would not match the structure of the gradients
+    if opt_state is None:
+        opt_state = jax.jit(optimizer.init)(params)
+    return params, opt_state
+
+
+def host_data(data, params, net: Network) -> dict[str, np.ndarray]:
+    """``data``'s four arrays (``DATA_FIELDS``) as NumPy arrays in the params' dtype.
+
+    Values too large for the dtype (now Inf) are caught and named here, on the host.
+    """
+    dtype = np.dtype(jax.tree.leaves(params)[0].dtype)
+    arrays = {}
+    for name in DATA_FIELDS:
+        source = getattr(data, name)
+        with np.errstate(over="ignore"):  # values too large for dtype become Inf, caught here
+            array = np.asarray(source, dtype)
+        if np.dtype(getattr(source, "dtype", object)) not in (dtype, np.dtype(bool)):
+            rows = "feature" if name[0] == "X" else "output"
+            check_finite(array, name, rows, f" after conversion to {dtype}")
+        arrays[name] = array
+    return arrays
+
+
+def device_data(data, params, net: Network) -> tuple:
+    """``(X, Y, X_test, Y_test)`` in the params' dtype on the device, checked against ``net``.
+
+    The cast happens on the host (``host_data``), before the one transfer of each array.
+    """
+    # a transfer each; jnp.asarray would compile
+    arrays = {name: jax.device_put(a) for name, a in host_data(data, params, net).items()}
+    X, Y = check_inputs(params, arrays["X_train"], net, arrays["Y_train"])
+    X_test, Y_test = check_inputs(params, arrays["X_test"], net, arrays["Y_test"])
+    return X, Y, X_test, Y_test
 
 
 def fit(
@@ -198,12 +446,14 @@ def fit(
     history=(),
     devices: int | None = None,
     mesh=None,
+    batch_axis: str | None = None,
 ) -> FitResult:
     """Train ``net`` on ``data`` by minibatch descent, ``epochs`` epochs in all.
 
-    Each epoch is one compiled ``lax.scan`` over ``floor(m / batch_size)`` full
-    batches of a fresh permutation (see the module docstring), then an
-    evaluation on the test set.
+    Each epoch is one compiled call (``make_train_epoch``): a ``lax.scan`` over
+    ``floor(m / batch_size)`` full batches of a fresh permutation (see the
+    module docstring), the evaluation on the test set and the finite checks,
+    and one transfer of the epoch's report to the host.
 
     Args:
       net: the ``Network``.
@@ -228,7 +478,8 @@ def fit(
       history: the history of those epochs, continued.
       devices: split every batch over this many devices
         (``jaxnn.parallel.make_mesh(devices)``); ``batch_size`` must divide by it.
-      mesh: or over the devices of this ``jax.sharding.Mesh``, built by
+      mesh: or over the devices of this ``jax.sharding.Mesh``: any mesh, from
+        ``jax.make_mesh`` (Explicit or Auto axes, any names) or
         ``jaxnn.parallel.make_mesh``. With either, params, optimizer state and
         data are replicated on the mesh, the results come back replicated, and
         they equal the single-device results up to the rounding of the
@@ -236,6 +487,9 @@ def fit(
         several processes (``jaxnn.distributed.make_mesh``), or ``data`` given
         as a ``jaxnn.sharded.Share``, shards the data by examples instead: each
         process keeps only its share (``jaxnn.sharded``); same results.
+      batch_axis: the mesh axis that splits the examples; found if None (the
+        mesh's only axis, or its ``"batch"`` axis; ``jaxnn.parallel.batch_axis``).
+        A share is split over the ``"batch"`` axis.
 
     Returns:
       ``FitResult(params, opt_state, history)``. ``history`` has one dict per
@@ -252,77 +506,29 @@ def fit(
     if not 0 <= start_epoch <= epochs:
         raise ValueError(f"start_epoch must be in [0, epochs = {epochs}], got {start_epoch}")
     check_data(data)
-    if devices is not None or mesh is not None:
-        if devices is not None and mesh is not None:
-            raise ValueError("give devices or mesh, not both")
-        mesh = mesh if mesh is not None else parallel.make_mesh(devices)
-        parallel.check_divisible(batch_size, mesh)
+    m_train = data.m_train if isinstance(data, sharded.Share) else np.shape(data.X_train)[1]
+    check_batch_size(batch_size, m_train)
+    mesh = resolve_mesh(batch_size, devices, mesh, batch_axis)
     # Several processes (jaxnn.sharded): keep only this process's share of the examples.
-    share = sharded.as_share(data, mesh)
-    data = data if share is None else share
-    check_batch_size(batch_size, np.shape(data.X_train)[1] if share is None else share.m_train)
-    init_key, shuffle_key = jax.random.split(key)
-    if params is None:
-        params = init_params(init_key, net)
-    check_params(params, net.sizes)
-    params = list(params)  # a tuple would not match the structure of the gradients
-    dtype = jax.tree.leaves(params)[0].dtype
-    with np.errstate(over="ignore"):  # values too large for dtype become Inf, caught below
-        arrays = {name: jnp.asarray(getattr(data, name), dtype) for name in DATA_FIELDS}
-    for name, array in arrays.items():  # finite before the cast; too large for dtype?
-        source = getattr(getattr(data, name), "dtype", None)
-        if source is None or np.dtype(source) not in (np.dtype(dtype), np.dtype(bool)):
-            rows = "feature" if name[0] == "X" else "output"
-            check_finite(array, name, rows, f" after conversion to {dtype}")
-    X, Y = check_inputs(params, arrays["X_train"], net, arrays["Y_train"])
-    X_test, Y_test = check_inputs(params, arrays["X_test"], net, arrays["Y_test"])
-    if opt_state is None:
-        opt_state = optimizer.init(params)
-    history = list(history)
-    evaluate_fn = evaluate
-    if mesh is None:
-        epoch_fn = make_epoch(net, optimizer, batch_size, gradients)
-    elif share is not None:  # jaxnn.sharded: data sharded by examples over the processes
-        epoch_fn, evaluate_fn, params, opt_state, X, Y, X_test, Y_test = sharded.prepare(
-            net,
-            optimizer,
-            batch_size,
-            mesh,
-            gradients,
-            share,
-            task_of(net),
-            (params, opt_state),
-            (X, Y, X_test, Y_test),
-        )
+    share = sharded.as_share(data, mesh, batch_axis)
+    params, opt_state = start_state(net, optimizer, key, params, opt_state)
+    if share is None:
+        arrays = device_data(data, params, net)
+        if mesh is not None:
+            params, opt_state, *arrays = parallel.replicate((params, opt_state, *arrays), mesh)
+        train_epoch = make_train_epoch(net, optimizer, batch_size, gradients, mesh, batch_axis)
     else:
-        epoch_fn = parallel.make_parallel_epoch(net, optimizer, batch_size, mesh, gradients)
-        params, opt_state, X, Y, X_test, Y_test = parallel.replicate(
-            (params, opt_state, X, Y, X_test, Y_test), mesh
+        train_epoch, params, opt_state, arrays = share_training(
+            net, optimizer, batch_size, gradients, mesh, share, (params, opt_state)
         )
+    X, Y, X_test, Y_test = arrays
+    steps = m_train // batch_size
+    history = list(history)
     for e in range(start_epoch, epochs):
-        params, opt_state, costs = epoch_fn(
-            params, opt_state, X, Y, jax.random.fold_in(shuffle_key, e)
+        params, opt_state, report = train_epoch(
+            params, opt_state, X, Y, key, np.int32(e), X_test, Y_test
         )
-        _check_costs(e + 1, costs)
-        steps = costs.shape[0]
-        if not _all_finite(params):
-            raise NonFiniteCostError(
-                f"the parameters became non-finite (NaN or Inf) in epoch {e + 1}, though "
-                f"each of its {steps} batch costs was finite",
-                e + 1,
-                None,
-                steps,
-            )
-        record = {"epoch": e + 1, "train_cost": float(jnp.mean(costs))}
-        record.update({f"test_{k}": v for k, v in evaluate_fn(params, X_test, Y_test, net).items()})
-        if not np.isfinite(record["test_cost"]):
-            raise NonFiniteCostError(
-                f"the test cost became {record['test_cost']} after epoch {e + 1}",
-                e + 1,
-                None,
-                steps,
-            )
-        history.append(record)
+        history.append(epoch_record(e + 1, report, net, steps))
         if callback is not None and callback(e + 1, params, opt_state, history):
             break
     return FitResult(params, opt_state, history)

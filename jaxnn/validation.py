@@ -105,12 +105,62 @@ def as_columns(X, n: int, name: str, symbol: str):
     if len(shape) != 2 or shape[0] != n:
         hint = ""
         if len(shape) == 2 and shape[1] == n:
-            hint = "; examples go in columns, so transpose it"
+            hint = "; examples go in columns, so transpose it, or use jaxnn.rows"
         raise ValueError(
             f"{name} has shape {shape}, the network expects ({n}, m) ({symbol} x m, "
             f"one example per column){hint}"
         )
     return X
+
+
+def as_rows(X, n: int, name: str, symbol: str):
+    """X as a 2-D ``(m, n)`` array of real numbers, one example per row (``jaxnn.rows``);
+    a vector of length n is one example, (1, n). Otherwise as ``as_columns``."""
+    if X is None:
+        raise ValueError(f"{name} is None; expected an array (m x {symbol})")
+    X = as_real_array(X, name)
+    shape = shape_of(X)
+    if len(shape) == 1 and shape[0] == n:
+        return jnp.reshape(X, (1, n))
+    if len(shape) != 2 or shape[1] != n:
+        hint = ""
+        if len(shape) == 2 and shape[0] == n:
+            hint = "; examples go in rows here (jaxnn.rows), so transpose it"
+        raise ValueError(
+            f"{name} has shape {shape}, the network expects (m, {n}) (m x {symbol}, "
+            f"one example per row){hint}"
+        )
+    return X
+
+
+def is_labels(Y) -> bool:
+    """Integer class labels: a 1-D array of integers, one per example."""
+    dtype = getattr(Y, "dtype", None)
+    return dtype is not None and len(shape_of(Y)) == 1 and jnp.issubdtype(dtype, jnp.integer)
+
+
+def labels_one_hot(labels, n_classes: int, dtype, axis: int = 0):
+    """Integer class labels of shape ``(m,)`` as one-hot targets, classes on ``axis``.
+
+    ``axis=0`` gives ``(n_classes, m)`` (examples in columns), ``axis=1`` gives
+    ``(m, n_classes)`` (rows). Concrete labels outside ``[0, n_classes)`` are a
+    ValueError naming the first one; traced labels (under ``jax.jit``) cannot be
+    inspected, so an out-of-range label gets a target of NaNs instead, and the cost
+    and gradients come out NaN rather than silently wrong.
+    """
+    if not isinstance(labels, jax.core.Tracer):
+        values = np.asarray(labels)
+        bad = np.flatnonzero((values < 0) | (values >= n_classes))
+        if bad.size:
+            i = int(bad[0])
+            raise ValueError(
+                f"Y holds class labels, and label {int(values[i])} (example {i}) is out of "
+                f"range: the network has {n_classes} classes, so labels go from 0 to "
+                f"{n_classes - 1}"
+            )
+    one_hot = jax.nn.one_hot(labels, n_classes, dtype=dtype, axis=axis)
+    valid = (labels >= 0) & (labels < n_classes)
+    return jnp.where(jnp.expand_dims(valid, axis), one_hot, jnp.nan)
 
 
 def check_params(params, sizes: tuple) -> None:

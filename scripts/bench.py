@@ -1,23 +1,12 @@
-"""Benchmark the hand-derived training step beside jax.grad, PyTorch, NumPy and the matmul limit.
+"""Benchmark the hand-derived training step, or the whole job's time to accuracy.
 
-Usage: python scripts/bench.py [--batch-sizes 32 256 2048] [--json out.json] [--markdown out.md]
-(the same as `jaxnn bench`). See jaxnn/bench.py for what is measured and how.
+Usage: python scripts/bench.py [jaxnn bench's flags] (the same as `jaxnn bench`; see
+`jaxnn bench --help` and jaxnn/bench/ for what is measured and how).
 """
 
 import sys
 
-from jaxnn import bench
-
-
-def main(argv=None) -> int:
-    args = bench.parser().parse_args(argv)
-    try:
-        print(bench.run_from_args(args), end="")
-    except ValueError as e:
-        print(f"bench: error: {e}", file=sys.stderr)
-        return 2
-    return 0
-
+from jaxnn.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["bench", *sys.argv[1:]]))

@@ -1,6 +1,7 @@
 """Shared test helpers."""
 
 import functools
+import itertools
 
 import jax
 import numpy as np
@@ -18,6 +19,17 @@ PAIRS = (
     ("sigmoid", "mse"),
     ("tanh", "mse"),
     ("softmax", "mse"),
+)
+# The configurations of the verify matrix, which CI gates on (``jaxnn verify --expect``
+# in .ci/run): every element-wise hidden activation, every pair above, 1 to 3 hidden
+# layers, fused and not; as (depth, hidden, output, loss, fused).
+VERIFY_DEPTHS = (1, 2, 3)
+VERIFY_HIDDEN = tuple(h for h in HIDDEN if h != "softmax")
+VERIFY_CONFIGURATIONS = frozenset(
+    (depth, hidden, output, loss, fused)
+    for depth, hidden, (output, loss), fused in itertools.product(
+        VERIFY_DEPTHS, VERIFY_HIDDEN, PAIRS, (True, False)
+    )
 )
 
 

@@ -1,7 +1,10 @@
 """The benchmark's machinery: its peers compute the same thing, its counts are right.
 
-Nothing here times anything; speed is measured by scripts/bench.py.
+Nothing here times anything; speed is measured by `jaxnn bench` (scripts/bench.py).
 """
+
+import json
+import os
 
 import jax
 import numpy as np
@@ -25,7 +28,7 @@ def test_numpy_peer_matches_jaxnn_step():
     """The NumPy transcription and jaxnn's hand step + Adam make the same 3 updates."""
     net = bench.network((6, 5, 4, 3))
     params = jaxnn.init_params(jax.random.PRNGKey(0), net)
-    X, Y, _ = bench._data(8, net.sizes)
+    X, Y, _ = bench.data(8, net.sizes)
     X, Y = X.astype(np.float64), Y.astype(np.float64)
     opt = optim.adam(0.01)
     step = train.make_step(net, opt)
@@ -75,12 +78,13 @@ def test_run_benchmark_reports_every_contender():
     assert "Best float32 matmul" in table
 
 
-def test_bench_refuses_to_overwrite(tmp_path):
+def test_bench_refuses_to_overwrite(tmp_path, capsys):
+    from jaxnn import cli
+
     out = tmp_path / "bench.json"
     out.write_text("mine")
-    args = bench.parser().parse_args(["--json", str(out), "--batch-sizes", "4"])
-    with pytest.raises(ValueError, match="already exists; pass --force"):
-        bench.run_from_args(args)
+    assert cli.main(["bench", "--json", str(out), "--batch-sizes", "4"]) == 2
+    assert "already exists; pass --force" in capsys.readouterr().err
     assert out.read_text() == "mine"
 
 
@@ -99,8 +103,8 @@ def test_jaxnn_bench_command_writes_its_table(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(
         bench,
         "run_benchmark",
-        lambda b, c, r: real(
-            b, c, r, target_s=0.0, sizes=(5, 4, 3), matmul_sizes=(32,), settle_s=0.0
+        lambda b, c, r, **kw: real(
+            b, c, r, target_s=0.0, sizes=(5, 4, 3), matmul_sizes=(32,), settle_s=0.0, **kw
         ),
     )
     md = tmp_path / "b.md"
@@ -109,6 +113,29 @@ def test_jaxnn_bench_command_writes_its_table(tmp_path, capsys, monkeypatch):
     out = capsys.readouterr().out
     assert out == md.read_text()
     assert "| 4 | hand |" in out and "| 4 | numpy |" in out
+    assert "XLA" not in out  # the compiled products only with --xla-products
+    assert cli.main([*argv, "--xla-products"]) == 0
+    out = capsys.readouterr().out
+    assert "matrix products run in the fast matmul library (YNNPACK fusions)" in out
+
+
+def test_bench_help_gives_every_default_and_meaning(capsys):
+    from jaxnn import cli
+
+    with pytest.raises(SystemExit):
+        cli.main(["bench", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for option, default in [
+        ("--rounds", "default: 9 for the step benchmark, 3 for --time-to-accuracy"),
+        ("--batch-sizes", "default: 32 256 2048"),
+        ("--contenders", "default: all of the mode's"),
+        ("--hidden", "default: 256 128"),
+        ("--epochs", "default: 40"),
+        ("--batch-size B", "default: 16"),
+        ("--learning-rate", "default: 0.001"),
+        ("--json", "default: none"),
+    ]:
+        assert option in text and default in text, option
 
 
 def test_jaxnn_verify_refuses_to_overwrite(tmp_path, capsys):
@@ -119,3 +146,53 @@ def test_jaxnn_verify_refuses_to_overwrite(tmp_path, capsys):
     assert cli.main(["verify", "--json", str(out)]) == 2
     assert "already exists" in capsys.readouterr().err
     assert out.read_text() == "mine"
+
+
+# --- time to accuracy, at a tiny size (seconds) -------------------------------------------
+
+TINY = {"hidden": (8,), "epochs": 2, "batch_size": 64}
+
+
+def test_time_to_accuracy_runs_every_contender_in_its_own_process(tmp_path):
+    pytest.importorskip("torch")
+    report = bench.run_time_to_accuracy(rounds=1, workdir=tmp_path, **TINY)
+    summary = report["summary"]
+    assert list(summary) == ["jaxnn-cold", "jaxnn-warm", "sklearn", "torch"]
+    for name, r in summary.items():
+        assert r["epochs_run"] == 2, name  # every contender ran exactly the epochs asked
+        assert 0 < r["training_s"] < r["process_wall_s"], name
+        assert 0.1 < r["test_accuracy"] <= 1.0, name  # 2 epochs: better than chance (0.1)
+    # The two jaxnn runs train the same network with the same seed: the same accuracy.
+    assert summary["jaxnn-cold"]["test_accuracy"] == summary["jaxnn-warm"]["test_accuracy"]
+    ratio = report["ratios"]["jaxnn-warm / sklearn training_s"]
+    assert ratio == summary["jaxnn-warm"]["training_s"] / summary["sklearn"]["training_s"]
+    assert os.listdir(tmp_path) == []  # its temporary files are gone
+    table = bench.time_to_accuracy.markdown(report)
+    assert table.count("\n| jaxnn-") == 2 and "| sklearn |" in table and "| torch |" in table
+
+
+def test_time_to_accuracy_split_is_jaxnn_train_split(tmp_path):
+    from jaxnn import data
+    from jaxnn.bench import time_to_accuracy
+
+    path = tmp_path / "split.npz"
+    time_to_accuracy.write_split(str(path), {"dataset": "digits", "data": None})
+    saved, ds = np.load(path), data.load("digits")
+    np.testing.assert_array_equal(saved["X_train"], ds.X_train.T)
+    np.testing.assert_array_equal(saved["y_test"], ds.Y_test.argmax(axis=0))
+    assert saved["X_train"].flags.c_contiguous and int(saved["n_classes"]) == 10
+
+
+def test_jaxnn_bench_time_to_accuracy_writes_json_and_markdown(tmp_path, capsys):
+    from jaxnn import cli
+
+    js, md = tmp_path / "tta.json", tmp_path / "tta.md"
+    argv = ["bench", "--time-to-accuracy", "--contenders", "sklearn", "--rounds", "1"]
+    argv += ["--hidden", "8", "--epochs", "2", "--batch-size", "64"]
+    assert cli.main([*argv, "--json", str(js), "--markdown", str(md)]) == 0
+    report = json.loads(js.read_text())
+    assert report["settings"]["hidden"] == [8] and list(report["summary"]) == ["sklearn"]
+    assert capsys.readouterr().out == md.read_text()
+    assert cli.main([*argv, "--json", str(js)]) == 2  # never over an existing file
+    assert cli.main(["bench", "--time-to-accuracy", "--contenders", "jax"]) == 2
+    assert "unknown contenders ['jax']" in capsys.readouterr().err

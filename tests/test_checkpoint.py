@@ -226,12 +226,14 @@ SAVER = textwrap.dedent(
     from jaxnn import checkpoint
 
     directory, n, first = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    asynchronous = sys.argv[4] == "async"
     base = jnp.asarray(np.random.default_rng(0).standard_normal(n, np.float32))
-    with checkpoint.Checkpoints(directory) as ckpts:
+    with checkpoint.Checkpoints(directory, asynchronous=asynchronous) as ckpts:
         for epoch in range(first, first + 10_000):
             params = [{"W": base + epoch, "b": jnp.full((4, 1), epoch, jnp.float32)}]
             ckpts.save(epoch, params, {"count": jnp.int32(epoch)}, jax.random.key(epoch),
                        {"history": list(range(epoch))})
+            ckpts.wait()  # with async saves: complete on disk before it says so
             print("SAVED", epoch, flush=True)
     """
 )
@@ -243,11 +245,11 @@ def expected(epoch):
     return [{"W": base + np.float32(epoch), "b": np.full((4, 1), epoch, np.float32)}]
 
 
-def kill_mid_save(directory, first, rng):
+def kill_mid_save(directory, first, rng, mode):
     """Run SAVER from epoch ``first``; SIGKILL it at a random moment of a save after its
     second complete one. Returns the temporary directories the kill left."""
     proc = subprocess.Popen(
-        [sys.executable, "-c", SAVER, str(directory), str(N_BIG), str(first)],
+        [sys.executable, "-c", SAVER, str(directory), str(N_BIG), str(first), mode],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -270,13 +272,14 @@ def kill_mid_save(directory, first, rng):
     return [name for name in os.listdir(directory) if TMP in name]
 
 
-def test_kill_during_save_keeps_previous_checkpoint(tmp_path):
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_kill_during_save_keeps_previous_checkpoint(tmp_path, mode):
     directory = tmp_path / "ckpts"
     directory.mkdir()
     rng = random.Random(0)
     first, killed_mid_save = 1, False
     for _ in range(3):  # a kill may land between two saves: try again, at most 3 times
-        left = kill_mid_save(directory, first, rng)
+        left = kill_mid_save(directory, first, rng, mode)
         template = [{"W": jnp.zeros(N_BIG, jnp.float32), "b": jnp.zeros((4, 1), jnp.float32)}]
         with checkpoint.Checkpoints(directory) as ckpts:
             latest = ckpts.latest_epoch()

@@ -190,13 +190,32 @@ def test_reverse_over_reverse():
     assert_trees_close(hand, auto, 1e-10)
 
 
-def test_forward_mode_raises_type_error():
+@pytest.mark.parametrize("layout", ["columns", "rows"])
+def test_forward_mode_raises_a_type_error_that_says_what_to_use(layout):
+    """jax.jvp and jax.jacfwd through the hand-gradient functions (cost and block, both
+    layouts) raise a TypeError naming the function and the plain-JAX alternatives."""
     net, params, X, Y = problem("softmax+ce")
-    cost = cost_with_hand_gradients(net)
-    with pytest.raises(TypeError, match="can't apply forward-mode autodiff"):
-        jax.jit(jax.jacfwd(cost))(params, X, Y)
-    with pytest.raises(TypeError, match="can't apply forward-mode autodiff"):
-        jax.jit(lambda *a: jax.jvp(cost, a, a))(params, X, Y)
+    module = jaxnn.rows if layout == "rows" else jaxnn
+    if layout == "rows":
+        X, Y = X.T, Y.T
+    cost = module.cost_with_hand_gradients(net)
+    block = module.network_with_hand_gradients(net)
+    what = "jaxnn.rows." if layout == "rows" else "jaxnn."
+    for fn, name, args in [
+        (cost, "cost_with_hand_gradients", (params, X, Y)),
+        (block, "network_with_hand_gradients", (params, X)),
+    ]:
+        words = f"{what}{name}\\(net\\) has a hand-written reverse-mode derivative only"
+        with pytest.raises(TypeError, match=words) as info:
+            jax.jit(jax.jacfwd(fn))(*args)
+        assert "jaxnn.cost, jaxnn.forward or jaxnn.predict" in str(info.value)
+        with pytest.raises(TypeError, match=words):
+            jax.jit(lambda *a, fn=fn: jax.jvp(fn, a, a))(*args)
+    # What the message recommends works: forward mode through the plain cost.
+    plain = jaxnn.rows.cost if layout == "rows" else jaxnn.cost
+    tangent = jax.jvp(lambda x: plain(params, x, Y, net), (X,), (jnp.ones_like(X),))[1]
+    expected = jnp.sum(jax.grad(cost, argnums=1)(params, X, Y))
+    np.testing.assert_allclose(tangent, expected, rtol=1e-10)
 
 
 def test_float32_gradients_stay_float32():

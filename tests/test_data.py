@@ -336,3 +336,14 @@ def test_import_needs_no_cli_extras():
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_digits_read_without_sklearn_equal_load_digits():
+    """The bundled CSV, read directly, is exactly what scikit-learn's load_digits returns."""
+    from sklearn.datasets import load_digits
+
+    X, y = data.digits_arrays()
+    X_ref, y_ref = load_digits(return_X_y=True)
+    assert X.dtype == X_ref.dtype and y.dtype == y_ref.dtype
+    np.testing.assert_array_equal(X, X_ref)
+    np.testing.assert_array_equal(y, y_ref)

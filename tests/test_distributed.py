@@ -108,7 +108,8 @@ def test_two_processes_equal_one_and_resume_either_way(tmp_path):
     assert ref.returncode == 0, ref.stderr[-2000:]
     want = history(one)
 
-    results = finish(start_two(*SMALL[:-1], "2", "--out", str(two), "--peer-timeout", "30"))
+    every = ("--checkpoint-every", "0")  # a checkpoint each epoch, on both processes
+    results = finish(start_two(*SMALL[:-1], "2", *every, "--out", str(two), "--peer-timeout", "30"))
     assert [r[0] for r in results] == [0, 0], [r[2][-2000:] for r in results]
     (_, out0, err0), (_, out1, err1) = results
     assert_histories_close(history(two), want[:2])
@@ -135,7 +136,9 @@ def test_a_killed_process_stops_the_other_with_one_line(tmp_path):
     """Process 1 is killed (SIGKILL) after epoch 1; process 0 ends with one line naming it,
     exit status 1, within the 5 s peer timeout plus a margin."""
     out = tmp_path / "run"
-    procs = start_two(*SMALL[:-1], "500", "--out", str(out), "--peer-timeout", "5")
+    procs = start_two(
+        *SMALL[:-1], "500", "--checkpoint-every", "0", "--out", str(out), "--peer-timeout", "5"
+    )
     try:
         deadline = time.monotonic() + 240
         while not (out / "checkpoints" / "1").is_dir():  # mid-run: epoch 1 is saved
@@ -182,7 +185,7 @@ SHARE_SCRIPT = textwrap.dedent(
     import jax, jax.numpy as jnp, numpy as np
     jax.config.update("jax_enable_x64", True)
     jax.config.update("jax_default_matmul_precision", "highest")
-    from jaxnn import data, distributed, optim, sharded, train
+    from jaxnn import data, distributed, optim, parallel, sharded, train
 
     mesh = distributed.make_mesh(4)
     # The metrics, summed over the padded, sharded test set: evaluate's, for every head.
@@ -192,9 +195,11 @@ SHARE_SCRIPT = textwrap.dedent(
         share = sharded.local_share(ds, mesh)
         assert share.X_test.shape[1] % 4 == 0 and share.X_test.shape[1] - share.m_test < 4
         params = train.init_params(jax.random.key(0), net)
-        p = sharded.prepare(net, optim.sgd(0.1), 4, mesh, "hand", share, ds.task,
-                            (params, ()), tuple(jnp.asarray(a) for a in share[:4]))
-        got = p.evaluate(p.params, p.X_test, p.Y_test, net)
+        p = sharded.place(share, share[:4], mesh)
+        metrics = jax.jit(sharded.weighted_metrics, static_argnums=(4, 5, 6))
+        got = metrics(parallel.replicate(params, mesh), p.X_test, p.Y_test, p.weights, net,
+                      share.m_test, ds.task)
+        got = {k: float(v) for k, v in got.items()}
         want = train.evaluate(params, ds.X_test, ds.Y_test, net)
         assert set(got) == set(want), (got, want)
         for k in want:
@@ -216,17 +221,17 @@ SHARE_SCRIPT = textwrap.dedent(
     # gathers its batches without gathering the set: no all-gather as large as X.
     opt = optim.sgd(0.1)
     params = train.init_params(jax.random.key(0), net)
-    arrays = tuple(jnp.asarray(a) for a in share[:4])
-    p = sharded.prepare(
-        net, opt, 32, mesh, "hand", share, "classification", (params, opt.init(params)), arrays
-    )
+    state = parallel.replicate((params, opt.init(params)), mesh)
+    p = sharded.place(share, share[:4], mesh)
     n, m_pad = p.X.shape
     assert {s.data.shape for s in p.X.addressable_shards} == {(n, m_pad // 4)}
-    epoch, _ = sharded.make_epoch(
-        net, opt, 32, share.m_train, share.m_test, "classification", mesh
+    train_epoch = train.make_share_train_epoch(
+        net, opt, 32, "hand", mesh, share.m_train, share.m_test
     )
     key = sharded.replicated_key(jax.random.key(1), mesh)
-    hlo = epoch.lower(p.params, p.opt_state, p.X, p.Y, key).compile().as_text()
+    e = parallel.replicate(np.int32(0), mesh)
+    hlo = train_epoch.lower(*state, p.X, p.Y, key, e, p.X_test, p.Y_test, p.weights)
+    hlo = hlo.compile().as_text()
     import math, re
     for line in hlo.splitlines():
         if "all-gather(" in line:
@@ -291,3 +296,4 @@ def test_mesh_and_share_on_one_process():
         sharded.as_share(share, None)
     distributed.check_same({"anything": 1})  # one process: nothing to compare
     assert distributed.is_writer() and distributed.any_process(True)
+    assert distributed.any_process(False, True, False) == (False, True, False)

@@ -52,13 +52,17 @@ def test_erratum_1_bce_sign(Y):
 
 
 def test_erratum_1_bce_as_written_is_maximised():
-    """As written it is <= 0 everywhere, 0 only at a = y for binary y: a log-likelihood to
-    maximise, not a cost. Gradient descent on it drives a away from the target."""
+    """As written it is <= 0 everywhere, with its maximum at a = y: there it is -H(y), 0
+    only for binary y, negative for fractional y. A log-likelihood to maximise, not a
+    cost. Gradient descent on it drives a away from the target."""
     grid = np.linspace(0.01, 0.99, 99)
     for y in (0.0, 1.0, 0.3):
         values = y * np.log(grid) + (1 - y) * np.log(1 - grid)  # the seed's formula
         assert np.all(values <= 0)
         assert np.argmax(values) == np.argmin(np.abs(grid - y))  # its maximum is at a = y
+    entropy = -(0.3 * np.log(0.3) + 0.7 * np.log(0.7))  # H(0.3), in nats
+    values = 0.3 * np.log(grid) + 0.7 * np.log(1 - grid)
+    assert np.max(values) == pytest.approx(-entropy, rel=1e-12) and -0.62 < -entropy < -0.61
     a, y = jnp.array(0.6), jnp.array(1.0)
     step = a - 0.01 * jax.grad(seed_bce_as_written)(a, y)
     assert step < a  # descent moves a away from y = 1

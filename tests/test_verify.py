@@ -23,7 +23,7 @@ import jaxnn
 from jaxnn import activations, verify
 from jaxnn.verify import check_gradients, locate_fault, matrix_program, measures
 from jaxnn.verify import matrix as vm
-from tests.helpers import fast_jit
+from tests.helpers import VERIFY_CONFIGURATIONS, VERIFY_DEPTHS, VERIFY_HIDDEN, fast_jit
 
 BACKPROP = fast_jit(jaxnn.backprop, static_argnums=3, static_argnames="fused")
 # check_gradients differentiates cost_fn, and JAX takes compiler options only at
@@ -287,21 +287,35 @@ def matrix(matrix_run):
     return matrix_run[0]
 
 
+def configurations(rows):
+    return [(r["depth"], r["hidden"], r["output"], r["loss"], r["fused"]) for r in rows]
+
+
 def test_matrix_covers_every_configuration_and_passes(matrix):
-    assert len(matrix) == (
-        len(REDUCED["hidden_activations"]) * len(vm.OUTPUT_LOSSES) * len(REDUCED["depths"]) * 2
-    )
-    configs = {(r["hidden"], r["output"], r["loss"], r["depth"], r["fused"]) for r in matrix}
-    assert len(configs) == len(matrix)
-    assert {r["hidden"] for r in matrix} == set(REDUCED["hidden_activations"])
-    assert {(r["output"], r["loss"], r["fused"]) for r in matrix} == {
-        (*pair, fused) for pair in vm.OUTPUT_LOSSES for fused in (True, False)
+    """Every configuration of the tests' own table (tests/helpers.py, not the library's
+    OUTPUT_LOSSES) for the reduced hidden activations and depths, once each."""
+    expected = {
+        c
+        for c in VERIFY_CONFIGURATIONS
+        if c[0] in REDUCED["depths"] and c[1] in REDUCED["hidden_activations"]
     }
+    assert len(expected) == 2 * 6 * 2 * 2
+    got = configurations(matrix)
+    assert len(got) == len(set(got)), "a configuration repeats"
+    assert set(got) == expected, {"dropped": expected - set(got), "unknown": set(got) - expected}
     failed = [r for r in matrix if not r["ok"]]
     assert not failed, verify.format_table(failed)
     for r in matrix:
         assert r["grad_rel_float64"] <= 1e-10 and r["grad_rel_float32"] <= 1e-4
         assert r["fd_rel_float64"] <= 1e-6
+
+
+def test_the_default_matrix_runs_the_tests_hidden_activations_and_depths():
+    """With the reduced run above (every output and loss), the default matrix is the tests'
+    whole table; .ci/run's ``jaxnn verify --expect`` counts it (tests/test_cli_surface.py)."""
+    assert set(vm.HIDDEN_ACTIVATIONS) == set(VERIFY_HIDDEN)
+    assert len(vm.HIDDEN_ACTIVATIONS) == len(VERIFY_HIDDEN)
+    assert tuple(vm.DEPTHS) == VERIFY_DEPTHS
 
 
 @pytest.mark.skipif(
@@ -310,10 +324,8 @@ def test_matrix_covers_every_configuration_and_passes(matrix):
 )
 def test_full_default_matrix_covers_every_configuration_and_passes():
     rows = verify.run_matrix()
-    assert len(rows) == (len(vm.HIDDEN_ACTIVATIONS) * len(vm.OUTPUT_LOSSES) * len(vm.DEPTHS) * 2)
-    assert len({(r["hidden"], r["output"], r["loss"], r["depth"], r["fused"]) for r in rows}) == (
-        len(rows)
-    )
+    got = configurations(rows)
+    assert len(got) == len(set(got)) and set(got) == VERIFY_CONFIGURATIONS
     failed = [r for r in rows if not r["ok"]]
     assert not failed, verify.format_table(failed)
     assert (
@@ -371,6 +383,44 @@ def test_matrix_table(matrix):
     assert lines[-1] == f"{len(matrix)}/{len(matrix)} configurations pass"
     bad = dict(matrix[0], ok=False, grad_rel_float64="nan")
     assert "FAIL" in verify.format_table([bad]) and "0/1" in verify.format_table([bad])
+
+
+def test_matrix_summary_fits_one_screen(matrix):
+    text = verify.format_summary(matrix, more="MORE")
+    lines = text.splitlines()
+    assert max(map(len, lines)) <= 100 and len(lines) <= 40
+    assert lines[-2:] == ["MORE", f"{len(matrix)}/{len(matrix)} configurations pass"]
+    assert f"configurations: {len(matrix)} = 2 hidden activations x 6 output + loss" in text
+    for name in ("softmax + CE", "sigmoid + BCE", "linear + MSE", "softmax + MSE"):
+        rows = [line for line in lines if line.startswith(name + " ")]  # fused True, False
+        assert len(rows) == 2 and all(" 4/4 " in line for line in rows), rows
+    worst64 = max(r["grad_rel_float64"] for r in matrix)
+    assert f"grad f64  {worst64:.1e} (tol 1e-10)" in text
+    assert "FAIL" not in text
+
+
+def test_matrix_summary_shows_every_failure(matrix):
+    bad = [
+        dict(r, ok=False, grad_rel_float64="nan") if i in (3, 7) else r
+        for i, r in enumerate(matrix)
+    ]
+    text = verify.format_summary(bad)
+    lines = text.splitlines()
+    assert max(map(len, lines)) <= 100
+    assert lines[-1] == f"{len(matrix) - 2}/{len(matrix)} configurations pass"
+    fails = [line for line in lines if line.startswith("FAIL ")]
+    assert len(fails) == 2
+    for r, line in zip((matrix[3], matrix[7]), fails, strict=True):
+        assert line.startswith(f"FAIL depth {r['depth']}, {r['hidden']}, ")
+        assert f"fused {r['fused']} ({r['delta_L']})" in line
+    assert "grad f64 nan (tol 1e-10)" in text
+    for point in vm.POINTS:  # point by point
+        assert sum(line.startswith(f"  {point} ") for line in lines) == 2
+    many = [dict(r, ok=False) for r in matrix]
+    lines = verify.format_summary(many).splitlines()
+    assert sum(line.startswith("FAIL ") for line in lines) == 20
+    assert f"... and {len(matrix) - 20} more failing configurations" in lines
+    assert verify.format_summary([]) == "jaxnn verify: no configuration ran: nothing was verified"
 
 
 def test_matrix_enables_float64_itself(matrix_run):

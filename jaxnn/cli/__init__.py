@@ -12,28 +12,45 @@ Exit statuses:
 
 * 0: done;
 * 1: the run failed after it started: ``jaxnn verify`` found a failing row,
-  or training diverged (a cost became NaN or Inf; the last good checkpoint is
+  ran no configuration, or another number of them than ``--expect``; or
+  training diverged (a cost became NaN or Inf; the last good checkpoint is
   kept); one line on stderr;
 * 2: an error a user can fix (bad options, bad or missing data, a run
-  directory in the way, a damaged checkpoint): one line, ``jaxnn: error:
-  ...``, on stderr, before anything is written;
+  directory in the way, a damaged checkpoint): one line on stderr, before
+  anything is written;
 * 130 (SIGINT, Ctrl-C) or 143 (SIGTERM), i.e. 128 + the signal's number:
   ``jaxnn train`` was interrupted; it finished the epoch under way, saved its
   checkpoint and says how to resume. A second signal stops it at once.
+
+Every error, whichever subcommand or check raised it (argparse's included), is
+one line on stderr with one prefix, ``jaxnn: error: ``.
 """
 
 import argparse
+import importlib.metadata
 import sys
 
+import jaxnn
 from jaxnn.cli import bench, cluster, train, verify
-from jaxnn.cli.common import RunFailed, UsageError
+from jaxnn.cli.common import ERROR, RunFailed, UsageError
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, with its errors on one line (no usage block)."""
+    """argparse, with its errors on one line (no usage block) and jaxnn's one prefix."""
 
     def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+        self.exit(2, f"{ERROR}{message} (see '{self.prog} --help')\n")
+
+
+def version() -> str:
+    """``jaxnn 0.1.0 (jax 0.10.2, jaxlib 0.10.2)``: what ``jaxnn --version`` prints."""
+    found = []
+    for name in ("jax", "jaxlib"):
+        try:
+            found.append(f"{name} {importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return f"jaxnn {jaxnn.__version__} ({', '.join(found)})"
 
 
 SUBCOMMANDS = [train.add, verify.add, bench.add]
@@ -44,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="jaxnn",
         description="Dense neural networks in JAX with hand-derived backpropagation.",
     )
+    parser.add_argument("--version", action="version", version=version())
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in SUBCOMMANDS:
         add(subparsers)
@@ -61,7 +79,7 @@ def main(argv=None) -> int:
         status, message = 2, " ".join(str(e).split())
     except KeyboardInterrupt:
         status, message = 130, "interrupted"
-    line = f"jaxnn: {'error: ' * (status != 130)}{message}"
+    line = "jaxnn: interrupted" if status == 130 else ERROR + message
     cluster.abandon(status, message, line)  # several processes: print, tell the others, end
     print(line, file=sys.stderr)
     return status

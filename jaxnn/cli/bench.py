@@ -1,20 +1,155 @@
-"""``jaxnn bench``: the benchmark (``jaxnn.bench``) on the command line."""
+"""``jaxnn bench``: the benchmarks (``jaxnn.bench``) on the command line.
+
+Two modes: the step benchmark (default) and ``--time-to-accuracy``. Each prints
+a markdown table and, with ``--json`` / ``--markdown``, writes the report and
+the table to files (never over existing ones without ``--force``).
+"""
+
+STEP_CONTENDERS = ("hand", "autodiff", "epoch", "torch", "numpy")
+TTA_CONTENDERS = ("jaxnn-cold", "jaxnn-warm", "sklearn", "torch")
 
 
 def add(subparsers) -> None:
-    from jaxnn import bench
-
     p = subparsers.add_parser(
         "bench",
-        help="time the hand-derived step beside jax.grad, PyTorch, NumPy and the matmul limit",
-        description=bench.__doc__.splitlines()[0],
+        help="time the hand-derived step beside jax.grad, PyTorch, NumPy and the matmul "
+        "limit, or the whole training job beside scikit-learn and PyTorch",
+        description=(
+            "Benchmarks. By default, the training step: the hand-derived step, jax.grad's, "
+            "a compiled epoch, PyTorch eager and NumPy, interleaved in one process, medians "
+            "per batch size beside the machine's matmul limit. With --time-to-accuracy, the "
+            "whole job as a user runs it: jaxnn train with an empty and with a filled "
+            "compilation cache, scikit-learn's MLPClassifier and PyTorch eager, each in its "
+            "own process, on the same split, network, batch size, epochs and optimizer."
+        ),
     )
-    bench.parser(p)
+    add_arguments(p)
     p.set_defaults(handler=run)
 
 
+def add_arguments(p) -> None:
+    """``jaxnn bench``'s flags, each help saying what it means and its default."""
+    from jaxnn.bench import BATCH_SIZES
+    from jaxnn.bench.time_to_accuracy import DEFAULTS as D
+
+    out = p.add_argument_group("output (both modes)")
+    out.add_argument(
+        "--json", dest="json_path", metavar="PATH", help="write the report as JSON; default: none"
+    )
+    out.add_argument(
+        "--markdown", dest="markdown_path", metavar="PATH", help="write the table; default: none"
+    )
+    out.add_argument("--force", action="store_true", help="overwrite existing output files")
+    out.add_argument(
+        "--rounds",
+        type=int,
+        metavar="N",
+        help="rounds, each running every contender once; figures are medians over them; "
+        "default: 9 for the step benchmark, 3 for --time-to-accuracy",
+    )
+    out.add_argument(
+        "--contenders",
+        nargs="+",
+        metavar="NAME",
+        help=f"which to run: of {', '.join(STEP_CONTENDERS)} (step benchmark), or of "
+        f"{', '.join(TTA_CONTENDERS)} (--time-to-accuracy); default: all of the mode's",
+    )
+    step = p.add_argument_group("the step benchmark (the default mode)")
+    step.add_argument(
+        "--batch-sizes",
+        type=int,
+        nargs="+",
+        metavar="B",
+        default=list(BATCH_SIZES),
+        help="batch sizes to time the 784-512-512-10 step at; default: "
+        + " ".join(map(str, BATCH_SIZES)),
+    )
+    step.add_argument(
+        "--xla-products",
+        action="store_true",
+        help="also report how XLA compiles the hand and autodiff gradients' matrix products: "
+        "how many run in the fast matmul library and which are left to XLA's slower generic "
+        "dot (the evidence for BP2's transpose, BENCHMARKS.md)",
+    )
+    tta = p.add_argument_group("time to accuracy")
+    tta.add_argument(
+        "--time-to-accuracy",
+        action="store_true",
+        help="time whole training runs, each in a fresh process, instead of the step",
+    )
+    tta.add_argument(
+        "--dataset", default=D["dataset"], help=f"a classification dataset; default: {D['dataset']}"
+    )
+    tta.add_argument(
+        "--data", metavar="DIR", help="for --dataset mnist: the directory of its files"
+    )
+    tta.add_argument(
+        "--hidden", type=int, nargs="+", metavar="N", default=list(D["hidden"]),
+        help="hidden layer sizes (relu); default: " + " ".join(map(str, D["hidden"])),
+    )  # fmt: skip
+    tta.add_argument(
+        "--epochs", type=int, metavar="N", default=D["epochs"], help=f"default: {D['epochs']}"
+    )
+    tta.add_argument(
+        "--batch-size", type=int, metavar="B", default=D["batch_size"],
+        help=f"default: {D['batch_size']}",
+    )  # fmt: skip
+    tta.add_argument(
+        "--learning-rate", type=float, metavar="A", default=D["learning_rate"],
+        help=f"Adam's learning rate; default: {D['learning_rate']}",
+    )  # fmt: skip
+
+
 def run(args) -> int:
+    """Run the mode asked for; print its markdown table."""
     from jaxnn import bench
 
-    print(bench.run_from_args(args), end="")
+    paths = (args.json_path, args.markdown_path)
+    if args.time_to_accuracy:
+        report, table = time_to_accuracy(args, paths)
+    else:
+        report, table = step_benchmark(args, paths)
+    bench.write_outputs(report, table, *paths)
+    print(table, end="")
     return 0
+
+
+def check_positive(**values) -> None:
+    for name, value in values.items():
+        if value is not None and value < 1:
+            raise ValueError(f"{name.replace('_', ' ')} must be >= 1, got {value}")
+
+
+def step_benchmark(args, paths) -> tuple[dict, str]:
+    from jaxnn import bench
+
+    contenders = tuple(args.contenders or STEP_CONTENDERS)
+    bad = [c for c in contenders if c not in STEP_CONTENDERS]
+    if bad:
+        raise ValueError(f"unknown contenders {bad}; valid: {', '.join(STEP_CONTENDERS)}")
+    rounds = 9 if args.rounds is None else args.rounds
+    check_positive(rounds=rounds, **{"batch size": min(args.batch_sizes)})
+    bench.check_outputs(paths, args.force)
+    kwargs = {"xla_products": True} if args.xla_products else {}
+    report = bench.run_benchmark(tuple(args.batch_sizes), contenders, rounds, **kwargs)
+    return report, bench.markdown(report)
+
+
+def time_to_accuracy(args, paths) -> tuple[dict, str]:
+    from jaxnn import bench
+    from jaxnn.bench import time_to_accuracy
+
+    rounds = 3 if args.rounds is None else args.rounds
+    check_positive(rounds=rounds, epochs=args.epochs, batch_size=args.batch_size)
+    bench.check_outputs(paths, args.force)
+    report = bench.run_time_to_accuracy(
+        tuple(args.contenders or TTA_CONTENDERS),
+        rounds,
+        dataset=args.dataset,
+        data=args.data,
+        hidden=tuple(args.hidden),
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+    )
+    return report, time_to_accuracy.markdown(report)

@@ -148,13 +148,14 @@ def is_writer() -> bool:
     return distributed.is_writer()
 
 
-def any_process(flag_: bool) -> bool:
-    """``flag_`` on one process, or on any of several (all must call this together)."""
+def any_process(*flags: bool) -> bool | tuple[bool, ...]:
+    """Each flag as given on one process; on several, true if true on any (one collective:
+    all must call this together, with as many flags). One flag gives a bool, several a tuple."""
     if _timeout is None:
-        return flag_
+        return flags[0] if len(flags) == 1 else flags
     from jaxnn import distributed
 
-    return distributed.any_process(flag_)
+    return distributed.any_process(*flags)
 
 
 def abandon(status: int, message: str, line: str) -> None:

@@ -8,13 +8,16 @@ import json
 import math
 import os
 
+ERROR = "jaxnn: error: "  # the one prefix of every error line, whichever subcommand raised it
+
 
 class UsageError(Exception):
     """A problem the user can fix; reported as one line, exit status 2."""
 
 
 class RunFailed(Exception):
-    """The run failed after it started (training diverged); one line, exit status 1."""
+    """The run failed after it started (training diverged, a verify row failed); one line,
+    exit status 1."""
 
 
 def require(module: str, what: str):

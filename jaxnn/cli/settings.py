@@ -130,6 +130,22 @@ def add_arguments(p) -> None:
         help="several processes: wait S seconds for all to join, and stop with an error when "
         "one has not been heard from for S seconds; default: 60",
     )
+    p.add_argument(
+        "--checkpoint-every",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="save a checkpoint (in the background) at most every SECONDS, and always after the "
+        "last epoch and on SIGINT/SIGTERM; 0: after every epoch. A run killed outright loses "
+        "at most the epochs since its last save, which --resume recomputes exactly; default: 10",
+    )
+    p.add_argument(
+        "--no-compilation-cache",
+        action="store_true",
+        help="do not use JAX's persistent compilation cache (by default in "
+        "$JAX_COMPILATION_CACHE_DIR, else $XDG_CACHE_HOME/jaxnn/jax or ~/.cache/jaxnn/jax), "
+        "so every program is compiled afresh",
+    )
 
 
 def from_args(args) -> tuple[dict, dict | None]:
@@ -142,8 +158,8 @@ def from_args(args) -> tuple[dict, dict | None]:
     if args.out is None:
         raise UsageError("--resume needs --out DIR, the run to continue")
     config_path = os.path.join(args.out, CONFIG)
-    if not os.path.isdir(os.path.join(args.out, CHECKPOINTS)) or not os.path.isfile(config_path):
-        raise UsageError(f"--resume: {args.out} holds no run with a checkpoint to resume")
+    if not os.path.isfile(config_path):
+        raise UsageError(f"--resume: {args.out} holds no run to resume (no {CONFIG})")
     try:
         with open(config_path) as f:
             config = json.load(f)

@@ -1,18 +1,36 @@
-"""``jaxnn verify``: the verification matrix, hand gradients against jax.grad."""
+"""``jaxnn verify``: the verification matrix, hand gradients against jax.grad.
+
+Prints a one-screen summary (``--full``: every row); exits 1, with one line on
+stderr, when a configuration fails, when none ran, or when the number of
+configurations differs from ``--expect N``: CI passes the count from its own
+table, so a configuration the library drops turns CI red instead of shrinking
+what is checked.
+"""
 
 import json
 import os
 
-from jaxnn.cli.common import UsageError, jsonable, write_atomic
+from jaxnn.cli.common import RunFailed, UsageError, jsonable, write_atomic
+
+CONFIGURATION = ("depth", "hidden", "output", "loss", "fused")  # what makes a row distinct
 
 
 def add(subparsers) -> None:
     p = subparsers.add_parser(
         "verify",
         help="check the hand-derived gradients against jax.grad",
-        description="Run the verification matrix and print its table; exit 1 if a row fails.",
+        description="Run the verification matrix (hidden activation x output and loss x depth "
+        "x fused, float64 and float32, against jax.grad and finite differences) and print a "
+        "summary; exit 1 if a configuration fails.",
     )
+    p.add_argument("--full", action="store_true", help="print every row, not the summary")
     p.add_argument("--json", metavar="PATH", help="also write the rows to PATH as JSON")
+    p.add_argument(
+        "--expect",
+        metavar="N",
+        type=int,
+        help="fail unless exactly N distinct configurations ran (CI passes its own count)",
+    )
     p.set_defaults(handler=run)
 
 
@@ -21,12 +39,48 @@ def run(args) -> int:
 
     if args.json and os.path.exists(args.json):
         raise UsageError(f"{args.json} already exists; choose another --json path")
+    if args.expect is not None and args.expect < 1:
+        raise UsageError(f"--expect must be >= 1, got {args.expect}")
     rows = verify.run_matrix()
-    print(verify.format_table(rows))
+    if args.full:
+        print(verify.format_table(rows))
+    else:
+        more = "every row: jaxnn verify --full; every number: jaxnn verify --json PATH"
+        print(verify.format_summary(rows, more=more))
     if args.json:
         text = json.dumps(jsonable(rows), indent=2, default=_json_default) + "\n"
         write_atomic(args.json, lambda f: f.write(text))
-    return 0 if all(row["ok"] for row in rows) else 1
+    problems = problems_with(rows, args.expect)
+    if problems:
+        raise RunFailed("; ".join(problems))
+    return 0
+
+
+def problems_with(rows, expect=None) -> list:
+    """Why a verify run must not pass, one phrase each; [] when it passes.
+
+    ``all([])`` is true: a matrix that ran nothing, or fewer configurations than
+    ``expect``, has verified less than it claims, so both fail as a failing row does.
+    """
+    distinct = len({tuple(row.get(k) for k in CONFIGURATION) for row in rows})
+    problems = []
+    if not rows:
+        problems.append("the verify matrix ran no configuration: nothing was verified")
+    elif distinct != len(rows):
+        problems.append(f"{len(rows)} rows hold only {distinct} distinct configurations")
+    if rows and expect is not None and distinct != expect:
+        problems.append(
+            f"ran {distinct} configurations, expected {expect} (--expect): "
+            + (
+                "a configuration was dropped"
+                if distinct < expect
+                else "configurations were added: raise --expect in .ci/run and the tests' table"
+            )
+        )
+    failed = sum(not row["ok"] for row in rows)
+    if failed:
+        problems.append(f"{failed} of {len(rows)} configurations fail (see the rows above)")
+    return problems
 
 
 def _json_default(x):

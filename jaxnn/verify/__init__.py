@@ -11,7 +11,8 @@ Three tools, from the most general to the most specific:
 * ``run_matrix()`` (``matrix``, its computation in ``matrix_program``) runs
   jaxnn's own backprop over every (hidden activation, output and loss, depth,
   fused) configuration at test points chosen to be hard (kinks, saturation), in
-  float64 and float32; ``format_table`` renders it.
+  float64 and float32; ``format_table`` renders it, ``format_summary``
+  (``summary``) condenses it to one screen.
 
 All three measure errors per leaf as ``measures`` defines them (``errors``:
 absolute, relative to the leaf's largest reference entry, and in ulps of it); a
@@ -32,6 +33,7 @@ from jaxnn.verify.matrix import format_table as format_table
 from jaxnn.verify.matrix import run_matrix as run_matrix
 from jaxnn.verify.measures import Errors as Errors
 from jaxnn.verify.measures import errors as errors
+from jaxnn.verify.summary import format_summary as format_summary
 
 __all__ = [
     "Errors",
@@ -42,6 +44,7 @@ __all__ = [
     "check_gradients",
     "errors",
     "finite_difference_gradient",
+    "format_summary",
     "format_table",
     "locate_fault",
     "reference_deltas",

@@ -1,0 +1,215 @@
+"""jaxnn.rows: the row layout, and integer class labels in both layouts.
+
+References: ``jax.grad`` of ``jaxnn.rows.cost`` (autodiff of the row forward pass)
+and jaxnn's column functions on the transposed data (a separate implementation
+of the same math). float64 to 1e-10, float32 to 1e-4 of each leaf's scale.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxnn
+from jaxnn import rows
+from tests.helpers import assert_trees_close, fast_jit
+
+NETS = {
+    "softmax+ce": jaxnn.Network((5, 7, 4), ("tanh", "softmax"), "cross_entropy"),
+    "sigmoid+bce": jaxnn.Network(
+        (5, 6, 3, 2), ("relu", "softmax", "sigmoid"), "binary_cross_entropy"
+    ),
+    "linear+mse": jaxnn.Network((5, 6, 2), ("leaky_relu", "linear"), "mse"),
+    "softmax+mse": jaxnn.Network((5, 6, 3), ("sigmoid", "softmax"), "mse"),
+}
+M = 9  # differs from every layer size, so a transposed (m, n) array is recognisable
+
+
+def problem(name, dtype=jnp.float64, seed=0):
+    """Row-layout X (m, n_x), Y (m, n_L), and params with non-zero biases."""
+    net = NETS[name]
+    rng = np.random.default_rng(seed)
+    params = [
+        {
+            "W": jnp.asarray(rng.normal(0, 1 / np.sqrt(n_in), (n_out, n_in)), dtype),
+            "b": jnp.asarray(rng.normal(0, 0.5, (n_out, 1)), dtype),
+        }
+        for n_in, n_out in zip(net.sizes[:-1], net.sizes[1:], strict=True)
+    ]
+    X = jnp.asarray(rng.normal(size=(M, net.sizes[0])), dtype)
+    n = net.sizes[-1]
+    if net.loss == "cross_entropy":
+        Y = rng.dirichlet(np.ones(n), size=M)
+    elif net.loss == "binary_cross_entropy":
+        Y = rng.uniform(size=(M, n))
+    else:
+        Y = rng.normal(size=(M, n))
+    return net, params, X, jnp.asarray(Y, dtype)
+
+
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("name", NETS)
+def test_rows_equal_columns_and_autodiff(name, fused):
+    net, params, X, Y = problem(name)
+
+    def everything(params, X, Y):  # one compilation for all of them
+        return (
+            rows.value_and_backprop(params, X, Y, net, fused=fused),
+            jaxnn.value_and_backprop(params, X.T, Y.T, net, fused=fused),
+            jax.grad(rows.cost)(params, X, Y, net),
+            rows.backprop(params, X, Y, net, fused=fused),
+            (rows.predict(params, X, net), jaxnn.predict(params, X.T, net)),
+            (rows.predict(params, X[0], net), jaxnn.predict(params, X[0], net)),
+            (rows.forward(params, X, net), jaxnn.forward(params, X.T, net)),
+        )
+
+    (cost, grads), (col_cost, col_grads), auto, again, out, out1, caches = fast_jit(everything)(
+        params, X, Y
+    )
+    np.testing.assert_allclose(cost, col_cost, rtol=1e-12)
+    assert_trees_close(grads, col_grads, 1e-10, "columns")
+    assert_trees_close(grads, auto, 1e-10, "jax.grad")
+    assert_trees_close(again, auto, 1e-10)
+    np.testing.assert_allclose(out[0], out[1].T, rtol=1e-12)
+    np.testing.assert_allclose(out1[0], out1[1], rtol=1e-12)
+    cache, col_cache = caches
+    for a, b in zip(cache.Z + cache.A, col_cache.Z + col_cache.A, strict=True):
+        np.testing.assert_allclose(a, b.T, rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", NETS)
+def test_rows_backward_deltas_and_dX_are_the_derivatives(name):
+    """(BP1-R), (BP2-R): deltas[l] = dC/dZ^[l] (rows); (BP2-X-R): dX = dC/dX."""
+    net, params, X, Y = problem(name)
+    cache = rows.forward(params, X, net)
+    back = rows.backward(params, cache, Y, net)
+
+    def cost_from_Z(Z, l):  # the cost as a function of Z^[l+1], rows
+        A = jaxnn.activations.apply(jaxnn.activations.get(net.activations[l]), Z, axis=1)
+        for layer, act in zip(params[l + 1 :], net.activations[l + 1 :], strict=True):
+            Z = A @ layer["W"].T + layer["b"].T
+            A = jaxnn.activations.apply(jaxnn.activations.get(act), Z, axis=1)
+        return rows.output_cost(jaxnn.Cache([Z], [A]), Y, net)
+
+    for l in range(net.L):
+        expected = jax.grad(cost_from_Z)(cache.Z[l], l)
+        np.testing.assert_allclose(back.deltas[l], expected, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(
+        back.dX, jax.grad(rows.cost, argnums=1)(params, X, Y, net), rtol=1e-10, atol=1e-14
+    )
+
+
+@pytest.mark.parametrize("name", NETS)
+def test_rows_float32(name):
+    net, params, X, Y = problem(name, jnp.float32)
+    grads = jax.jit(rows.backprop)(params, X, Y, net)
+    assert {g.dtype for g in jax.tree.leaves(grads)} == {jnp.dtype(jnp.float32)}
+    p64 = jax.tree.map(lambda x: x.astype(jnp.float64), params)
+    auto = jax.grad(rows.cost)(p64, X.astype(jnp.float64), Y.astype(jnp.float64), net)
+    assert_trees_close(jax.tree.map(lambda g: g.astype(jnp.float64), grads), auto, 1e-4)
+
+
+@pytest.mark.parametrize("name", ["softmax+ce", "linear+mse"])
+def test_rows_hand_gradient_functions_equal_autodiff(name):
+    net, params, X, Y = problem(name)
+    cost = rows.cost_with_hand_gradients(net)
+    got = jax.jit(jax.value_and_grad(cost, argnums=(0, 1, 2)))(params, X, Y)
+    want = jax.value_and_grad(rows.cost, argnums=(0, 1, 2))(params, X, Y, net)
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-12)
+    assert_trees_close(got[1], want[1], 1e-10)
+    # The block, under any downstream cost: here a weighted sine of the outputs.
+    block = rows.network_with_hand_gradients(net)
+    weights = jnp.asarray(np.random.default_rng(1).normal(size=Y.shape))
+    f = lambda p, x: jnp.sum(jnp.sin(block(p, x)) * weights)
+    g = lambda p, x: jnp.sum(jnp.sin(rows.predict(p, x, net)) * weights)
+    assert_trees_close(jax.grad(f, (0, 1))(params, X), jax.grad(g, (0, 1))(params, X), 1e-10)
+
+
+@pytest.mark.parametrize("layout", ["columns", "rows"])
+def test_backprop_transposes_no_data(layout):
+    """BP4's sum over examples contracts the data as it lies: the only transposes in
+    the program are of parameters (W^T), never of an (n, m) or (m, n) array."""
+    net, params, X, Y = problem("softmax+ce")
+    fn, args = (
+        (rows.value_and_backprop, (X, Y))
+        if layout == "rows"
+        else (jaxnn.value_and_backprop, (X.T, Y.T))
+    )
+    jaxpr = jax.make_jaxpr(fn, static_argnums=3)(params, *args, net)
+    shapes = [eqn.invars[0].aval.shape for eqn in jaxpr.eqns if eqn.primitive.name == "transpose"]
+    assert shapes and all(M not in shape for shape in shapes), shapes
+
+
+@pytest.mark.parametrize("layout", ["columns", "rows"])
+def test_integer_labels_equal_one_hot(layout):
+    net, params, X, _ = problem("softmax+ce")
+    labels = np.arange(M) % net.sizes[-1]
+    one_hot = np.eye(net.sizes[-1])[labels]
+    if layout == "columns":
+        module, X, one_hot = jaxnn, X.T, one_hot.T
+    else:
+        module = rows
+    for y in (labels, jnp.asarray(labels, jnp.int32)):
+        np.testing.assert_allclose(
+            module.cost(params, X, y, net), module.cost(params, X, one_hot, net)
+        )
+        assert_trees_close(
+            jax.jit(module.backprop)(params, X, y, net),
+            module.backprop(params, X, one_hot, net),
+            1e-12,
+        )
+        hand = jax.grad(module.cost_with_hand_gradients(net))(params, X, y)
+        assert_trees_close(hand, jax.grad(module.cost)(params, X, one_hot, net), 1e-10)
+    assert_trees_close(
+        jaxnn.per_example_grads(params, X if layout == "columns" else X.T, labels, net),
+        jaxnn.per_example_grads(
+            params, X if layout == "columns" else X.T, np.eye(net.sizes[-1])[labels].T, net
+        ),
+        1e-12,
+    )
+    bad = labels.copy()
+    bad[4] = net.sizes[-1]
+    with pytest.raises(
+        ValueError,
+        match=r"label 4 \(example 4\) is out of range: the network has "
+        r"4 classes, so labels go from 0 to 3",
+    ):
+        module.cost(params, X, bad, net)
+    bad[4] = -1
+    with pytest.raises(ValueError, match=r"label -1 \(example 4\) is out of range"):
+        module.backprop(params, X, bad, net)
+    # Under jit a label cannot be inspected: the cost and gradients come out NaN.
+    assert np.isnan(jax.jit(module.cost)(params, X, bad, net))
+
+
+def test_integer_labels_need_softmax_cross_entropy_and_one_per_example():
+    net, params, X, _ = problem("sigmoid+bce")
+    with pytest.raises(
+        ValueError,
+        match="class labels, which need a softmax output with "
+        "cross_entropy; this network has sigmoid with "
+        r"binary_cross_entropy, so give Y as \(m, n_L\)",
+    ):
+        rows.cost(params, X, np.zeros(M, int), net)
+    net, params, X, _ = problem("softmax+ce")
+    with pytest.raises(ValueError, match="give one label per example"):
+        jaxnn.cost(params, X.T, np.zeros(M - 1, int), net)
+
+
+def test_rows_errors_name_the_layout():
+    net, params, X, Y = problem("softmax+ce")
+    with pytest.raises(
+        ValueError,
+        match=r"X has shape \(5, 9\), the network expects \(m, 5\) "
+        r"\(m x n_x, one example per row\); examples go in rows "
+        r"here \(jaxnn.rows\), so transpose it",
+    ):
+        rows.cost(params, X.T, Y, net)
+    with pytest.raises(ValueError, match=r"Y has shape \(4, 9\), the network expects \(m, 4\)"):
+        rows.backprop(params, X, Y.T, net)
+    with pytest.raises(
+        ValueError,
+        match=r"examples go in columns, so transpose it, or use "
+        "jaxnn.rows",
+    ):
+        jaxnn.cost(params, X, Y, net)

@@ -160,6 +160,37 @@ def test_a_killed_process_stops_the_other_with_one_line(tmp_path):
     assert took < 20, took
 
 
+def test_a_signal_to_one_process_stops_both_after_the_same_saved_epoch(tmp_path):
+    """SIGTERM to process 1 mid-run, with the time-based checkpoint policy (default 10 s):
+    both stop after the same epoch, saved on both (a collective save), exit 143; process 0
+    writes the unfinished metrics.json and prints the resume command with the flags."""
+    out = tmp_path / "run"
+    procs = start_two(*SMALL[:-1], "100000", "--out", str(out), "--peer-timeout", "30")
+    try:
+        deadline = time.monotonic() + 240
+        while not (out / "config.json").exists():  # written once both agree, before training
+            assert time.monotonic() < deadline and procs[0].poll() is None, "no start"
+            time.sleep(0.2)
+        time.sleep(3)  # training under way
+        procs[1].send_signal(signal.SIGTERM)
+    finally:
+        results = finish(procs, timeout=120)
+    assert [r[0] for r in results] == [143, 143], [r[2][-2000:] for r in results]
+    with open(out / "metrics.json") as f:
+        metrics = json.load(f)
+    done = metrics["epochs_done"]
+    assert not metrics["finished"] and len(metrics["history"]) == done >= 1
+    saved = os.listdir(out / "checkpoints")
+    assert all(name.isdigit() for name in saved), saved  # committed, none left unfinished
+    assert max(int(name) for name in saved) == done, saved  # the epoch in hand, saved
+    line = jaxnn_lines(results[0][2])[-1]
+    assert line.startswith(
+        f"jaxnn: interrupted by a signal to another process after epoch {done} of 100000"
+    ), line
+    assert "--resume" in line and "--process-id I (on every process I)" in line, line
+    assert jaxnn_lines(results[1][1]) == []  # process 1 writes no summary
+
+
 def test_a_mismatched_command_names_each_difference(tmp_path):
     """Process 1 with another seed, network and number of processes: both processes stop
     at the start with one line naming each difference, exit status 2, nothing written."""

@@ -69,6 +69,8 @@ def _is_typed_key(key) -> bool:
 
 
 def _key_data(key):
+    if key is None:
+        return None  # saved and restored as an empty subtree
     # A host (NumPy) array: the key is the same on every process, so orbax's primary process
     # writes it once; a host-local jax.Array cannot be saved from several processes.
     return np.asarray(jax.random.key_data(key) if _is_typed_key(key) else key)
@@ -267,8 +269,7 @@ class Checkpoints:
         ``meta`` must be JSON-able; it is copied now, so the caller may change it.
         """
         ocp = _ocp()
-        key_data = None if key is None else _key_data(key)
-        state = {"params": params, "opt_state": opt_state, "key": key_data}
+        state = {"params": params, "opt_state": opt_state, "key": _key_data(key)}
         meta = json.loads(json.dumps({**(meta or {}), "epoch": int(epoch)}))
         self._manager.save(
             int(epoch),
@@ -333,12 +334,13 @@ class Checkpoints:
             )
         return epoch
 
-    def restore(self, params, opt_state, key, epoch: int | None = None) -> Restored:
+    def restore(self, params, opt_state=None, key=None, epoch: int | None = None) -> Restored:
         """The saved state of ``epoch`` (default: the newest), shaped like the templates.
 
         ``params``, ``opt_state`` and ``key`` are templates (e.g. a fresh
         ``init_params`` and ``optimizer.init``) giving the tree structure, shapes
-        and dtypes; ``key`` comes back typed if the template key is typed.
+        and dtypes; ``key`` comes back typed if the template key is typed. Leave
+        ``opt_state`` or ``key`` None for a step saved without them.
         """
         ocp = _ocp()
         epoch = self._resolve_epoch(epoch)
@@ -359,6 +361,6 @@ class Checkpoints:
                 epoch, f"its meta is a JSON {type(meta).__name__}, not an object"
             )
         restored_key = state["key"]
-        if _is_typed_key(key):
+        if key is not None and _is_typed_key(key):
             restored_key = jax.random.wrap_key_data(restored_key, impl=jax.random.key_impl(key))
         return Restored(state["params"], state["opt_state"], restored_key, int(epoch), dict(meta))

@@ -30,6 +30,7 @@ Nothing here prints; ``fit`` reports through its ``callback``.
 
 import functools
 import math
+import types
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -39,13 +40,21 @@ import numpy as np
 import optax
 
 from jaxnn import losses, parallel, sharded
+from jaxnn.data import one_hot
 from jaxnn.network import Network, check_inputs, forward, init_params, output_cost
 from jaxnn.steps import GRADIENTS as GRADIENTS
 from jaxnn.steps import epoch_batches as epoch_batches
 from jaxnn.steps import epoch_fn
 from jaxnn.steps import make_epoch as make_epoch
 from jaxnn.steps import make_step as make_step
-from jaxnn.validation import as_real_array, check_batch_size, check_finite, check_int, check_params
+from jaxnn.validation import (
+    as_real_array,
+    check_batch_size,
+    check_finite,
+    check_int,
+    check_params,
+    is_labels,
+)
 
 
 def task_of(net: Network) -> str:
@@ -147,6 +156,31 @@ def check_data(data) -> None:
             raise ValueError(f"the {part} set is empty: X_{part} has shape {X.shape}")
     for name, array in arrays.items():
         check_finite(array, name, "feature" if name[0] == "X" else "output")
+
+
+def labels_as_one_hot(data, net: Network):
+    """``data`` with integer class labels in ``Y_train`` or ``Y_test`` (shape ``(m,)``)
+    turned into one-hot ``(n_L, m)`` columns; anything else as it is.
+
+    Labels are for a softmax + cross-entropy output; a label outside ``[0, n_L)``
+    is a ValueError naming it (``jaxnn.data.one_hot``).
+    """
+    labelled = [n for n in ("Y_train", "Y_test") if is_labels(getattr(data, n, None))]
+    if not labelled or isinstance(data, sharded.Share):
+        return data
+    if (net.activations[-1], net.loss) != ("softmax", "cross_entropy"):
+        raise ValueError(
+            f"{labelled[0]} holds integer class labels, which need a softmax output with "
+            f"cross_entropy; this network has {net.activations[-1]} with {net.loss}: give "
+            "(n_L, m) targets"
+        )
+    fields = {n: getattr(data, n) for n in DATA_FIELDS}
+    for name in labelled:
+        try:
+            fields[name] = one_hot(fields[name], net.sizes[-1])
+        except ValueError as e:
+            raise ValueError(f"{name}: {e}") from None
+    return types.SimpleNamespace(**fields)
 
 
 class NonFiniteCostError(ValueError):
@@ -459,7 +493,9 @@ def fit(
       net: the ``Network``.
       optimizer: an ``optax.GradientTransformation``, e.g. ``jaxnn.optim.adam(1e-3)``.
       data: a ``jaxnn.data.Dataset``, or anything with ``X_train, Y_train,
-        X_test, Y_test`` in the column layout ``(n, m)``. They are cast to the
+        X_test, Y_test`` in the column layout ``(n, m)``. For softmax with
+        cross-entropy, ``Y_train`` and ``Y_test`` may be integer class labels of
+        shape ``(m,)`` (``labels_as_one_hot``). They are cast to the
         params' dtype.
       epochs: the total number of epochs; with ``start_epoch``, the target, so
         ``epochs - start_epoch`` epochs run.
@@ -505,6 +541,7 @@ def fit(
     check_int(epochs, "epochs", minimum=0)
     if not 0 <= start_epoch <= epochs:
         raise ValueError(f"start_epoch must be in [0, epochs = {epochs}], got {start_epoch}")
+    data = labels_as_one_hot(data, net)
     check_data(data)
     m_train = data.m_train if isinstance(data, sharded.Share) else np.shape(data.X_train)[1]
     check_batch_size(batch_size, m_train)

@@ -299,3 +299,17 @@ def test_kill_during_save_keeps_previous_checkpoint(tmp_path, mode):
             break
         first = latest + 1
     assert killed_mid_save
+
+
+def test_plain_params_round_trip_without_key_or_optimizer_state(tmp_path):
+    """``save`` and ``restore`` take the optimizer state and the key as optional: plain
+    params (e.g. a model's weights alone) come back equal, and the absent parts as None."""
+    params = jaxnn.init_params(jax.random.key(0), NET)
+    template = jaxnn.init_params(jax.random.key(1), NET)  # other values, same shapes
+    with checkpoint.Checkpoints(str(tmp_path / "ckpt")) as ckpts:
+        ckpts.save(4, params, meta={"note": "weights only"})
+        ckpts.wait()
+        restored = ckpts.restore(template)
+    assert restored.epoch == 4 and restored.meta["note"] == "weights only"
+    assert restored.opt_state is None and restored.key is None
+    assert_trees_equal(restored.params, params)

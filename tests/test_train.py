@@ -367,3 +367,21 @@ def test_callback_can_stop_training():
         net, optim.sgd(0.1), ds, 10, 8, jax.random.key(0), callback=lambda epoch, *_: epoch == 3
     )
     assert [r["epoch"] for r in result.history] == [1, 2, 3]
+
+
+def test_fit_takes_integer_class_labels_as_one_hot():
+    """Integer labels of shape (m,) train exactly as their one-hot columns do; a label
+    out of range, or labels for a head other than softmax + cross-entropy, is refused."""
+    net, ds, _ = toy_data("softmax")
+    labels = lambda Y: np.argmax(Y, axis=0).astype(np.int32)
+    with_labels = ds._replace(Y_train=labels(ds.Y_train), Y_test=labels(ds.Y_test))
+    one = train.fit(net, optim.adam(0.01), ds, 2, 8, jax.random.key(0)).history
+    two = train.fit(net, optim.adam(0.01), with_labels, 2, 8, jax.random.key(0)).history
+    assert one == two
+    bad = with_labels._replace(Y_test=np.full(ds.Y_test.shape[1], net.sizes[-1], np.int32))
+    with pytest.raises(ValueError, match=r"Y_test: labels must be from 0 to"):
+        train.fit(net, optim.adam(0.01), bad, 1, 8, jax.random.key(0))
+    net_bce, ds_bce, _ = toy_data("sigmoid")
+    bce = ds_bce._replace(Y_train=np.zeros(ds_bce.Y_train.shape[1], np.int32))
+    with pytest.raises(ValueError, match="Y_train holds integer class labels, which need"):
+        train.fit(net_bce, optim.adam(0.01), bce, 1, 8, jax.random.key(0))

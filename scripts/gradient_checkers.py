@@ -30,7 +30,6 @@ import numpy as np
 jax.config.update("jax_enable_x64", True)
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import jaxnn  # noqa: E402
 from jaxnn.verify import check_gradients, locate_fault, taylor_test  # noqa: E402
 from tests import corpus  # noqa: E402
 
@@ -41,8 +40,12 @@ def layer_of(path):
 
 
 def run_jaxnn_check(case, params, X, Y, **options):
-    report = check_gradients(corpus.grad_fn(case), corpus.cost_fn(case.net), params, X, Y, **options)
-    bad = sorted({layer_of(leaf.path) for leaf in report.leaves if not (leaf.ok and leaf.fd_ok is not False)})
+    report = check_gradients(
+        corpus.grad_fn(case), corpus.cost_fn(case.net), params, X, Y, **options
+    )
+    bad = sorted(
+        {layer_of(leaf.path) for leaf in report.leaves if not (leaf.ok and leaf.fd_ok is not False)}
+    )
     return not report.ok, (bad[-1] if bad else None), None
 
 
@@ -53,7 +56,7 @@ def run_taylor(case, params, X, Y):
 
 
 def run_locate(case, params, X, Y):
-    report = locate_fault(params, X, Y, case.net, case.backward)
+    report = locate_fault(params, X, Y, case.net, corpus.jitted_backward(case))
     fault = report.fault
     return not report.ok, (fault[0] if fault else None), (fault[2] if fault else None)
 
@@ -67,7 +70,9 @@ def custom_vjp_cost(case, X, Y):
     def f(params):
         return cost(params, X, Y)
 
-    f.defvjp(lambda p: (cost(p, X, Y), p), lambda p, g: (jax.tree.map(lambda x: g * x, grad(p, X, Y)),))
+    f.defvjp(
+        lambda p: (cost(p, X, Y), p), lambda p, g: (jax.tree.map(lambda x: g * x, grad(p, X, Y)),)
+    )
     return f
 
 

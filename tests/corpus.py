@@ -28,6 +28,7 @@ import numpy as np
 
 import jaxnn
 from jaxnn import activations, losses
+from tests.helpers import fast_jit
 
 
 def hand_backward(*, out_grad=None, out_delta=None, deriv=None, bp2=None, bp3=None, bp4=None):
@@ -128,7 +129,13 @@ def grad_fn(case: Case):
         cache = jaxnn.forward_unchecked(params, X, case.net)
         return list(case.backward(params, cache, Y, case.net).grads)
 
-    return jax.jit(grad)
+    return fast_jit(grad)
+
+
+@functools.cache
+def jitted_backward(case: Case):
+    """The case's backward pass compiled once (``locate_fault`` calls it on a cache)."""
+    return fast_jit(case.backward, static_argnums=3, static_argnames="fused")
 
 
 def _net(sizes, acts, loss):
@@ -142,6 +149,7 @@ LEAKY_MSE = _net((4, 5, 5, 2), ("leaky_relu", "leaky_relu", "tanh"), "mse")
 SOFT_MSE = _net((3, 4, 3), ("tanh", "softmax"), "mse")
 RELU_OUT = _net((3, 4, 2), ("tanh", "relu"), "mse")
 RELU_OUT_KINK = _net((3, 2), ("relu",), "mse")
+
 
 def _bp2(l, params, delta, sp):
     return (params[l]["W"].T @ delta) * sp  # (BP2)
@@ -235,11 +243,13 @@ BUGS = [
          (3, "delta", "BP1"), dtype="float32"),
 ]  # fmt: skip
 
+
 def _jaxnn(fixed):
     """jaxnn.backward with ``fused`` fixed, whatever the caller passes."""
     return lambda params, cache, Y, net, fused=True: jaxnn.backward(
         params, cache, Y, net, fused=fixed
     )
+
 
 CORRECT = [
     Case("jaxnn relu + softmax/CE, F1", RELU_CE, _jaxnn(True), None),

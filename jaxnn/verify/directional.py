@@ -75,7 +75,7 @@ def directional(f, leaves, hand, k: int, key, h: float) -> Directional:
             tangent = lambda v, i=i, zeros=zeros: [v if j == i else z for j, z in enumerate(zeros)]
             hand_dots.append(jnp.tensordot(V, hand[i], axes=hand[i].ndim))
             jvps.append(jax.vmap(lambda v, tangent=tangent: f_jvp(tangent(v)))(V))
-            central = lambda v, i=i: (f(_along(leaves, i, h * v)) - f(_along(leaves, i, -h * v)))
+            central = lambda v, i=i: f(_along(leaves, i, h * v)) - f(_along(leaves, i, -h * v))
             fds.append(jax.lax.map(central, V) / (2 * h))
         norms = [jnp.sqrt(jnp.sum(jnp.square(a))) for a in hand]
         return hand_dots, jvps, fds, norms

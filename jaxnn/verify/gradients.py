@@ -17,7 +17,7 @@ from jaxnn.verify.directional import directional, one_sided_directional
 from jaxnn.verify.gradient_report import GradientReport as GradientReport
 from jaxnn.verify.gradient_report import LeafCheck as LeafCheck
 from jaxnn.verify.kinks import kink_entries, one_sided_partials
-from jaxnn.verify.measures import default_rtol, errors, lowest_precision, passes
+from jaxnn.verify.measures import default_rtol, errors, lowest_precision
 
 KINK_LIMIT = 512  # at most this many disagreeing entries are examined for kinks
 
@@ -158,6 +158,13 @@ def check_gradients(
     weak_check_warnings(dtype, parts.leaves, rtol=rtol, fd_rtol=fd_rtol, h=h)
     rtol = default_rtol(dtype) if rtol is None else rtol
     f = lambda leaves: cost_fn(parts.rebuild(leaves), *args, **kwargs)
+    arrays, build, static = trees.partition_args(args, kwargs)
+
+    def f_data(leaves, arrays):
+        args_, kwargs_ = build(arrays)
+        return cost_fn(parts.rebuild(leaves), *args_, **kwargs_)
+
+    key = None if None in (parts.key, static) else (cost_fn, parts.key, static)
     hand = trees.hand_leaves(grad_fn(params, *args, **kwargs), parts)
     fd = finite_differences or directions is not None
     if fd:
@@ -169,18 +176,23 @@ def check_gradients(
         h = fd_rtol = fd_atol = None
     tol = dict(rtol=rtol, atol=atol, fd_rtol=fd_rtol, fd_atol=fd_atol)
     if directions is None:
-        leaves = _full(f, parts.leaves, hand, h, kinks, dtype, tol)
+        one_sided = lambda entries: one_sided_partials(
+            f_data, parts.leaves, arrays, entries, dtype, key
+        )
+        leaves = _full(f, parts.leaves, hand, h, kinks and one_sided, tol)
     else:
         leaves = _directional(f, parts.leaves, hand, directions, seed, h, kinks, dtype, tol)
     named = [c._replace(path=p) for c, p in zip(leaves, parts.paths, strict=True)]
-    return GradientReport(tuple(named), rtol, atol, h, fd_rtol, fd_atol, directions, tuple(parts.fixed))
+    return GradientReport(
+        tuple(named), rtol, atol, h, fd_rtol, fd_atol, directions, tuple(parts.fixed)
+    )
 
 
 def _bad(err_abs, scale, rtol, atol):
     return ~(err_abs <= atol + rtol * scale)  # nan is bad
 
 
-def _full(f, leaves, hand, h, kinks, dtype, tol):
+def _full(f, leaves, hand, h, one_sided, tol):
     """Every entry against jax.grad (and central differences), kinks examined."""
     ref = [np.asarray(e) for e in jax.grad(f)(leaves)]
     fd = None
@@ -196,7 +208,7 @@ def _full(f, leaves, hand, h, kinks, dtype, tol):
             _bad(np.abs(x - e), np.max(np.abs(e), initial=0.0), tol["fd_rtol"], tol["fd_atol"])
             for x, e in zip(a, fd, strict=True)
         ]
-    accepted = _kinks_full(f, leaves, a, bad_g, bad_f, scales, dtype, tol) if kinks else None
+    accepted = _kinks_full(one_sided, leaves, a, bad_g, bad_f, scales, tol) if one_sided else None
     out = []
     for i, (x, e) in enumerate(zip(a, ref, strict=True)):
         ok_here, kink = _judge(bad_g[i], bad_f[i], accepted[i] if accepted else None)
@@ -217,7 +229,7 @@ def _judge(bad_g, bad_f, accepted):
     return (not (bad_g & ~mask).any(), not (bad_f & ~mask).any()), kink
 
 
-def _kinks_full(f, leaves, a, bad_g, bad_f, scales, dtype, tol):
+def _kinks_full(one_sided, leaves, a, bad_g, bad_f, scales, tol):
     """Per leaf: (mask of entries accepted at a kink, (indices, hand, left, right))."""
     candidates = [np.argwhere(g | b) for g, b in zip(bad_g, bad_f, strict=True)]
     total = sum(len(c) for c in candidates)
@@ -230,8 +242,7 @@ def _kinks_full(f, leaves, a, bad_g, bad_f, scales, dtype, tol):
         [off + np.ravel_multi_index(tuple(c.T), x.shape) if x.ndim else np.full(len(c), off)
          for off, c, x in zip(offsets, candidates, a) if len(c)]
     )  # fmt: skip
-    flat, unravel = ravel_pytree(list(leaves))
-    right, left, err = one_sided_partials(lambda t: f(unravel(t)), flat, entries, dtype)
+    right, left, err = one_sided(entries)
     out, k = [], 0
     for i, c in enumerate(candidates):
         mask, info = empty(a[i])
@@ -252,8 +263,13 @@ def _directional(f, leaves, hand, k, seed, h, kinks, dtype, tol):
     """k directions per leaf against jax.jvp and central differences, kinks examined."""
     key = jax.random.key(seed)
     d = directional(f, leaves, hand, k, key, h)
-    bad_g = [_bad(np.abs(x - e), n, tol["rtol"], tol["atol"]) for x, e, n in zip(d.hand, d.jvp, d.norms)]
-    bad_f = [_bad(np.abs(x - e), n, tol["fd_rtol"], tol["fd_atol"]) for x, e, n in zip(d.hand, d.fd, d.norms)]
+    bad_g = [
+        _bad(np.abs(x - e), n, tol["rtol"], tol["atol"]) for x, e, n in zip(d.hand, d.jvp, d.norms)
+    ]
+    bad_f = [
+        _bad(np.abs(x - e), n, tol["fd_rtol"], tol["fd_atol"])
+        for x, e, n in zip(d.hand, d.fd, d.norms)
+    ]
     accepted = None
     pairs = [(i, j) for i in range(len(leaves)) for j in range(k) if bad_g[i][j] or bad_f[i][j]]
     if kinks and 0 < len(pairs) <= KINK_LIMIT:

@@ -27,6 +27,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.flatten_util import ravel_pytree
 
 from jaxnn.activations import LEAKY_SLOPE
 
@@ -68,32 +69,50 @@ def kink_entries(indices, hand, left, right) -> KinkEntries:
     )  # fmt: skip
 
 
-def one_sided_partials(f, flat, entries, dtype):
-    """Right and left partial derivatives of ``f`` at ``flat`` in each of ``entries``.
+_PROGRAMS = {}  # compiled one-sided programs, by (cost function, static structure, dtype)
 
-    For entry i, ``d(s) = df/dp_i`` at ``p + s e_i`` (a reverse-mode gradient,
-    where f is smooth), for s = t, 2t and -t, -2t with t = sqrt(eps) max(|p_i|, 1).
-    Past a kink at p, ``d(t) = d_+ + t C'' + O(t^2)``, so Richardson's
-    ``2 d(t) - d(2t)`` is the right derivative d_+ to O(t^2) and, likewise,
-    the left one; ``|d(t) - d(2t)|`` (the first-order term, larger than the
-    remaining error) is returned as each estimate's error bound.
+
+def one_sided_partials(f, leaves, arrays, entries, dtype, key=None):
+    """Right and left partial derivatives of ``f(leaves, arrays)`` in each of ``entries``.
+
+    ``entries`` index the leaves raveled into one vector. For entry i,
+    ``d(s) = df/dp_i`` at ``p + s e_i`` (a reverse-mode gradient, where f is
+    smooth), for s = t, 2t and -t, -2t with t = sqrt(eps) max(|p_i|, 1). Past a
+    kink at p, ``d(t) = d_+ + t C'' + O(t^2)``, so Richardson's ``2 d(t) - d(2t)``
+    is the right derivative d_+ to O(t^2) and, likewise, the left one;
+    ``|d(t) - d(2t)|`` (the first-order term, larger than the remaining error)
+    is returned as each estimate's error bound.
 
     This finds a kink that a step of 2t along e_i crosses, and assumes no second
-    kink within 2t. Returns numpy arrays ``(right, left, error)``.
+    kink within 2t. The program is compiled once per ``key`` (a hashable
+    description of f; None: not reused). Returns numpy arrays ``(right, left, error)``.
     """
     eps = float(jnp.finfo(dtype).eps)
-    grad = jax.grad(f)
+    cache_key = None if key is None else (key, jnp.dtype(dtype).name)
+    program = _PROGRAMS.get(cache_key) if cache_key else None
+    if program is None:
 
-    @jax.jit
-    def partials(flat, entries):
-        def one(i):
-            t = jnp.sqrt(eps) * jnp.maximum(jnp.abs(flat[i]), 1.0)
-            d = lambda s: grad(flat.at[i].add(s))[i]
-            r1, r2, l1, l2 = d(t), d(2 * t), d(-t), d(-2 * t)
-            error = jnp.maximum(jnp.abs(r1 - r2), jnp.abs(l1 - l2))
-            return 2 * r1 - r2, 2 * l1 - l2, error
+        @jax.jit
+        def program(leaves, arrays, entries):
+            flat, unravel = ravel_pytree(leaves)
+            grad = jax.grad(lambda theta: f(unravel(theta), arrays))
 
-        return jax.lax.map(one, entries)
+            def one(i):
+                t = jnp.sqrt(eps) * jnp.maximum(jnp.abs(flat[i]), 1.0)
+                d = lambda s: grad(flat.at[i].add(s))[i]
+                r1, r2, l1, l2 = d(t), d(2 * t), d(-t), d(-2 * t)
+                error = jnp.maximum(jnp.abs(r1 - r2), jnp.abs(l1 - l2))
+                return 2 * r1 - r2, 2 * l1 - l2, error
 
-    right, left, error = partials(flat, jnp.asarray(entries))
-    return np.asarray(right, np.float64), np.asarray(left, np.float64), np.asarray(error)
+            return jax.lax.map(one, entries)
+
+        if cache_key:
+            if len(_PROGRAMS) >= 64:
+                _PROGRAMS.pop(next(iter(_PROGRAMS)))
+            _PROGRAMS[cache_key] = program
+    n = len(entries)
+    padded = np.zeros(max(16, 1 << (n - 1).bit_length()), np.int64)  # few distinct shapes
+    padded[:n] = entries
+    right, left, error = program(list(leaves), list(arrays), jnp.asarray(padded))
+    take = lambda x: np.asarray(x, np.float64)[:n]
+    return take(right), take(left), take(error)

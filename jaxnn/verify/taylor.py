@@ -190,7 +190,5 @@ def taylor_test(grad_fn, cost_fn, params, *args, seed: int = 0, **kwargs) -> Tay
     for d in range(len(names)):
         order, used = _order(steps[d], rem[d], floor[d])
         ok = order is None or order > 1.5
-        out.append(
-            LeafOrder(names[d], shapes[d], order, ok, tuple(steps[d]), tuple(rem[d]), used)
-        )
+        out.append(LeafOrder(names[d], shapes[d], order, ok, tuple(steps[d]), tuple(rem[d]), used))
     return TaylorReport(tuple(out[:-1]), out[-1], jnp.dtype(dtype).name, tuple(parts.fixed))

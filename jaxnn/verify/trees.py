@@ -23,6 +23,7 @@ class Split(NamedTuple):
     paths: list  # their key paths, as ``jax.tree_util.keystr`` writes them
     fixed: list  # the paths of the leaves held fixed (functions, ints, ...)
     rebuild: object  # rebuild(leaves) -> the tree, the fixed leaves as they were
+    key: object  # hashable: the tree's structure and fixed leaves (None if unhashable)
 
 
 def split(tree) -> Split:
@@ -39,7 +40,16 @@ def split(tree) -> Split:
             full[i] = leaf
         return jax.tree.unflatten(treedef, full)
 
-    return Split([all_leaves[i] for i in where], paths, fixed, rebuild)
+    key = _hashable((treedef, tuple(x for i, x in enumerate(all_leaves) if i not in where)))
+    return Split([all_leaves[i] for i in where], paths, fixed, rebuild, key)
+
+
+def _hashable(key):
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key
 
 
 def hand_leaves(hand, parts: Split, what: str = "grad_fn's result") -> list:
@@ -72,9 +82,11 @@ def hand_leaves(hand, parts: Split, what: str = "grad_fn's result") -> list:
 def partition_args(args, kwargs):
     """Split ``(args, kwargs)`` into traced arrays and a static rest, for ``jax.jit``.
 
-    Returns ``(arrays, build)``: ``build(arrays)`` gives back ``(args, kwargs)``.
-    Arrays (any dtype) are traced; every other leaf (a ``Network``, a function,
-    a Python number) is closed over, as ``equinox.filter_jit`` does.
+    Returns ``(arrays, build, key)``: ``build(arrays)`` gives back ``(args,
+    kwargs)``. Arrays (any dtype) are traced; every other leaf (a ``Network``, a
+    function, a Python number) is closed over, as ``equinox.filter_jit`` does;
+    ``key`` is that static part, hashable (None if it is not), to reuse a
+    compiled program.
     """
     leaves, treedef = jax.tree.flatten((tuple(args), dict(kwargs)))
     where = [i for i, x in enumerate(leaves) if isinstance(x, (jax.Array, np.ndarray))]
@@ -85,4 +97,5 @@ def partition_args(args, kwargs):
             full[i] = x
         return jax.tree.unflatten(treedef, full)
 
-    return [leaves[i] for i in where], build
+    static = tuple(x for i, x in enumerate(leaves) if i not in where)
+    return [leaves[i] for i in where], build, _hashable((treedef, static))

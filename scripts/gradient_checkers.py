@@ -137,11 +137,21 @@ def evaluate(checkers=CHECKERS, cases=corpus.CASES):
                 error = None
             except Exception as e:  # a checker that cannot run the case
                 flagged, layer, eq, error = None, None, None, f"{type(e).__name__}: {e}"[:120]
-            rows.append({
-                "case": case.name, "bug": case.bug, "point": case.point, "dtype": case.dtype,
-                "expect": case.expect, "checker": name, "flagged": flagged, "layer": layer,
-                "equation": eq, "seconds": time.perf_counter() - start, "error": error,
-            })  # fmt: skip
+            rows.append(
+                {
+                    "case": case.name,
+                    "bug": case.bug,
+                    "point": case.point,
+                    "dtype": case.dtype,
+                    "expect": case.expect,
+                    "checker": name,
+                    "flagged": flagged,
+                    "layer": layer,
+                    "equation": eq,
+                    "seconds": time.perf_counter() - start,
+                    "error": error,
+                }
+            )
     return rows
 
 
@@ -161,7 +171,9 @@ def summary(rows):
         layer = sum(r["layer"] == r["expect"][0] for r in bugs)
         eq = sum(r["equation"] == r["expect"][2] for r in bugs)
         errs = sum(r["error"] is not None for r in mine)
-        named = lambda n, what: f"{n}/{len(bugs)}" if any(r[what] for r in mine) else "no"
+        named = lambda n, what, bugs=bugs, mine=mine: (
+            f"{n}/{len(bugs)}" if any(r[what] for r in mine) else "no"
+        )
         t = float(np.median([r["seconds"] for r in mine]))
         note = f" ({errs} could not run)" if errs else ""
         lines.append(

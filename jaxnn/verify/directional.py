@@ -80,7 +80,9 @@ def directional(f, leaves, hand, k: int, key, h: float) -> Directional:
         norms = [jnp.sqrt(jnp.sum(jnp.square(a))) for a in hand]
         return hand_dots, jvps, fds, norms
 
-    out = run(leaves, [jnp.asarray(a, jnp.result_type(x)) for a, x in zip(hand, leaves)], key)
+    out = run(
+        leaves, [jnp.asarray(a, jnp.result_type(x)) for a, x in zip(hand, leaves, strict=True)], key
+    )
     to_np = lambda xs: [np.asarray(x, np.float64) for x in xs]
     return Directional(*map(to_np, out[:3]), [float(n) for n in out[3]])
 

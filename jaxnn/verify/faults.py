@@ -221,14 +221,14 @@ def _references(params, X, Y, net, deltas):
         if l < net.L - 1:
             act = activations.get(net.activations[l]).fn
             nxt = params[l + 1]
-            _, vjp_z = jax.vjp(lambda Z: nxt["W"] @ act(Z) + nxt["b"], cache.Z[l])
+            _, vjp_z = jax.vjp(lambda Z, nxt=nxt, act=act: nxt["W"] @ act(Z) + nxt["b"], cache.Z[l])
             local_deltas.append(vjp_z(deltas[l + 1])[0])
-            _, vjp_a = jax.vjp(lambda A: nxt["W"] @ A + nxt["b"], cache.A[l + 1])
+            _, vjp_a = jax.vjp(lambda A, nxt=nxt: nxt["W"] @ A + nxt["b"], cache.A[l + 1])
             upstream.append(vjp_a(deltas[l + 1])[0])
         else:
             local_deltas.append(global_deltas[l])
             Z = cache.Z[l]
-            value, vjp_a = jax.vjp(lambda A: output_cost(Cache([Z], [A]), Y, net), cache.A[-1])
+            value, vjp_a = jax.vjp(lambda A, Z=Z: output_cost(Cache([Z], [A]), Y, net), cache.A[-1])
             upstream.append(vjp_a(jnp.ones_like(value))[0])
     return global_deltas, global_grads, local_deltas, local_grads, upstream
 

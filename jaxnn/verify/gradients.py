@@ -200,7 +200,10 @@ def _full(f, leaves, hand, h, one_sided, tol):
         fd = finite_difference_gradient(lambda p: f(list(p)), tuple(leaves), h=h)
     a = [np.asarray(x, np.float64) for x in hand]
     scales = [float(np.max(np.abs(np.asarray(e, np.float64)), initial=0.0)) for e in ref]
-    bad_g = [_bad(np.abs(x - e), s, tol["rtol"], tol["atol"]) for x, e, s in zip(a, ref, scales)]
+    bad_g = [
+        _bad(np.abs(x - e), s, tol["rtol"], tol["atol"])
+        for x, e, s in zip(a, ref, scales, strict=True)
+    ]
     bad_f = [np.zeros(x.shape, bool) for x in a]
     if fd is not None:
         fd = [np.asarray(e, np.float64) for e in fd]
@@ -239,9 +242,12 @@ def _kinks_full(one_sided, leaves, a, bad_g, bad_f, scales, tol):
     sizes = [int(np.size(x)) for x in leaves]
     offsets = np.cumsum([0, *sizes])
     entries = np.concatenate(
-        [off + np.ravel_multi_index(tuple(c.T), x.shape) if x.ndim else np.full(len(c), off)
-         for off, c, x in zip(offsets, candidates, a) if len(c)]
-    )  # fmt: skip
+        [
+            off + np.ravel_multi_index(tuple(c.T), x.shape) if x.ndim else np.full(len(c), off)
+            for off, c, x in zip(offsets, candidates, a, strict=True)
+            if len(c)
+        ]
+    )
     right, left, err = one_sided(entries)
     out, k = [], 0
     for i, c in enumerate(candidates):
@@ -264,11 +270,12 @@ def _directional(f, leaves, hand, k, seed, h, kinks, dtype, tol):
     key = jax.random.key(seed)
     d = directional(f, leaves, hand, k, key, h)
     bad_g = [
-        _bad(np.abs(x - e), n, tol["rtol"], tol["atol"]) for x, e, n in zip(d.hand, d.jvp, d.norms)
+        _bad(np.abs(x - e), n, tol["rtol"], tol["atol"])
+        for x, e, n in zip(d.hand, d.jvp, d.norms, strict=True)
     ]
     bad_f = [
         _bad(np.abs(x - e), n, tol["fd_rtol"], tol["fd_atol"])
-        for x, e, n in zip(d.hand, d.fd, d.norms)
+        for x, e, n in zip(d.hand, d.fd, d.norms, strict=True)
     ]
     accepted = None
     pairs = [(i, j) for i in range(len(leaves)) for j in range(k) if bad_g[i][j] or bad_f[i][j]]
@@ -287,8 +294,13 @@ def _directional(f, leaves, hand, k, seed, h, kinks, dtype, tol):
         ok_here, kink = _judge(bad_g[i], bad_f[i], accepted[i] if accepted else None)
         out.append(
             LeafCheck(
-                "", tuple(np.shape(leaf)), errors(d.hand[i], d.jvp[i], scale=d.norms[i]),
-                ok_here[0], errors(d.hand[i], d.fd[i], scale=d.norms[i]), ok_here[1], kink,
+                "",
+                tuple(np.shape(leaf)),
+                errors(d.hand[i], d.jvp[i], scale=d.norms[i]),
+                ok_here[0],
+                errors(d.hand[i], d.fd[i], scale=d.norms[i]),
+                ok_here[1],
+                kink,
             )
-        )  # fmt: skip
+        )
     return out

@@ -64,9 +64,12 @@ def kink_entries(indices, hand, left, right) -> KinkEntries:
     """``KinkEntries`` of the given entries (the first ``SHOWN`` kept in full)."""
     take = lambda xs: tuple(float(x) for x in xs[:SHOWN])
     return KinkEntries(
-        len(indices), tuple(tuple(int(i) for i in ix) for ix in indices[:SHOWN]), take(hand),
-        take(left), take(right),
-    )  # fmt: skip
+        len(indices),
+        tuple(tuple(int(i) for i in ix) for ix in indices[:SHOWN]),
+        take(hand),
+        take(left),
+        take(right),
+    )
 
 
 _PROGRAMS = {}  # compiled one-sided programs, by (cost function, static structure, dtype)

@@ -174,9 +174,13 @@ def taylor_test(grad_fn, cost_fn, params, *args, seed: int = 0, **kwargs) -> Tay
         c0 = f(leaves)
         values, dots = [], []
         for d, move in enumerate(moves):
-            step = lambda h, move=move: f([x + h.astype(x.dtype) * v for x, v in zip(leaves, move)])
+            step = lambda h, move=move: f(
+                [x + h.astype(x.dtype) * v for x, v in zip(leaves, move, strict=True)]
+            )
             values.append(jax.lax.map(step, scales[d]))
-            dots.append(sum(jnp.sum(a.astype(v.dtype) * v) for a, v in zip(hand, move)))
+            dots.append(
+                sum(jnp.sum(a.astype(v.dtype) * v) for a, v in zip(hand, move, strict=True))
+            )
         return c0, jnp.stack(values), jnp.stack(dots)
 
     c0, values, dots = run(parts.leaves, hand, jax.random.key(seed))

@@ -43,7 +43,7 @@ __version__ = "0.1.0"
 # Submodules loaded on first attribute access (PEP 562).
 _LAZY_MODULES = ("train", "data", "parallel", "checkpoint", "steps", "verify", "bench")
 # Public functions of lazy submodules, re-exported by name.
-_LAZY_NAMES = {"check_gradients": "verify", "locate_fault": "verify"}
+_LAZY_NAMES = {"check_gradients": "verify", "locate_fault": "verify", "taylor_test": "verify"}
 
 __all__ = [
     "Backward",
@@ -63,6 +63,7 @@ __all__ = [
     "optim",
     "output_delta",
     "predict",
+    "taylor_test",
     "value_and_backprop",
     *_LAZY_MODULES,
 ]

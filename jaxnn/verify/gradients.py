@@ -244,7 +244,7 @@ def _kinks_full(one_sided, leaves, a, bad_g, bad_f, scales, tol):
     entries = np.concatenate(
         [
             off + np.ravel_multi_index(tuple(c.T), x.shape) if x.ndim else np.full(len(c), off)
-            for off, c, x in zip(offsets, candidates, a, strict=True)
+            for off, c, x in zip(offsets[:-1], candidates, a, strict=True)
             if len(c)
         ]
     )

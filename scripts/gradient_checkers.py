@@ -30,6 +30,7 @@ import numpy as np
 jax.config.update("jax_enable_x64", True)
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import jaxnn  # noqa: E402
 from jaxnn.verify import check_gradients, locate_fault, taylor_test  # noqa: E402
 from tests import corpus  # noqa: E402
 
@@ -125,7 +126,7 @@ CHECKERS = {
 }
 
 
-def evaluate(checkers=CHECKERS, cases=corpus.CASES):
+def evaluate(checkers=CHECKERS, cases=corpus.CASES, progress=None):
     """One row per (case, checker): flagged, layer, equation, seconds."""
     rows = []
     for case in cases:
@@ -183,6 +184,43 @@ def summary(rows):
     return "\n".join(lines)
 
 
+def big_network(directions=8, m=256):
+    """check_gradients(directions=k) on a 784-512-512-10 relu network; seconds of two calls."""
+    net = jaxnn.Network((784, 512, 512, 10), ("relu", "relu", "softmax"), "cross_entropy")
+    params = jaxnn.init_params(jax.random.key(0), net)
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(784, m)), np.eye(10)[:, rng.integers(0, 10, m)]
+    grad = jax.jit(jaxnn.backprop, static_argnums=3)
+    cost = jax.jit(jaxnn.cost, static_argnums=3)
+    times = []
+    for _ in range(2):
+        start = time.perf_counter()
+        report = check_gradients(grad, cost, params, X, Y, net, directions=directions)
+        times.append(time.perf_counter() - start)
+    n = sum(int(np.size(x)) for x in jax.tree.leaves(params))
+    return {
+        "parameters": n,
+        "directions": directions,
+        "m": m,
+        "ok": report.ok,
+        "first_s": times[0],
+        "second_s": times[1],
+        "worst_rel": max(leaf.grad.max_rel for leaf in report.leaves),
+        "worst_fd_rel": max(leaf.fd.max_rel for leaf in report.leaves),
+    }
+
+
+def show(r):
+    mark = {True: "flagged", False: "passed", None: "error"}[r["flagged"]]
+    wrong = (r["flagged"] is not None) and (bool(r["flagged"]) != r["bug"])
+    print(
+        f"{r['checker']:18} {r['case']:48} {r['dtype']:7} {mark:8}"
+        f"{' <- WRONG' if wrong else ''} layer={r['layer']} eq={r['equation']} "
+        f"{r['seconds']:.2f}s {r['error'] or ''}",
+        flush=True,
+    )
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", type=Path, help="write every row as JSON here")
@@ -191,19 +229,14 @@ def main(argv=None):
         import torch  # noqa: F401
     except ImportError:
         CHECKERS.pop("torch gradcheck")
-    rows = evaluate()
+    rows = evaluate(progress=show)
+    big = big_network()
+    print()
     print(summary(rows))
     print()
-    for r in rows:
-        mark = {True: "flagged", False: "passed", None: "error"}[r["flagged"]]
-        wrong = (r["flagged"] is not None) and (bool(r["flagged"]) != r["bug"])
-        print(
-            f"{r['checker']:18} {r['case']:48} {r['dtype']:7} {mark:8}"
-            f"{' <- WRONG' if wrong else ''} layer={r['layer']} eq={r['equation']} "
-            f"{r['seconds']:.2f}s {r['error'] or ''}"
-        )
+    print(f"784-512-512-10, check_gradients(directions=8): {json.dumps(big)}")
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=1))
+        args.json.write_text(json.dumps({"rows": rows, "big_network": big}, indent=1))
 
 
 if __name__ == "__main__":

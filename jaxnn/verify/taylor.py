@@ -180,20 +180,25 @@ def taylor_test(grad_fn, cost_fn, params, *args, seed: int = 0, **kwargs) -> Tay
             norm = jnp.sqrt(jnp.sum(a * a))
             v = u + jnp.where(norm > 0, a / jnp.where(norm > 0, norm, 1), 0)
             dirs.append(v / jnp.sqrt(jnp.sum(v * v)))
-        zero = [jnp.zeros_like(x) for x in leaves]
-        moves = [[v if j == i else z for j, z in enumerate(zero)] for i, v in enumerate(dirs)]
-        moves.append([v / np.sqrt(len(dirs)) for v in dirs])
+        # moves[i][d]: direction d's part in leaf i (d < n: leaf d alone; d = n: all leaves)
+        n = len(dirs)
+        moves = [
+            jnp.stack([v if d == i else jnp.zeros_like(v) for d in range(n)] + [v / np.sqrt(n)])
+            for i, v in enumerate(dirs)
+        ]
         c0 = f(leaves)
-        values, dots = [], []
-        for d, move in enumerate(moves):
-            step = lambda h, move=move: f(
-                [x + h.astype(x.dtype) * v for x, v in zip(leaves, move, strict=True)]
-            )
-            values.append(jax.lax.map(step, scales[d]))
-            dots.append(
-                sum(jnp.sum(a.astype(v.dtype) * v) for a, v in zip(hand, move, strict=True))
-            )
-        return c0, jnp.stack(values), jnp.stack(dots)
+
+        def along(d_moves_steps):
+            move, steps = d_moves_steps
+            at = lambda h: f([x + h.astype(x.dtype) * v for x, v in zip(leaves, move, strict=True)])
+            return jax.vmap(at)(steps)
+
+        values = jax.lax.map(along, (moves, scales))
+        dots = sum(
+            jnp.tensordot(m, a.astype(m.dtype), axes=a.ndim)
+            for m, a in zip(moves, hand, strict=True)
+        )
+        return c0, values, dots
 
     c0, values, dots = run(parts.leaves, hand, jax.random.key(seed))
     c0, values = float(c0), np.asarray(values, np.float64)

@@ -42,15 +42,27 @@ class Directional(NamedTuple):
     norms: list  # ||a_i||_2 of each hand leaf
 
 
-def _directions(key, leaves, k):
-    """k unit directions per leaf, standard normal and normalised, in the leaf's dtype."""
-    keys = jax.random.split(key, len(leaves))
+def directions(seed: int, leaves, k: int) -> list:
+    """k unit directions per leaf (standard normal, normalised), drawn on the host with numpy.
+
+    Drawn outside the compiled program: ``jax.random.normal`` inside it costs
+    seconds of compilation on CPU, more than the checks themselves.
+    """
+    rng = np.random.default_rng(seed)
     out = []
-    for key_i, leaf in zip(keys, leaves, strict=True):
-        v = jax.random.normal(key_i, (k, *jnp.shape(leaf)), jnp.result_type(leaf))
-        norm = jnp.sqrt(jnp.sum(v * v, axis=tuple(range(1, v.ndim)), keepdims=True))
-        out.append(v / norm)
+    for leaf in leaves:
+        V = rng.standard_normal((k, *np.shape(leaf)))
+        V /= np.sqrt(np.sum(V * V, axis=tuple(range(1, V.ndim)), keepdims=True))
+        out.append(jnp.asarray(V, jnp.result_type(leaf)))
     return out
+
+
+def _pair_tangents(dirs, rows, cols):
+    """Tangent trees stacked over pairs p: leaf rows[p] holds direction cols[p], others 0."""
+    return [
+        V[cols] * (rows == i).reshape((-1,) + (1,) * (V.ndim - 1)).astype(V.dtype)
+        for i, V in enumerate(dirs)
+    ]
 
 
 def _along(leaves, i, v):
@@ -58,36 +70,44 @@ def _along(leaves, i, v):
     return [leaf + v if j == i else leaf for j, leaf in enumerate(leaves)]
 
 
-def directional(f, leaves, hand, k: int, key, h: float) -> Directional:
+def directional(f, leaves, hand, dirs, h: float) -> Directional:
     """hand, jvp and central-difference values of k random directions per leaf of ``leaves``.
 
     ``f(leaves)`` is the scalar cost of the list of float leaves (everything
-    else closed over). One jitted call; the directions come from ``key``.
+    else closed over); ``dirs[i]`` holds leaf i's k directions (``directions``).
+    One jitted call.
     """
+    k = int(dirs[0].shape[0])
+
+    n = len(leaves)
+    rows, cols = np.repeat(np.arange(n), k), np.tile(np.arange(k), n)
 
     @jax.jit
-    def run(leaves, hand, key):
-        dirs = _directions(key, leaves, k)
+    def run(leaves, hand, dirs):
+        tangents = _pair_tangents(dirs, rows, cols)  # one cost in the program, not n
         _, f_jvp = jax.linearize(f, leaves)
-        hand_dots, jvps, fds = [], [], []
-        for i, V in enumerate(dirs):
-            zeros = [jnp.zeros_like(x) for x in leaves]
-            tangent = lambda v, i=i, zeros=zeros: [v if j == i else z for j, z in enumerate(zeros)]
-            hand_dots.append(jnp.tensordot(V, hand[i], axes=hand[i].ndim))
-            jvps.append(jax.vmap(lambda v, tangent=tangent: f_jvp(tangent(v)))(V))
-            central = lambda v, i=i: f(_along(leaves, i, h * v)) - f(_along(leaves, i, -h * v))
-            fds.append(jax.lax.map(central, V) / (2 * h))
+        jvps = jax.vmap(f_jvp)(tangents).reshape(n, k)
+
+        def central(tangent):
+            plus = [x + h * v for x, v in zip(leaves, tangent, strict=True)]
+            minus = [x - h * v for x, v in zip(leaves, tangent, strict=True)]
+            return (f(plus) - f(minus)) / (2 * h)
+
+        fds = jax.lax.map(central, tangents, batch_size=min(n * k, 16)).reshape(n, k)
+        hand_dots = [jnp.tensordot(V, a, axes=a.ndim) for V, a in zip(dirs, hand, strict=True)]
         norms = [jnp.sqrt(jnp.sum(jnp.square(a))) for a in hand]
-        return hand_dots, jvps, fds, norms
+        return hand_dots, list(jvps), list(fds), norms
 
     out = run(
-        leaves, [jnp.asarray(a, jnp.result_type(x)) for a, x in zip(hand, leaves, strict=True)], key
+        leaves,
+        [jnp.asarray(a, jnp.result_type(x)) for a, x in zip(hand, leaves, strict=True)],
+        dirs,
     )
     to_np = lambda xs: [np.asarray(x, np.float64) for x in xs]
     return Directional(*map(to_np, out[:3]), [float(n) for n in out[3]])
 
 
-def one_sided_directional(f, leaves, pairs, k: int, key, dtype):
+def one_sided_directional(f, leaves, pairs, dirs, dtype):
     """Right and left derivatives of f along the directions ``pairs`` [(leaf i, direction j)].
 
     As ``kinks.one_sided_partials``, along v: jvp at p + s v for s = t, 2t, -t,
@@ -96,21 +116,25 @@ def one_sided_directional(f, leaves, pairs, k: int, key, dtype):
     """
     eps = float(jnp.finfo(dtype).eps)
 
-    @jax.jit
-    def run(leaves, key):
-        dirs = _directions(key, leaves, k)
-        out = []
-        for i, j in pairs:
-            v = dirs[i][j]
-            t = jnp.sqrt(eps) * jnp.maximum(jnp.max(jnp.abs(leaves[i])), 1.0)
-            tangent = [v if n == i else jnp.zeros_like(x) for n, x in enumerate(leaves)]
-            d = lambda s, i=i, v=v, tangent=tangent: jax.jvp(
-                f, (_along(leaves, i, s * v),), (tangent,)
-            )[1]
-            r1, r2, l1, l2 = d(t), d(2 * t), d(-t), d(-2 * t)
-            err = jnp.maximum(jnp.abs(r1 - r2), jnp.abs(l1 - l2))
-            out.append(jnp.stack([2 * r1 - r2, 2 * l1 - l2, err]))
-        return jnp.stack(out)
+    rows = np.asarray([i for i, _ in pairs])
+    cols = np.asarray([j for _, j in pairs])
 
-    result = np.asarray(run(leaves, key), np.float64)
+    @jax.jit
+    def run(leaves, dirs):
+        tangents = _pair_tangents(dirs, rows, cols)
+        size = jnp.stack([jnp.maximum(jnp.max(jnp.abs(x)), 1.0) for x in leaves])
+        t = jnp.sqrt(eps) * size[rows]
+
+        def one(tangent, t):
+            def d(s):
+                moved = [x + s.astype(x.dtype) * v for x, v in zip(leaves, tangent, strict=True)]
+                return jax.jvp(f, (moved,), (tangent,))[1]
+
+            r1, r2, l1, l2 = jax.vmap(d)(jnp.stack([t, 2 * t, -t, -2 * t]))
+            err = jnp.maximum(jnp.abs(r1 - r2), jnp.abs(l1 - l2))
+            return jnp.stack([2 * r1 - r2, 2 * l1 - l2, err])
+
+        return jax.vmap(one)(tangents, t)
+
+    result = np.asarray(run(leaves, dirs), np.float64)
     return result[:, 0], result[:, 1], result[:, 2]

@@ -13,7 +13,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from jaxnn.verify import trees
-from jaxnn.verify.directional import directional, one_sided_directional
+from jaxnn.verify.directional import directional, directions, one_sided_directional
 from jaxnn.verify.gradient_report import GradientReport as GradientReport
 from jaxnn.verify.gradient_report import LeafCheck as LeafCheck
 from jaxnn.verify.kinks import kink_entries, one_sided_partials
@@ -267,8 +267,8 @@ def _kinks_full(one_sided, leaves, a, bad_g, bad_f, scales, tol):
 
 def _directional(f, leaves, hand, k, seed, h, kinks, dtype, tol):
     """k directions per leaf against jax.jvp and central differences, kinks examined."""
-    key = jax.random.key(seed)
-    d = directional(f, leaves, hand, k, key, h)
+    dirs = directions(seed, leaves, k)
+    d = directional(f, leaves, hand, dirs, h)
     bad_g = [
         _bad(np.abs(x - e), n, tol["rtol"], tol["atol"])
         for x, e, n in zip(d.hand, d.jvp, d.norms, strict=True)
@@ -280,7 +280,7 @@ def _directional(f, leaves, hand, k, seed, h, kinks, dtype, tol):
     accepted = None
     pairs = [(i, j) for i in range(len(leaves)) for j in range(k) if bad_g[i][j] or bad_f[i][j]]
     if kinks and 0 < len(pairs) <= KINK_LIMIT:
-        right, left, err = one_sided_directional(f, leaves, pairs, k, key, dtype)
+        right, left, err = one_sided_directional(f, leaves, pairs, dirs, dtype)
         accepted = [(np.zeros(k, bool), ([], [], [], [])) for _ in leaves]
         for (i, j), r, l, e in zip(pairs, right, left, err, strict=True):
             margin = tol["atol"] + tol["rtol"] * d.norms[i] + e

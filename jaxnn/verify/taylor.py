@@ -44,6 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnn.verify import render, trees
+from jaxnn.verify.directional import directions
 from jaxnn.verify.measures import format_error, lowest_precision
 
 FLOOR = 100.0
@@ -169,13 +170,13 @@ def taylor_test(grad_fn, cost_fn, params, *args, seed: int = 0, **kwargs) -> Tay
     h0.append(max(h0))
     scales = jnp.asarray([[s * 2.0**-n for n in range(count)] for s in h0])
 
+    units = directions(seed, parts.leaves, 1)
+
     @jax.jit
-    def run(leaves, hand, key):
-        keys = jax.random.split(key, len(leaves))
+    def run(leaves, hand, units):
         dirs = []
-        for k, x, a in zip(keys, leaves, hand, strict=True):
-            u = jax.random.normal(k, jnp.shape(x), jnp.result_type(x))
-            u = u / jnp.sqrt(jnp.sum(u * u))
+        for u, a in zip(units, hand, strict=True):
+            u = u[0]
             a = a.astype(u.dtype)
             norm = jnp.sqrt(jnp.sum(a * a))
             v = u + jnp.where(norm > 0, a / jnp.where(norm > 0, norm, 1), 0)
@@ -200,7 +201,7 @@ def taylor_test(grad_fn, cost_fn, params, *args, seed: int = 0, **kwargs) -> Tay
         )
         return c0, values, dots
 
-    c0, values, dots = run(parts.leaves, hand, jax.random.key(seed))
+    c0, values, dots = run(parts.leaves, hand, units)
     c0, values = float(c0), np.asarray(values, np.float64)
     dots, steps = np.asarray(dots, np.float64), np.asarray(scales, np.float64)
     rem = np.abs(values - c0 - steps * dots[:, None])

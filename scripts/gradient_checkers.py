@@ -153,6 +153,8 @@ def evaluate(checkers=CHECKERS, cases=corpus.CASES, progress=None):
                     "error": error,
                 }
             )
+            if progress:
+                progress(rows[-1])
     return rows
 
 

@@ -44,7 +44,9 @@ def test_every_leaf_names_its_worst_entry_with_both_values():
     hand = corpus.grad_fn(case)(params, X, Y)
     ref = jax.grad(corpus.cost_fn(case.net))(params, X, Y)
     for leaf, (a, e) in zip(
-        report.leaves, [(h[k], r[k]) for h, r in zip(hand, ref, strict=True) for k in ("W", "b")]
+        report.leaves,
+        [(h[k], r[k]) for h, r in zip(hand, ref, strict=True) for k in ("W", "b")],
+        strict=True,
     ):
         a, e = np.asarray(a), np.asarray(e)
         index = np.unravel_index(np.argmax(np.abs(a - e)), a.shape)
@@ -77,7 +79,9 @@ def test_reports_render_as_html_and_convert_to_json():
         assert data["ok"] is False
     grad, fault, taylor = (r.as_dict() for r in reports)
     assert fault["fault"] == [2, "delta", "BP2"]
-    assert grad["leaves"][2]["grad"]["worst"]["index"] == list(reports[0].leaves[2].grad.worst.index)
+    assert grad["leaves"][2]["grad"]["worst"]["index"] == list(
+        reports[0].leaves[2].grad.worst.index
+    )
     assert taylor["leaves"][2]["ok"] is False and taylor["leaves"][-1]["ok"] is True
     worst = reports[1].layers[1].delta.worst  # layer 2's delta
     assert f"worst at ({worst.index[0]}, {worst.index[1]})" in str(reports[1])
@@ -106,7 +110,8 @@ def test_check_gradients_reports_a_kink_between_the_one_sided_derivatives():
     assert report.ok and report.kinks > 0
     ref = jax.grad(cost)(params, X, Y)
     hand = corpus.grad_fn(case)(params, X, Y)
-    for leaf, (l, k) in zip(report.leaves, [(l, k) for l in range(3) for k in ("W", "b")]):
+    pairs = [(l, k) for l in range(3) for k in ("W", "b")]
+    for leaf, (l, k) in zip(report.leaves, pairs, strict=True):
         differs = np.argwhere(np.abs(np.asarray(hand[l][k]) - np.asarray(ref[l][k])) > 1e-12)
         located = leaf.kinks.index if leaf.kinks else ()
         assert {tuple(ix) for ix in differs} == set(located), leaf.path
@@ -143,7 +148,9 @@ def test_locate_fault_counts_and_locates_kinks():
 
 def test_directional_check_at_a_kink():
     case = kink_case(1.0, "relu", corpus.RELU_OUT_KINK)
-    case = dataclasses.replace(case, backward=corpus.hand_backward(out_delta=corpus._relu_out_delta(1.0)))
+    case = dataclasses.replace(
+        case, backward=corpus.hand_backward(out_delta=corpus._relu_out_delta(1.0))
+    )
     params, X, Y = corpus.make_point(case)
     report = check_gradients(
         corpus.grad_fn(case), corpus.cost_fn(case.net), params, X, Y, directions=6
@@ -271,12 +278,20 @@ def test_a_float64_sized_tolerance_on_float32_warns():
     with pytest.warns(WeakCheckWarning, match=r"rtol=1e-08 is below float32's resolution"):
         check_gradients(logistic_grad, logistic_cost, w, x, y, rtol=1e-8)
     with pytest.warns(WeakCheckWarning, match="central differences in float32"):
-        check_gradients(logistic_grad, logistic_cost, w, x, y, finite_differences=True, fd_rtol=1e-8)
+        check_gradients(
+            logistic_grad, logistic_cost, w, x, y, finite_differences=True, fd_rtol=1e-8
+        )
     wb = jnp.asarray(w * 100, jnp.bfloat16)
     with pytest.warns(WeakCheckWarning, match=r"p \+ h == p"):
         check_gradients(
-            logistic_grad, logistic_cost, wb, x.astype(jnp.bfloat16), y.astype(jnp.bfloat16),
-            finite_differences=True, h=1e-3, rtol=0.5,
+            logistic_grad,
+            logistic_cost,
+            wb,
+            x.astype(jnp.bfloat16),
+            y.astype(jnp.bfloat16),
+            finite_differences=True,
+            h=1e-3,
+            rtol=0.5,
         )
     with warnings.catch_warnings():
         warnings.simplefilter("error")

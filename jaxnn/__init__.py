@@ -65,7 +65,7 @@ _LAZY_MODULES = (
     "bench",
 )
 # Public functions of lazy submodules, re-exported by name.
-_LAZY_NAMES = {"check_gradients": "verify", "locate_fault": "verify"}
+_LAZY_NAMES = {"check_gradients": "verify", "locate_fault": "verify", "taylor_test": "verify"}
 
 __all__ = [
     "Backward",
@@ -91,6 +91,7 @@ __all__ = [
     "per_example_grads",
     "predict",
     "rows",
+    "taylor_test",
     "value_and_backprop",
     *_LAZY_MODULES,
 ]

@@ -119,7 +119,7 @@ def test_check_gradients_tolerances_follow_the_dtype():
 def test_check_gradients_rejects_a_mismatched_structure():
     net = jaxnn.Network((3, 4, 2), ("relu", "linear"), "mse")  # compiled for the test above
     params, (X, Y) = params_for(net), data_for(net)
-    with pytest.raises(ValueError, match="tree structure"):
+    with pytest.raises(ValueError, match=r"has no array at \[1\]\[.W.\]"):
         check_gradients(lambda *a: BACKPROP(*a)[:1], COST, params, X, Y, net)
     with pytest.raises(ValueError, match=r"\[0\]\['W'\] has shape \(3, 4\)"):
         check_gradients(
@@ -138,7 +138,7 @@ def test_errors_definitions():
     assert err.max_abs == 3 * np.spacing(4.0)
     assert err.max_rel == pytest.approx(3 * np.spacing(4.0) / 4.0)
     assert err.ulp == pytest.approx(3.0)
-    assert verify.errors(np.zeros(3), np.zeros(3)) == verify.Errors(0.0, 0.0, 0.0, 0.0)
+    assert verify.errors(np.zeros(3), np.zeros(3))[:4] == (0.0, 0.0, 0.0, 0.0)
     assert verify.errors(np.ones(2), np.zeros(2)).max_rel == np.inf
     assert np.isnan(verify.errors(np.array([np.nan, 1.0]), np.ones(2)).max_abs)
     # float32 ulps are counted in float32's spacing

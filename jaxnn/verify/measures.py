@@ -21,30 +21,63 @@ import jax.numpy as jnp
 import numpy as np
 
 
+class Worst(NamedTuple):
+    """The entry of a leaf where |a - e| is largest: its index and both values.
+
+    ``hand`` is the value under test (a hand-written gradient or delta),
+    ``reference`` the value it is checked against, ``difference`` is
+    ``hand - reference``. A nan difference wins over any number.
+    """
+
+    index: tuple
+    hand: float
+    reference: float
+    difference: float
+
+
 class Errors(NamedTuple):
-    """Errors of one leaf: absolute, relative to the leaf's scale, and in ulps of that scale."""
+    """Errors of one leaf: absolute, relative to the leaf's scale, ulps of it, the worst entry."""
 
     max_abs: float
     max_rel: float
     ulp: float
     scale: float  # max_i |e_i|
+    worst: Worst | None = None  # None only for an empty leaf
 
 
-def errors(actual, expected) -> Errors:
-    """``Errors`` of ``actual`` against ``expected`` (see the module docstring)."""
+def worst_entry(actual, expected) -> Worst | None:
+    """The ``Worst`` entry of ``actual`` against ``expected`` (None for an empty leaf)."""
+    a = np.asarray(actual, dtype=np.float64)
+    e = np.asarray(expected, dtype=np.float64)
+    if not a.size:
+        return None
+    diff = np.abs(a - e)
+    flat = int(np.argmax(np.where(np.isnan(diff), np.inf, diff)))
+    index = tuple(int(i) for i in np.unravel_index(flat, a.shape))
+    hand, ref = float(a.reshape(-1)[flat]), float(e.reshape(-1)[flat])
+    return Worst(index, hand, ref, hand - ref)
+
+
+def errors(actual, expected, scale=None) -> Errors:
+    """``Errors`` of ``actual`` against ``expected`` (see the module docstring).
+
+    ``scale`` replaces max_i |e_i| as the leaf's scale where another is meant
+    (the directional checks use the 2-norm of the hand gradient's leaf).
+    """
     e_dtype = np.asarray(expected).dtype
     a = np.asarray(actual, dtype=np.float64)
     e = np.asarray(expected, dtype=np.float64)
+    worst = worst_entry(a, e)
     max_abs = float(np.max(np.abs(a - e), initial=0.0)) if a.size else 0.0
     if a.size and not np.all(np.isfinite(a - e)):
         max_abs = math.nan if np.isnan(a - e).any() else math.inf
-    scale = float(np.max(np.abs(e), initial=0.0))
+    scale = float(np.max(np.abs(e), initial=0.0)) if scale is None else float(scale)
     if max_abs == 0.0:
-        return Errors(0.0, 0.0, 0.0, scale)
+        return Errors(0.0, 0.0, 0.0, scale, worst)
     if scale == 0.0 or not math.isfinite(scale):
-        return Errors(max_abs, math.inf, math.inf, scale)
+        return Errors(max_abs, math.inf, math.inf, scale, worst)
     spacing = float(np.spacing(np.asarray(scale, dtype=e_dtype)))
-    return Errors(max_abs, max_abs / scale, max_abs / spacing, scale)
+    return Errors(max_abs, max_abs / scale, max_abs / spacing, scale, worst)
 
 
 def default_rtol(dtype) -> float:
@@ -58,11 +91,36 @@ def passes(err: Errors, rtol, atol) -> bool:
     return err.max_abs <= atol + rtol * err.scale
 
 
+def is_float_array(x) -> bool:
+    """True for an array (or scalar) of a floating or complex dtype: a leaf to differentiate.
+
+    Pytrees built like Equinox modules also hold functions, strings, integers and
+    other objects as leaves; gradient checks hold those fixed and check the rest.
+    """
+    if not isinstance(x, (jax.Array, np.ndarray, np.generic, float, complex)):
+        return False
+    return bool(jnp.issubdtype(jnp.result_type(x), jnp.inexact))
+
+
 def lowest_precision(tree):
-    """The least precise float dtype among the leaves of ``tree`` (the default float if none)."""
-    dtypes = [jnp.result_type(x) for x in jax.tree.leaves(tree)]
+    """The least precise float dtype among the leaves of ``tree`` (the default float if none).
+
+    Leaves that are not float arrays (functions, strings, integers) are ignored.
+    """
+    dtypes = [jnp.result_type(x) for x in jax.tree.leaves(tree) if is_float_array(x)]
     dtypes = [d for d in dtypes if jnp.issubdtype(d, jnp.inexact)] or [jnp.zeros(()).dtype]
     return max(dtypes, key=lambda d: float(jnp.finfo(d).eps))
+
+
+def format_worst(worst: Worst | None) -> str:
+    """``at (2, 0): hand 1.5e-01, ref -1.5e-01, diff 3.0e-01``; ``-`` for None."""
+    if worst is None:
+        return "-"
+    index = ", ".join(map(str, worst.index))
+    return (
+        f"at ({index}): hand {format_error(worst.hand)}, ref {format_error(worst.reference)}, "
+        f"diff {format_error(worst.difference)}"
+    )
 
 
 def format_error(x) -> str:

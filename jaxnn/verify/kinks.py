@@ -1,0 +1,121 @@
+"""Kinks: points where the cost is not differentiable, and the one-sided derivatives there.
+
+Of jaxnn's activations two have a kink, both at z = 0: relu (slopes 0 left, 1
+right) and leaky_relu (0.01 left, 1 right). sigmoid, tanh, softmax and linear
+are smooth everywhere. At a kink there is no derivative to be right about:
+any value between the one-sided derivatives is a valid choice (a subgradient,
+for these convex pieces), and JAX picks one by convention:
+
+* ``jax.nn.relu`` is a ``custom_jvp`` whose rule is ``select(x > 0, g, 0)``:
+  relu'(0) = 0 (jax/_src/nn/functions.py, citing Bertoin et al. 2021,
+  "Numerical influence of ReLU'(0) on backpropagation");
+* ``jax.nn.leaky_relu`` is ``where(x >= 0, x, slope x)``: leaky_relu'(0) = 1.
+
+PyTorch also takes relu'(0) = 0; a hand derivation that writes ``z >= 0`` takes 1.
+So a hand gradient may differ from ``jax.grad`` at a kink and still be right;
+the checks accept it when the difference is confined to kink entries and lies
+between the one-sided derivatives, and report it as "at a kink".
+
+``KINKS`` serves ``locate_fault``, which knows the network and finds kinks
+exactly (pre-activations equal to 0). ``one_sided_partials`` serves
+``check_gradients`` on an arbitrary function, where kinks are found by
+looking: see its docstring.
+"""
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+from jaxnn.activations import LEAKY_SLOPE
+
+
+class Kink(NamedTuple):
+    """An activation's kink: where it is, its one-sided slopes, and JAX's value there."""
+
+    at: float
+    left: float
+    right: float
+    jax_value: float
+
+
+KINKS = {
+    "relu": Kink(0.0, 0.0, 1.0, 0.0),
+    "leaky_relu": Kink(0.0, LEAKY_SLOPE, 1.0, 1.0),
+}
+
+
+class KinkEntries(NamedTuple):
+    """Entries of a leaf accepted as "at a kink": where, the hand value, the one-sided values."""
+
+    count: int
+    index: tuple  # up to ``SHOWN`` indices, each a tuple
+    hand: tuple
+    left: tuple
+    right: tuple
+
+
+SHOWN = 8
+
+
+def kink_entries(indices, hand, left, right) -> KinkEntries:
+    """``KinkEntries`` of the given entries (the first ``SHOWN`` kept in full)."""
+    take = lambda xs: tuple(float(x) for x in xs[:SHOWN])
+    return KinkEntries(
+        len(indices),
+        tuple(tuple(int(i) for i in ix) for ix in indices[:SHOWN]),
+        take(hand),
+        take(left),
+        take(right),
+    )
+
+
+_PROGRAMS = {}  # compiled one-sided programs, by (cost function, static structure, dtype)
+
+
+def one_sided_partials(f, leaves, arrays, entries, dtype, key=None):
+    """Right and left partial derivatives of ``f(leaves, arrays)`` in each of ``entries``.
+
+    ``entries`` index the leaves raveled into one vector. For entry i,
+    ``d(s) = df/dp_i`` at ``p + s e_i`` (a reverse-mode gradient, where f is
+    smooth), for s = t, 2t and -t, -2t with t = sqrt(eps) max(|p_i|, 1). Past a
+    kink at p, ``d(t) = d_+ + t C'' + O(t^2)``, so Richardson's ``2 d(t) - d(2t)``
+    is the right derivative d_+ to O(t^2) and, likewise, the left one;
+    ``|d(t) - d(2t)|`` (the first-order term, larger than the remaining error)
+    is returned as each estimate's error bound.
+
+    This finds a kink that a step of 2t along e_i crosses, and assumes no second
+    kink within 2t. The program is compiled once per ``key`` (a hashable
+    description of f; None: not reused). Returns numpy arrays ``(right, left, error)``.
+    """
+    eps = float(jnp.finfo(dtype).eps)
+    cache_key = None if key is None else (key, jnp.dtype(dtype).name)
+    program = _PROGRAMS.get(cache_key) if cache_key else None
+    if program is None:
+
+        @jax.jit
+        def program(leaves, arrays, entries):
+            flat, unravel = ravel_pytree(leaves)
+            grad = jax.grad(lambda theta: f(unravel(theta), arrays))
+
+            def one(i):
+                t = jnp.sqrt(eps) * jnp.maximum(jnp.abs(flat[i]), 1.0)
+                d = lambda s: grad(flat.at[i].add(s))[i]
+                r1, r2, l1, l2 = d(t), d(2 * t), d(-t), d(-2 * t)
+                error = jnp.maximum(jnp.abs(r1 - r2), jnp.abs(l1 - l2))
+                return 2 * r1 - r2, 2 * l1 - l2, error
+
+            return jax.lax.map(one, entries)
+
+        if cache_key:
+            if len(_PROGRAMS) >= 64:
+                _PROGRAMS.pop(next(iter(_PROGRAMS)))
+            _PROGRAMS[cache_key] = program
+    n = len(entries)
+    padded = np.zeros(max(16, 1 << (n - 1).bit_length()), np.int64)  # few distinct shapes
+    padded[:n] = entries
+    right, left, error = program(list(leaves), list(arrays), jnp.asarray(padded))
+    take = lambda x: np.asarray(x, np.float64)[:n]
+    return take(right), take(left), take(error)

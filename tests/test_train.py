@@ -325,6 +325,11 @@ def test_fit_rejects_values_too_large_for_float32():
 
 def first_nonfinite_step(net, optimizer, ds, batch_size, key):
     """(epoch, step) of the first non-finite batch cost, by a Python loop of single steps."""
+    return first_nonfinite_cost(net, optimizer, ds, batch_size, key)[:2]
+
+
+def first_nonfinite_cost(net, optimizer, ds, batch_size, key):
+    """(epoch, step, cost) of the first non-finite batch cost, as ``fit`` would meet it."""
     step = train.make_step(net, optimizer)
     _, shuffle_key = jax.random.split(key)
     params, _, _ = train.fit(net, optimizer, ds, 0, batch_size, key)  # the initial params
@@ -335,7 +340,7 @@ def first_nonfinite_step(net, optimizer, ds, batch_size, key):
         for k, idx in enumerate(np.asarray(batches)):
             params, state, c = step(params, state, X[:, idx], Y[:, idx])
             if not np.isfinite(c):
-                return e + 1, k + 1
+                return e + 1, k + 1, float(c)
     raise AssertionError("no divergence")
 
 

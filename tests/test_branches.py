@@ -11,7 +11,6 @@ import subprocess
 import sys
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
@@ -159,7 +158,7 @@ def test_params_turning_nonfinite_with_finite_batch_costs():
 def test_test_cost_turning_nonfinite_with_finite_training():
     """Test targets of 1e200 (finite): the squared error overflows to inf on the test set
     only; training and its parameters stay finite."""
-    net, ds, params = toy_data("linear")
+    net, ds, _ = toy_data("linear")
     ds = ds._replace(Y_test=np.full(np.shape(ds.Y_test), 1e200))
     seen = []
     with pytest.raises(train.NonFiniteCostError) as e:

@@ -228,11 +228,8 @@ def test_fit_history_and_resume_bitwise():
     assert resumed.history == full.history
 
 
-def test_fit_casts_data_to_params_dtype():
-    net, ds, params = toy_data("linear")
-    params32 = jax.tree.map(lambda x: x.astype(jnp.float32), params)
-    result = train.fit(net, optim.sgd(0.01), ds, 1, 10, jax.random.key(0), params=params32)
-    assert {x.dtype for x in jax.tree.leaves(result.params)} == {jnp.dtype(jnp.float32)}
+# fit casting data to the params' dtype, with x64 on and off, values included:
+# tests/test_float32.py.
 
 
 def test_fit_rejects_mismatched_data():

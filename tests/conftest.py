@@ -2,7 +2,9 @@
 
 x64 lets gradient comparisons reach 1e-10; "highest" matmul precision makes a GPU
 or TPU give the CPU's answers; rank promotion raises so a bias of shape (n,)
-added to (n, m) is caught instead of broadcast.
+added to (n, m) is caught instead of broadcast. The ``torch`` fixture gives PyTorch
+to the tests that compare with it: a skip where it is not installed, a failure under
+CI (``torch_required``).
 """
 
 import os

@@ -132,13 +132,21 @@ FAULTS = (
         (
             (
                 "jaxnn/parallel.py",
+                'AXIS = "batch"\n',
+                'AXIS = "batch"\n\n\ndef _summed(optimizer, mesh):\n'
+                "    n = mesh.shape[AXIS]\n"
+                "    update = lambda g, s, p=None: optimizer.update(jax.tree.map(lambda x: x * n, g), s, p)\n"
+                "    return optax.GradientTransformation(optimizer.init, update)\n",
+            ),
+            (
+                "jaxnn/parallel.py",
                 "        step_fn(net, optimizer, gradients),",
-                "        step_fn(net, optax.chain(optax.scale(mesh.shape[AXIS]), optimizer), gradients),",
+                "        step_fn(net, _summed(optimizer, mesh), gradients),",
             ),
             (
                 "jaxnn/parallel.py",
                 "        net, optimizer, batch_size, gradients, lambda B:",
-                "        net, optax.chain(optax.scale(mesh.shape[AXIS]), optimizer), batch_size, gradients, lambda B:",
+                "        net, _summed(optimizer, mesh), batch_size, gradients, lambda B:",
             ),
         ),
         ("tests/test_parallel_checks.py",),
@@ -280,10 +288,18 @@ def run(argv: list[str], tree: str, timeout: int) -> tuple[bool, str, float]:
 
 
 def first_failure(output: str) -> str:
-    """The first failing test (pytest's FAILED/ERROR line), or the last line of output."""
+    """The first failing test (pytest's FAILED/ERROR line) and the error it ended with,
+    so that a reader can tell a fault caught by a check from one that merely crashed;
+    for jaxnn verify, its closing line."""
     for line in output.splitlines():
         if line.startswith(("FAILED ", "ERROR ")):
-            return line.split(" - ")[0].split(" ", 1)[1]
+            test = line.split(" - ")[0].split(" ", 1)[1]
+            errors = [
+                l.strip("E ").strip()
+                for l in output.splitlines()
+                if l.startswith("E ") and re.search(r"\w+(Error|Exception)\b", l)
+            ]
+            return f"{test} ({errors[-1][:120]})" if errors else test
     if "FAIL" in output and "configurations pass" not in output:
         lines = [l for l in output.splitlines() if "FAIL" in l]
         return "jaxnn verify: " + lines[-1].strip()[:80]

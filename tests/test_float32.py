@@ -53,6 +53,24 @@ def float64_run(net, optimizer, ds, epochs, batch_size, key, params, **kwargs):
         )
 
 
+def by_hand(net, optimizer, ds, epochs, batch_size, key, params):
+    """fit's documented schedule, written out in float64: epoch e takes one ``make_step``
+    per batch of ``epoch_batches(fold_in(shuffle_key, e), m, B)``, on the data as given
+    (cast to float64 by NumPy). Independent of fit's own casting and shuffling."""
+    with jax.enable_x64(True):
+        _, shuffle_key = jax.random.split(key)
+        X, Y = np.asarray(ds.X_train, np.float64), np.asarray(ds.Y_train, np.float64)
+        params = in_float64(params)
+        state, step = optimizer.init(params), train.make_step(net, optimizer)
+        for e in range(epochs):
+            batches = train.epoch_batches(
+                jax.random.fold_in(shuffle_key, e), X.shape[1], batch_size
+            )
+            for idx in np.asarray(batches):
+                params, state, _ = step(params, state, X[:, idx], Y[:, idx])
+        return in_float64(params)
+
+
 @pytest.mark.parametrize(
     ("head", "optimizer", "tol"),
     # Seen: sgd 3.6e-7 (params); adam 6.3e-6 (params) and 1.6e-5 (its first moment, the
@@ -114,8 +132,9 @@ def test_step_in_float32(default_dtype, gradients):
 @pytest.mark.parametrize("x64", [True, False], ids=["x64-on", "x64-off"])
 def test_fit_casts_data_to_the_params_dtype(x64):
     """float64 data and float32 params: the run is bitwise the run on the data cast to
-    float32 first, and within TOL of the float64 run from the same params; integer
-    data are cast too."""
+    float32 first (integer data too), and its parameters' change over 2 epochs is within
+    1e-4 of the change by hand (``by_hand``) on the data cast to float32 by NumPy, where
+    1.2e-5 was seen (data rounded to bfloat16 would be off by ~4e-3)."""
     net, ds, params = toy_data("linear")
     ds64 = ds._replace(**{k: np.asarray(getattr(ds, k), np.float64) for k in train.DATA_FIELDS})
     ds32 = ds._replace(**{k: np.asarray(getattr(ds, k), np.float32) for k in train.DATA_FIELDS})
@@ -132,8 +151,9 @@ def test_fit_casts_data_to_the_params_dtype(x64):
         as_floats = rounded._replace(X_train=np.asarray(rounded.X_train, np.float32))
         expected = train.fit(net, opt, as_floats, 1, 10, key, params=p32)
         assert_trees_equal(ints.params, expected.params)
-    reference = float64_run(net, opt, ds64, 2, 10, key, p32)
-    assert_trees_close(in_float64(got.params), reference.params, TOL, "params")
+    reference = by_hand(net, opt, ds32, 2, 10, key, p32)
+    change = lambda tree: jax.tree.map(np.subtract, in_float64(tree), in_float64(p32))
+    assert_trees_close(change(got.params), change(reference), 1e-4, "change")
 
 
 def test_bundled_dataset_trains_in_float32(default_dtype):

@@ -204,7 +204,7 @@ FAULTS = (
                 "jax.random.fold_in(shuffle_key, 0)",
             ),
         ),
-        ("tests/test_train.py",),
+        ("tests/test_train.py", "tests/test_float32.py"),
     ),
     Fault(
         "signal-ignored",
@@ -297,7 +297,7 @@ def first_failure(output: str) -> str:
             errors = [
                 l.strip("E ").strip()
                 for l in output.splitlines()
-                if l.startswith("E ") and re.search(r"\w+(Error|Exception)\b", l)
+                if re.match(r"E\s+\w+(Error|Exception)\b", l) and "Traceback" not in l
             ]
             return f"{test} ({errors[-1][:120]})" if errors else test
     if "FAIL" in output and "configurations pass" not in output:

@@ -353,8 +353,9 @@ class Checkpoints:
                     state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()
                 ),
             )
-        except (OSError, ValueError, KeyError, TypeError) as e:  # TensorStore, JSON, orbax
-            raise self._unreadable(epoch, f"reading it failed ({_first_line(e)})") from None
+        except Exception as e:  # TensorStore, JSON; orbax wraps a failed read in a bare Exception
+            cause = e.__cause__ if isinstance(e.__cause__, Exception) else e
+            raise self._unreadable(epoch, f"reading it failed ({_first_line(cause)})") from None
         state, meta = restored["state"], restored["meta"]
         if not isinstance(meta, dict):
             raise self._unreadable(

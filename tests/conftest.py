@@ -2,11 +2,36 @@
 
 x64 lets gradient comparisons reach 1e-10; "highest" matmul precision makes a GPU
 or TPU give the CPU's answers; rank promotion raises so a bias of shape (n,)
-added to (n, m) is caught instead of broadcast.
+added to (n, m) is caught instead of broadcast. The ``torch`` fixture gives PyTorch
+to the tests that compare with it: a skip where it is not installed, a failure under
+CI (``torch_required``).
 """
 
+import os
+
 import jax
+import pytest
 
 jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_default_matmul_precision", "highest")
 jax.config.update("jax_numpy_rank_promotion", "raise")
+
+
+def torch_required() -> bool:
+    """True under CI (``CI=true``, or ``JAXNN_REQUIRE_TORCH=1``, which ``.ci/run`` sets):
+    there, a missing PyTorch fails the tests that use it instead of skipping them."""
+    ci = os.environ.get("CI", "").lower() in ("1", "true")
+    return ci or os.environ.get("JAXNN_REQUIRE_TORCH") == "1"
+
+
+@pytest.fixture(scope="session")
+def torch():
+    """The ``torch`` module: PyTorch is no dependency of jaxnn, so a missing one skips the
+    test, except under CI (``torch_required``), where it fails it."""
+    if not torch_required():
+        return pytest.importorskip("torch")
+    try:
+        import torch
+    except ImportError as e:
+        pytest.fail(f"PyTorch is required under CI (CI or JAXNN_REQUIRE_TORCH is set): {e}")
+    return torch

@@ -343,25 +343,36 @@ def test_bad_data_is_one_line(tmp_path, case):
 
 
 def test_divergence_keeps_last_good_checkpoint(tmp_path):
-    """A learning rate of 1e6 overflows the cost in epoch 3: exit status 1, one line,
-    epochs 1 and 2 kept and loadable, nothing of epoch 3 saved."""
+    """A learning rate of 1e6 overflows the cost: exit status 1, one line naming the first
+    non-finite batch cost, found here by single steps; the epochs before it kept and
+    loadable, nothing of its epoch saved."""
+    from tests.test_train import first_nonfinite_cost
+
+    ds = data.load("diabetes")
+    steps = ds.X_train.shape[1] // 32
+    epoch, step, cost = first_nonfinite_cost(
+        ds.network((), "relu"), optim.sgd(1e6), ds, 32, jax.random.key(0)
+    )
+    assert epoch >= 2  # so that a good checkpoint exists to keep
     out = tmp_path / "run"
     status, stdout, stderr = run(
         "train", "--dataset", "diabetes", "--optimizer", "sgd", "--learning-rate", "1e6",
-        "--hidden", "--batch-size", "32", "--epochs", "5", "--checkpoint-every", "0",
+        "--hidden", "--batch-size", "32", "--epochs", str(epoch + 2), "--checkpoint-every", "0",
         "--out", str(out),
     )  # fmt: skip
     assert status == 1 and stdout == ""
     last = stderr.splitlines()[-1]
     assert last == (
-        "jaxnn: error: training diverged: the cost became inf at step 3 of 11 in epoch 3 (a "
-        "smaller learning rate may help); kept the last good checkpoint, epoch 2, in "
-        f"{out / 'checkpoints'}"
+        f"jaxnn: error: training diverged: the cost became {cost} at step {step} of {steps} "
+        f"in epoch {epoch} (a smaller learning rate may help); kept the last good "
+        f"checkpoint, epoch {epoch - 1}, in {out / 'checkpoints'}"
     )
-    assert sorted(os.listdir(out / "checkpoints")) == ["1", "2"]
+    kept = list(range(max(1, epoch - 3), epoch))  # the newest 3
+    assert sorted(os.listdir(out / "checkpoints"), key=int) == [str(e) for e in kept]
     assert not (out / "metrics.json").exists()
     restored = restore(out, hidden=(), dataset="diabetes", optimizer="sgd")
-    assert restored.epoch == 2 and [r["epoch"] for r in restored.meta["history"]] == [1, 2]
+    assert restored.epoch == epoch - 1
+    assert [r["epoch"] for r in restored.meta["history"]] == list(range(1, epoch))
     assert all(np.isfinite(x).all() for x in jax.tree.leaves(restored.params))
 
 
@@ -382,20 +393,40 @@ def test_resume_from_damaged_checkpoint_is_one_line(digits_run, tmp_path):
 
 
 # A real process, in float64 like the in-process runs, so that its checkpoints resume here.
+# It holds before the callback of epoch HOLD (that epoch trained, not yet saved) until a
+# signal has arrived (the first one puts the previous handlers back), after writing the
+# file MARKER to say it is waiting: the signal lands at that point of every run.
 CHILD = (
-    "import sys, jax\n"
+    "import os, signal, sys, time, jax\n"
     "jax.config.update('jax_enable_x64', True)\n"
     "jax.config.update('jax_default_matmul_precision', 'highest')\n"
     "jax.config.update('jax_numpy_rank_promotion', 'raise')\n"
+    "from jaxnn import train\n"
     "from jaxnn.cli import main\n"
-    "sys.exit(main())\n"
+    "hold, marker = int(sys.argv[1]), sys.argv[2]\n"
+    "fit = train.fit\n"
+    "def held_fit(*args, callback, **kwargs):\n"
+    "    def on_epoch(epoch, *rest):\n"
+    "        if epoch == hold:\n"
+    "            handler = signal.getsignal(signal.SIGINT)\n"
+    "            open(marker, 'w').close()\n"
+    "            deadline = time.monotonic() + 120\n"
+    "            while signal.getsignal(signal.SIGINT) is handler:\n"
+    "                assert time.monotonic() < deadline, 'no signal came'\n"
+    "                time.sleep(0.005)\n"
+    "        return callback(epoch, *rest)\n"
+    "    return fit(*args, callback=on_epoch, **kwargs)\n"
+    "train.fit = held_fit\n"
+    "sys.exit(main(sys.argv[3:]))\n"
 )
 
 
 def interrupt(out, signum, epochs, after_epoch):
-    """Start ``jaxnn train`` in a process; send it ``signum`` once epoch ``after_epoch`` is
-    saved. Returns (exit status, stderr)."""
-    argv = [sys.executable, "-c", CHILD, "train", "--epochs", str(epochs), *SMALL]
+    """Start ``jaxnn train`` in a process; send it ``signum`` once epoch ``after_epoch``
+    has trained, before its checkpoint is saved. Returns (exit status, stderr)."""
+    marker = out.parent / f"{out.name}.holding"
+    argv = [sys.executable, "-c", CHILD, str(after_epoch), str(marker)]
+    argv += ["train", "--epochs", str(epochs), *SMALL]
     argv += ["--checkpoint-every", "0"]
     with open(out.parent / f"{out.name}.stderr", "w+") as err:
         proc = subprocess.Popen(
@@ -406,8 +437,8 @@ def interrupt(out, signum, epochs, after_epoch):
         )
         try:
             deadline = time.monotonic() + 120
-            while not (out / "checkpoints" / str(after_epoch)).is_dir():
-                assert proc.poll() is None and time.monotonic() < deadline, "no checkpoint"
+            while not marker.exists():
+                assert proc.poll() is None and time.monotonic() < deadline, "never held"
                 time.sleep(0.005)
             proc.send_signal(signum)
             status = proc.wait(timeout=120)
@@ -438,7 +469,7 @@ def test_sigint_saves_and_resumes_bitwise(tmp_path):
     status, stderr = interrupt(out, signal.SIGINT, epochs=12, after_epoch=2)
     assert status == 130, stderr[-2000:]
     done = interrupted_epoch(stderr, out, "SIGINT", 12)
-    assert 2 <= done < 12
+    assert done == 2
     assert restore(out).epoch == done
     unfinished = json.loads((out / "metrics.json").read_text())  # to look at before resuming
     assert unfinished["finished"] is False and unfinished["epochs_done"] == done
@@ -460,9 +491,10 @@ def test_sigterm_saves_and_exits_143(tmp_path):
     out = tmp_path / "run"
     status, stderr = interrupt(out, signal.SIGTERM, epochs=12, after_epoch=1)
     assert status == 143, stderr[-2000:]
-    done = interrupted_epoch(stderr, out, "SIGTERM", 12)
+    assert interrupted_epoch(stderr, out, "SIGTERM", 12) == 1
     restored = restore(out)
-    assert restored.epoch == done and len(restored.meta["history"]) == done
+    assert restored.epoch == 1 and len(restored.meta["history"]) == 1
+    assert sorted(os.listdir(out / "checkpoints")) == ["1"]
 
 
 def test_default_train_reaches_97_percent(tmp_path):

@@ -521,9 +521,8 @@ def test_grads_of_another_structure_are_rejected_naming_both(name):
 # --- docs ---------------------------------------------------------------------------------
 
 
-def test_pytorch_mappings_in_the_docs():
+def test_pytorch_mappings_in_the_docs(torch):
     """docs/optimizers.md's PyTorch column, six float64 steps each."""
-    torch = pytest.importorskip("torch")
     rng = np.random.default_rng(6)
     w0 = rng.normal(size=(3, 4))
     grads_seq = random_grads(rng, w0, steps=6)

@@ -104,12 +104,22 @@ def run(args) -> int:
     return 0
 
 
+def installed(module: str) -> bool:
+    """Whether ``module`` can be imported, without importing it (its parent package is)."""
+    if module in sys.modules:
+        return sys.modules[module] is not None
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def prepare(args) -> Job:
     """The run's settings, data, network, optimizer and mesh, all checked; nothing written."""
     settings, config = from_args(args)
     check_settings(settings)
     for module in ("tqdm", "matplotlib", "orbax.checkpoint"):
-        if importlib.util.find_spec(module.split(".")[0]) is None:  # found, not imported
+        if not installed(module):  # found, not imported (that happens in the background)
             require(module, "jaxnn train")  # says what to install
     # Several processes (jaxnn.cli.cluster): join them before any JAX computation.
     several = cluster.join(args)

@@ -9,7 +9,7 @@ other checkers on the same corpus (docs/verifying.md).
 
 import pytest
 
-from jaxnn.verify import check_gradients, locate_fault
+from jaxnn.verify import check_gradients, locate_fault, taylor_test
 from tests import corpus
 
 
@@ -39,3 +39,20 @@ def test_jaxnn_catches_every_bug_and_names_where_it_enters(case):
         assert not any(int(p[1]) + 1 > layer for p in failing), str(report)  # nothing above
     elif case.point == "kink" and "jax's" not in case.name:
         assert report.kinks > 0 and fault.kinks > 0, (str(report), str(fault))
+
+
+KINK_CASES = [c for c in corpus.CASES if c.point == "kink"]
+
+
+@pytest.mark.parametrize("case", KINK_CASES, ids=lambda c: c.name)
+def test_directional_and_taylor_modes_judge_kinks_right(case):
+    """At a kink, where a random direction crosses several non-differentiable points,
+    the directional mode and the Taylor test still flag every bug (kink-only bugs
+    included) and accept every correct convention (relu'(0) in {0, 1/2, 1},
+    leaky_relu'(0) in {0.01, 1}), reporting the direction as at a kink instead."""
+    params, X, Y = corpus.make_point(case)
+    grad, cost = corpus.grad_fn(case), corpus.cost_fn(case.net)
+    directional = check_gradients(grad, cost, params, X, Y, directions=4)
+    taylor = taylor_test(grad, cost, params, X, Y)
+    assert directional.ok is not case.bug, str(directional)
+    assert taylor.ok is not case.bug, str(taylor)

@@ -1,4 +1,4 @@
-"""The benchmark's PyTorch peer (``bench.torch_eager``) trains the same network as jaxnn.
+"""The benchmark's PyTorch peer (``jaxnn.bench.contenders.torch_eager``) trains as jaxnn.
 
 The peer runs in float32, as the benchmark times it; the reference is jaxnn's hand step
 with ``jaxnn.optim.adam`` in float64 from the same initial parameters and batch.
@@ -7,7 +7,8 @@ with ``jaxnn.optim.adam`` in float64 from the same initial parameters and batch.
 import jax
 import numpy as np
 
-from jaxnn import bench, optim, train
+from jaxnn import optim, train
+from jaxnn.bench import contenders as bench
 from tests.helpers import assert_trees_close
 
 SIZES, M, STEPS = (6, 5, 4, 3), 8, 3
@@ -40,7 +41,7 @@ def test_torch_eager_makes_jaxnn_adam_steps(torch, monkeypatch):
     run(STEPS)
     peer = as_params()
 
-    X, Y, labels = bench._data(M, SIZES)
+    X, Y, labels = bench.data(M, SIZES)
     assert np.array_equal(Y.argmax(axis=0), labels)
     optimizer = optim.adam(bench.LEARNING_RATE)
     step = train.make_step(net, optimizer)

@@ -96,40 +96,37 @@ def as_columns(X, n: int, name: str, symbol: str):
     string, complex) are a ValueError, as is any other shape, with a hint when
     the array looks transposed.
     """
-    if X is None:
-        raise ValueError(f"{name} is None; expected an array ({symbol} x m)")
-    X = as_real_array(X, name)
-    shape = shape_of(X)
-    if len(shape) == 1 and shape[0] == n:
-        return jnp.reshape(X, (n, 1))
-    if len(shape) != 2 or shape[0] != n:
-        hint = ""
-        if len(shape) == 2 and shape[1] == n:
-            hint = "; examples go in columns, so transpose it, or use jaxnn.rows"
-        raise ValueError(
-            f"{name} has shape {shape}, the network expects ({n}, m) ({symbol} x m, "
-            f"one example per column){hint}"
-        )
-    return X
+    return _as_examples(X, n, name, symbol, rows=False)
 
 
 def as_rows(X, n: int, name: str, symbol: str):
     """X as a 2-D ``(m, n)`` array of real numbers, one example per row (``jaxnn.rows``);
     a vector of length n is one example, (1, n). Otherwise as ``as_columns``."""
+    return _as_examples(X, n, name, symbol, rows=True)
+
+
+def _as_examples(X, n: int, name: str, symbol: str, rows: bool):
+    """``as_columns`` (examples on axis 1) or ``as_rows`` (examples on axis 0)."""
+    shape_m = f"m x {symbol}" if rows else f"{symbol} x m"
     if X is None:
-        raise ValueError(f"{name} is None; expected an array (m x {symbol})")
+        raise ValueError(f"{name} is None; expected an array ({shape_m})")
+    where = f"(m, {n})" if rows else f"({n}, m)"
+    each = "one example per row" if rows else "one example per column"
+    expect = f"{where} ({shape_m}, {each})"
     X = as_real_array(X, name)
     shape = shape_of(X)
+    units = 1 if rows else 0  # the axis that must have n entries
     if len(shape) == 1 and shape[0] == n:
-        return jnp.reshape(X, (1, n))
-    if len(shape) != 2 or shape[1] != n:
+        return jnp.reshape(X, (1, n) if rows else (n, 1))
+    if len(shape) != 2 or shape[units] != n:
         hint = ""
-        if len(shape) == 2 and shape[0] == n:
-            hint = "; examples go in rows here (jaxnn.rows), so transpose it"
-        raise ValueError(
-            f"{name} has shape {shape}, the network expects (m, {n}) (m x {symbol}, "
-            f"one example per row){hint}"
-        )
+        if len(shape) == 2 and shape[1 - units] == n:
+            hint = (
+                "; examples go in rows here (jaxnn.rows), so transpose it"
+                if rows
+                else "; examples go in columns, so transpose it, or use jaxnn.rows"
+            )
+        raise ValueError(f"{name} has shape {shape}, the network expects {expect}{hint}")
     return X
 
 

@@ -15,13 +15,14 @@ The package, from the bottom up (imports only ever point down this list):
   (sums over examples on any mesh), ``optim`` (optax transformations, on any pytree);
 * training: ``steps`` (step and epoch), ``parallel`` (meshes), ``distributed``
   (several processes: jax.distributed, faults), ``sharded`` (each process's share
-  of the data), ``train`` (fit, evaluate), ``data`` (datasets), ``checkpoint`` (orbax);
+  of the data), ``train`` (fit, evaluate), ``data`` (datasets), ``checkpoint`` (orbax),
+  ``executables`` (compiled programs kept whole on disk);
 * tools: ``verify`` (gradient checks, fault localisation, the matrix), ``bench``;
 * the command line: ``cli``, the only part that prints.
 
 ``jaxnn.train``, ``jaxnn.data``, ``jaxnn.parallel``, ``jaxnn.distributed``,
-``jaxnn.sharded``, ``jaxnn.checkpoint``, ``jaxnn.steps``, ``jaxnn.verify`` and
-``jaxnn.bench`` load on first use, so
+``jaxnn.sharded``, ``jaxnn.checkpoint``, ``jaxnn.executables``, ``jaxnn.steps``,
+``jaxnn.verify`` and ``jaxnn.bench`` load on first use, so
 ``import jaxnn`` stays light.
 """
 
@@ -60,6 +61,7 @@ _LAZY_MODULES = (
     "distributed",
     "sharded",
     "checkpoint",
+    "executables",
     "steps",
     "verify",
     "bench",

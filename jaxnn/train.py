@@ -422,16 +422,33 @@ def resolve_mesh(batch_size: int, devices: int | None, mesh, batch_axis: str | N
     return mesh
 
 
-def start_state(net, optimizer, key, params, opt_state):
-    """The params and optimizer state to start from: given, or made in one compiled call."""
+def start_state(net, optimizer, key, params, opt_state, compile_=None):
+    """The params and optimizer state to start from: given, or made in one compiled call
+    (``make_init``, through ``compile_`` when given: see ``compiler``)."""
     if params is None:
-        made, made_state = make_init(net, optimizer)(key)
+        init = make_init(net, optimizer)
+        init = init if compile_ is None else compile_(init, (key,), "init")
+        made, made_state = init(key)
         params, opt_state = made, made_state if opt_state is None else opt_state
     check_params(params, net.sizes)
     params = list(params)  # a tuple would not match the structure of the gradients
     if opt_state is None:
         opt_state = jax.jit(optimizer.init)(params)
     return params, opt_state
+
+
+def compiler(executables, net: Network, batch_size: int, gradients: str) -> Callable:
+    """``compile_(jitted, args, name) -> callable``: how ``fit`` gets its programs.
+
+    Without ``executables``, ``jitted`` itself (compiled at its first call); with a
+    ``jaxnn.executables.ExecutableCache``, loaded from it or compiled and stored,
+    named by ``name`` and what the programs close over besides the optimizer
+    (the network, the batch size, the gradients).
+    """
+    if executables is None:
+        return lambda jitted, args, name: jitted
+    what = f"{net!r} batch_size={batch_size} gradients={gradients}"
+    return lambda jitted, args, name: executables.compile(jitted, args, name=f"{name} {what}")
 
 
 def host_data(data, params, net: Network) -> dict[str, np.ndarray]:
@@ -481,6 +498,7 @@ def fit(
     devices: int | None = None,
     mesh=None,
     batch_axis: str | None = None,
+    executables=None,
 ) -> FitResult:
     """Train ``net`` on ``data`` by minibatch descent, ``epochs`` epochs in all.
 
@@ -526,6 +544,10 @@ def fit(
       batch_axis: the mesh axis that splits the examples; found if None (the
         mesh's only axis, or its ``"batch"`` axis; ``jaxnn.parallel.batch_axis``).
         A share is split over the ``"batch"`` axis.
+      executables: a ``jaxnn.executables.ExecutableCache`` whose recipe describes
+        ``optimizer``: on one device, fit's two programs (the start and the
+        epoch) are loaded from it, not traced and compiled, when a process
+        before this one stored them. Ignored on a mesh.
 
     Returns:
       ``FitResult(params, opt_state, history)``. ``history`` has one dict per
@@ -548,12 +570,17 @@ def fit(
     mesh = resolve_mesh(batch_size, devices, mesh, batch_axis)
     # Several processes (jaxnn.sharded): keep only this process's share of the examples.
     share = sharded.as_share(data, mesh, batch_axis)
-    params, opt_state = start_state(net, optimizer, key, params, opt_state)
+    one_device = mesh is None and share is None
+    compile_ = compiler(executables if one_device else None, net, batch_size, gradients)
+    params, opt_state = start_state(net, optimizer, key, params, opt_state, compile_)
     if share is None:
         arrays = device_data(data, params, net)
         if mesh is not None:
             params, opt_state, *arrays = parallel.replicate((params, opt_state, *arrays), mesh)
         train_epoch = make_train_epoch(net, optimizer, batch_size, gradients, mesh, batch_axis)
+        X, Y, X_test, Y_test = arrays
+        args = (params, opt_state, X, Y, key, np.int32(start_epoch), X_test, Y_test)
+        train_epoch = compile_(train_epoch, args, "train_epoch")
     else:
         train_epoch, params, opt_state, arrays = share_training(
             net, optimizer, batch_size, gradients, mesh, share, (params, opt_state)

@@ -17,6 +17,21 @@ jax.config.update("jax_default_matmul_precision", "highest")
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def private_caches(tmp_path_factory):
+    """The caches of ``jaxnn train`` runs in these tests (JAX's, and the executables
+    kept beside it) go to a directory of the session, never to the user's own."""
+    saved = {k: os.environ.get(k) for k in ("XDG_CACHE_HOME", "JAX_COMPILATION_CACHE_DIR")}
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
+    os.environ.pop("JAX_COMPILATION_CACHE_DIR", None)
+    yield
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
 def torch_required() -> bool:
     """True under CI (``CI=true``, or ``JAXNN_REQUIRE_TORCH=1``, which ``.ci/run`` sets):
     there, a missing PyTorch fails the tests that use it instead of skipping them."""

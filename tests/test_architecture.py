@@ -46,6 +46,7 @@ LAYERS = {
     "jaxnn.train": "training",
     "jaxnn.data": "training",
     "jaxnn.checkpoint": "training",
+    "jaxnn.executables": "training",  # compiled programs kept whole on disk (fit's cache)
     "jaxnn.verify": "tools",  # the package and every module in it
     "jaxnn.bench": "tools",  # a module or a package
     "jaxnn.cli": "cli",

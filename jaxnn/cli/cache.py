@@ -9,6 +9,11 @@ command line turns it on, in this order of precedence:
 2. otherwise ``$XDG_CACHE_HOME/jaxnn/jax`` (``~/.cache/jaxnn/jax`` when
    ``XDG_CACHE_HOME`` is unset), the user's cache directory.
 
+Beside JAX's entries, in ``<that directory>/jaxnn-executables``, the command line
+keeps ``fit``'s two programs whole (``jaxnn.executables``): a second identical
+run loads them without tracing or lowering them (about 0.4 s of Python on the
+default network), which JAX's cache alone still does.
+
 Every program is cached, however fast it compiled (JAX's default skips those
 under 1 s, which are all of a small network's programs), so a second identical
 run compiles nothing. Turn it off with ``jaxnn train --no-compilation-cache``, or
@@ -21,6 +26,7 @@ This module never prints.
 import os
 
 ENV_DIR = "JAX_COMPILATION_CACHE_DIR"
+EXECUTABLES = "jaxnn-executables"
 
 
 def cache_dir(environ=None) -> str:
@@ -48,3 +54,16 @@ def enable(enabled: bool = True) -> str | None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)  # cache every entry
     return directory
+
+
+def executables(settings: dict, environ=None):
+    """The ``jaxnn.executables.ExecutableCache`` of a run with these settings.
+
+    Its recipe names the optimizer and its learning rate: what ``fit``'s programs
+    close over that ``fit`` does not name itself (the other hyperparameters are
+    the optimizer's defaults, in jaxnn's source, which the key covers).
+    """
+    from jaxnn.executables import ExecutableCache
+
+    recipe = f"optimizer={settings['optimizer']} learning_rate={settings['learning_rate']!r}"
+    return ExecutableCache(os.path.join(cache_dir(environ), EXECUTABLES), recipe)

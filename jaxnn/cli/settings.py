@@ -143,8 +143,8 @@ def add_arguments(p) -> None:
         "--no-compilation-cache",
         action="store_true",
         help="do not use JAX's persistent compilation cache (by default in "
-        "$JAX_COMPILATION_CACHE_DIR, else $XDG_CACHE_HOME/jaxnn/jax or ~/.cache/jaxnn/jax), "
-        "so every program is compiled afresh",
+        "$JAX_COMPILATION_CACHE_DIR, else $XDG_CACHE_HOME/jaxnn/jax or ~/.cache/jaxnn/jax) "
+        "nor the programs kept whole beside it, so every program is compiled afresh",
     )
 
 

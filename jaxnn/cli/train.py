@@ -2,8 +2,9 @@
 
 The run directory holds config.json, metrics.json, curves.png and
 checkpoints/; a run resumes from its newest checkpoint. Compiled programs are
-kept in the persistent compilation cache (``jaxnn.cli.cache``), so a second run
-of the same network compiles nothing.
+kept in the persistent compilation cache, and fit's two programs whole beside it
+(``jaxnn.cli.cache``), so a second run of the same network compiles nothing and
+does not trace fit's programs.
 
 Checkpoints are written in the background (orbax's asynchronous save) at most
 every ``--checkpoint-every`` seconds, always after the last epoch and on a
@@ -73,6 +74,7 @@ class Job(NamedTuple):
     key: Any
     metric: str
     several: bool  # several processes (jaxnn.cli.cluster); process 0 writes
+    executables: Any  # a jaxnn.executables.ExecutableCache, or None (no cache)
 
 
 def run(args) -> int:
@@ -154,7 +156,10 @@ def prepare(args) -> Job:
     key = jax.random.key(settings["seed"])
     cluster.check_same(args, settings, config)  # several processes: the same command?
     metric = train.main_metric(task)
-    return Job(settings, config, dataset, task, net, optimizer, mesh, out, key, metric, several)
+    # fit's programs kept whole beside JAX's cache (one process: fit ignores them on a mesh)
+    kept = None if args.no_compilation_cache or several else cache.executables(settings)
+    job = (settings, config, dataset, task, net, optimizer, mesh, out, key, metric, several)
+    return Job(*job, kept)
 
 
 def run_config(config: dict | None, settings: dict, net, out: str) -> dict:
@@ -241,6 +246,7 @@ def fit(job: Job, callback, start: dict):
         callback=callback,
         gradients=s["gradients"],
         mesh=job.mesh,
+        executables=job.executables,
         **start,
     )
 

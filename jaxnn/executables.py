@@ -1,0 +1,237 @@
+"""Compiled programs kept on disk: a later process runs them without tracing them again.
+
+JAX's persistent compilation cache spares a second run the XLA compile, but not
+the Python work before it: ``jax.jit`` still traces the function and lowers it to
+StableHLO to find the cache entry, about 0.4 s for ``fit``'s start and epoch on
+the default network (the 40 epochs themselves take about 0.6 s). An
+``ExecutableCache`` keeps the compiled executable itself
+(``jax.experimental.serialize_executable``) under a key made of everything that
+defines the program, so the next process loads it (about 0.07 s each) and calls it.
+
+The key (``ExecutableCache.key``) is a SHA-256 of:
+
+* the program's ``name`` and the cache's ``recipe``: what the program closes
+  over that its arguments do not show (``fit`` names the network, batch size and
+  gradients; the caller's recipe must describe the optimizer);
+* the arguments: the tree structure and each leaf's type, shape, dtype and
+  sharding (``jax.typeof``), not their values;
+* the source of every module of the ``jaxnn`` package, the versions of jax,
+  jaxlib and optax, every ``jax.config`` value except those about caches and
+  logging, ``XLA_FLAGS``, and the backend (platform, its version, the devices'
+  kinds and number, the number of processes).
+
+So a change to any of them compiles afresh. A file that is missing, truncated or
+not loadable is compiled afresh and rewritten (each file carries the SHA-256 of
+its contents); every write is atomic (a temporary file, then a rename). The
+newest ``max_entries`` files are kept.
+
+.. warning::
+   A serialized executable is loaded with ``pickle`` (JAX's own format for it)
+   and runs machine code: like JAX's compilation cache, the directory must be
+   the user's own (it is created with mode 0700). Never point it at files from
+   elsewhere.
+
+This module never prints.
+"""
+
+import functools
+import hashlib
+import os
+import pathlib
+import pickle
+import tempfile
+import threading
+import uuid
+from collections.abc import Callable
+
+import jax
+
+MAGIC = b"jaxnn-executable-1\n"
+SUFFIX = ".exe"
+
+
+@functools.cache
+def source_digest() -> str:
+    """SHA-256 of the source of every module of the installed ``jaxnn`` package."""
+    root = pathlib.Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def environment() -> str:
+    """Everything outside a program's own code and arguments that changes what it compiles to."""
+    import jaxlib
+    import optax
+
+    config = {
+        k: repr(v) for k, v in jax.config.values.items() if "cache" not in k and "log" not in k
+    }
+    devices = jax.devices()
+    backend = devices[0].client
+    return repr(
+        (
+            source_digest(),
+            jax.__version__,
+            jaxlib.__version__,
+            optax.__version__,
+            sorted(config.items()),
+            os.environ.get("XLA_FLAGS", ""),
+            backend.platform,
+            backend.platform_version,
+            [d.device_kind for d in devices],
+            jax.process_count(),
+        )
+    )
+
+
+def signature(args) -> str:
+    """The arguments' tree structure and each leaf's type (shape, dtype, sharding)."""
+    leaves, tree = jax.tree.flatten(args)
+    types = [(str(jax.typeof(x)), repr(getattr(x, "sharding", None))) for x in leaves]
+    return repr((str(tree), types))
+
+
+class ExecutableCache:
+    """Compiled programs on disk, found by what defines them (see the module docstring).
+
+    Args:
+      directory: where the executables live; created (mode 0700) at the first write.
+      recipe: what the programs close over that neither their arguments nor their
+        names show, e.g. the optimizer and its hyperparameters. Two programs
+        with the same name, recipe and argument types must be the same program.
+      max_entries: keep the newest this many executables, delete older ones.
+
+    ``hits`` and ``misses`` count this object's loads and compilations.
+
+    Example:
+      >>> cache = ExecutableCache("/tmp/exe", recipe="adam 0.001")
+      >>> step = cache.compile(jax.jit(f), (params, X), name="step")  # f(params, X)
+    """
+
+    def __init__(self, directory: str, recipe: str, max_entries: int = 64):
+        self.directory, self.recipe, self.max_entries = directory, recipe, max_entries
+        self.hits = self.misses = 0
+        self._memory = {}  # key -> executable, for later calls in this process
+
+    def key(self, name: str, args) -> str:
+        """The SHA-256 that names the file of program ``name`` on ``args``."""
+        parts = (name, self.recipe, signature(args), environment())
+        return hashlib.sha256(repr(parts).encode()).hexdigest()
+
+    def path(self, name: str, args) -> str:
+        """The file that holds program ``name`` on ``args``."""
+        return os.path.join(self.directory, self.key(name, args) + SUFFIX)
+
+    def compile(self, fun: Callable, args: tuple, *, name: str) -> Callable:
+        """``fun`` compiled for ``args`` (a tuple of positional arguments): loaded from
+        the directory if there, else traced, compiled and stored. Returns a
+        ``jax.stages.Compiled``, called with arguments of the same types.
+
+        ``fun``: a function of ``args`` alone, or a plain ``jax.jit`` of one (it is
+        unwrapped: jit options are not kept).
+        """
+        key = self.key(name, args)
+        if key in self._memory:
+            return self._memory[key]
+        path = os.path.join(self.directory, key + SUFFIX)
+        compiled = _load(path)
+        if compiled is not None:
+            self.hits += 1
+        else:
+            self.misses += 1
+            compiled, fresh = _compile(fun, args, key)
+            if fresh:
+                try:
+                    _store(path, compiled)
+                    self._evict()
+                except (OSError, ValueError, NotImplementedError):
+                    pass  # not serializable, or no room: still usable in this process
+        self._memory[key] = compiled
+        return compiled
+
+    def _evict(self) -> None:
+        files = sorted(pathlib.Path(self.directory).glob("*" + SUFFIX), key=_mtime, reverse=True)
+        for old in files[self.max_entries :]:
+            old.unlink(missing_ok=True)
+
+
+def _mtime(path: pathlib.Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0
+
+
+# JAX's compilation cache hits, counted per thread (jax.monitoring has no unregister).
+_jax_cache = threading.local()
+
+
+def _count_jax_cache_hit(event: str, **kwargs) -> None:
+    if event == "/jax/compilation_cache/cache_hits":
+        _jax_cache.hits = getattr(_jax_cache, "hits", 0) + 1
+
+
+@functools.cache
+def _listen() -> None:
+    jax.monitoring.register_event_listener(_count_jax_cache_hit)
+
+
+def _compile(fun: Callable, args: tuple, key: str):
+    """``(compiled, fresh)``: ``fun`` lowered and compiled under a name of its own,
+    and whether XLA compiled it here rather than JAX's compilation cache loading it.
+
+    Only a fresh executable may be stored: one that JAX's cache loaded serializes
+    without its kernels on the CPU (jax 0.10.2: the copy fails at its first call
+    with "Function ... not found"). A name no compilation had before (the key and
+    a random suffix) keeps JAX's cache from serving it; ``fresh`` checks that it
+    did not.
+    """
+    fun = getattr(fun, "__wrapped__", fun)
+
+    @functools.wraps(fun)
+    def program(*a):
+        return fun(*a)
+
+    program.__name__ = program.__qualname__ = f"{fun.__name__}_{key[:16]}_{uuid.uuid4().hex[:8]}"
+    _listen()
+    before = getattr(_jax_cache, "hits", 0)
+    compiled = jax.jit(program).lower(*args).compile()
+    return compiled, getattr(_jax_cache, "hits", 0) == before
+
+
+def _load(path: str):
+    """The executable stored at ``path``, or None if missing or not sound."""
+    from jax.experimental import serialize_executable
+
+    try:
+        with open(path, "rb") as f:
+            blob = f.read()
+    except OSError:
+        return None
+    head = len(MAGIC) + 32
+    payload = blob[head:]
+    if blob[: len(MAGIC)] != MAGIC or blob[len(MAGIC) : head] != hashlib.sha256(payload).digest():
+        return None
+    try:
+        serialized, in_tree, out_tree = pickle.loads(payload)
+        return serialize_executable.deserialize_and_load(serialized, in_tree, out_tree)
+    except Exception:  # another jaxlib's format, a stale class: compile afresh
+        return None
+
+
+def _store(path: str, compiled) -> None:
+    from jax.experimental import serialize_executable
+
+    payload = pickle.dumps(serialize_executable.serialize(compiled))
+    directory = os.path.dirname(path)
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(MAGIC + hashlib.sha256(payload).digest() + payload)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise

@@ -34,8 +34,10 @@ newest ``max_entries`` files are kept.
 This module never prints.
 """
 
+import contextlib
 import functools
 import hashlib
+import math
 import os
 import pathlib
 import pickle
@@ -43,6 +45,7 @@ import tempfile
 import threading
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import jax
 
@@ -114,6 +117,7 @@ class ExecutableCache:
         self.directory, self.recipe, self.max_entries = directory, recipe, max_entries
         self.hits = self.misses = 0
         self._memory = {}  # key -> executable, for later calls in this process
+        self._lock = threading.Lock()
 
     def key(self, name: str, args) -> str:
         """The SHA-256 that names the file of program ``name`` on ``args``."""
@@ -130,17 +134,26 @@ class ExecutableCache:
         ``jax.stages.Compiled``, called with arguments of the same types.
 
         ``fun``: a function of ``args`` alone, or a plain ``jax.jit`` of one (it is
-        unwrapped: jit options are not kept).
+        unwrapped: jit options are not kept). ``args`` may hold
+        ``jax.ShapeDtypeStruct`` leaves: only their types count.
         """
+        with _no_jax_cache_writes():
+            return self._get(fun, args, name)
+
+    def compile_many(self, requests) -> list:
+        """``compile`` of each ``(fun, args, name)`` in ``requests``, all at once (a
+        thread each: XLA compiles and loads without holding the GIL), in order."""
+        with _no_jax_cache_writes(), ThreadPoolExecutor(len(requests)) as pool:
+            return list(pool.map(lambda request: self._get(*request), requests))
+
+    def _get(self, fun, args, name):
         key = self.key(name, args)
         if key in self._memory:
             return self._memory[key]
         path = os.path.join(self.directory, key + SUFFIX)
         compiled = _load(path)
-        if compiled is not None:
-            self.hits += 1
-        else:
-            self.misses += 1
+        loaded = compiled is not None
+        if not loaded:
             compiled, fresh = _compile(fun, args, key)
             if fresh:
                 try:
@@ -148,7 +161,9 @@ class ExecutableCache:
                     self._evict()
                 except (OSError, ValueError, NotImplementedError):
                     pass  # not serializable, or no room: still usable in this process
-        self._memory[key] = compiled
+        with self._lock:
+            self.hits, self.misses = self.hits + loaded, self.misses + (not loaded)
+            self._memory[key] = compiled
         return compiled
 
     def _evict(self) -> None:
@@ -176,6 +191,34 @@ def _count_jax_cache_hit(event: str, **kwargs) -> None:
 @functools.cache
 def _listen() -> None:
     jax.monitoring.register_event_listener(_count_jax_cache_hit)
+
+
+_MIN_COMPILE_TIME = "jax_persistent_cache_min_compile_time_secs"
+_writes_off = {"depth": 0, "saved": None, "lock": threading.Lock()}
+
+
+@contextlib.contextmanager
+def _no_jax_cache_writes():
+    """JAX's compilation cache writes none of the programs compiled here: each has a
+    name of its own (see ``_compile``), which no later lookup would ask for.
+
+    The setting is global: a program that another thread compiles meanwhile is not
+    written either (only compiled again by a later process). Nested and
+    concurrent uses restore it once, when the last ends.
+    """
+    state = _writes_off
+    with state["lock"]:
+        if state["depth"] == 0:
+            state["saved"] = jax.config.values[_MIN_COMPILE_TIME]
+            jax.config.update(_MIN_COMPILE_TIME, math.inf)
+        state["depth"] += 1
+    try:
+        yield
+    finally:
+        with state["lock"]:
+            state["depth"] -= 1
+            if state["depth"] == 0:
+                jax.config.update(_MIN_COMPILE_TIME, state["saved"])
 
 
 def _compile(fun: Callable, args: tuple, key: str):

@@ -422,13 +422,10 @@ def resolve_mesh(batch_size: int, devices: int | None, mesh, batch_axis: str | N
     return mesh
 
 
-def start_state(net, optimizer, key, params, opt_state, compile_=None):
-    """The params and optimizer state to start from: given, or made in one compiled call
-    (``make_init``, through ``compile_`` when given: see ``compiler``)."""
+def start_state(net, optimizer, key, params, opt_state):
+    """The params and optimizer state to start from: given, or made in one compiled call."""
     if params is None:
-        init = make_init(net, optimizer)
-        init = init if compile_ is None else compile_(init, (key,), "init")
-        made, made_state = init(key)
+        made, made_state = make_init(net, optimizer)(key)
         params, opt_state = made, made_state if opt_state is None else opt_state
     check_params(params, net.sizes)
     params = list(params)  # a tuple would not match the structure of the gradients
@@ -437,18 +434,39 @@ def start_state(net, optimizer, key, params, opt_state, compile_=None):
     return params, opt_state
 
 
-def compiler(executables, net: Network, batch_size: int, gradients: str) -> Callable:
-    """``compile_(jitted, args, name) -> callable``: how ``fit`` gets its programs.
+def kept_training(executables, net, optimizer, batch_size, gradients, key, data, state, start):
+    """``fit``'s set-up on one device with a ``jaxnn.executables.ExecutableCache``:
+    ``(train_epoch, params, opt_state, (X, Y, X_test, Y_test))``.
 
-    Without ``executables``, ``jitted`` itself (compiled at its first call); with a
-    ``jaxnn.executables.ExecutableCache``, loaded from it or compiled and stored,
-    named by ``name`` and what the programs close over besides the optimizer
-    (the network, the batch size, the gradients).
+    The start (``make_init``, unless ``state`` gives the params) and the epoch
+    (``make_train_epoch``, for the start's types: ``jax.eval_shape``) are loaded
+    or compiled at the same time (``compile_many``). Their names add what they
+    close over besides the optimizer: the network, the batch size, the gradients.
     """
-    if executables is None:
-        return lambda jitted, args, name: jitted
+    params, opt_state = state
+    init = make_init(net, optimizer)
+    if params is not None:
+        params, opt_state = start_state(net, optimizer, key, params, opt_state)
+        types = jax.tree.map(_type, (params, opt_state))
+    else:
+        types = jax.eval_shape(init, key)  # a trace: nothing compiled
+        types = (types[0], types[1] if opt_state is None else jax.tree.map(_type, opt_state))
+    X, Y, X_test, Y_test = device_data(data, types[0], net)
     what = f"{net!r} batch_size={batch_size} gradients={gradients}"
-    return lambda jitted, args, name: executables.compile(jitted, args, name=f"{name} {what}")
+    epoch = make_train_epoch(net, optimizer, batch_size, gradients)
+    args = (*types, X, Y, key, np.int32(start), X_test, Y_test)
+    requests = [(epoch, args, f"train_epoch {what}")]
+    if params is None:
+        requests.append((init, (key,), f"init {what}"))
+    train_epoch, *starts = executables.compile_many(requests)
+    if params is None:
+        params, made_state = starts[0](key)
+        params, opt_state = list(params), made_state if opt_state is None else opt_state
+    return train_epoch, params, opt_state, (X, Y, X_test, Y_test)
+
+
+def _type(x) -> jax.ShapeDtypeStruct:
+    return jax.ShapeDtypeStruct(np.shape(x), x.dtype, weak_type=jax.typeof(x).weak_type)
 
 
 def host_data(data, params, net: Network) -> dict[str, np.ndarray]:
@@ -570,18 +588,19 @@ def fit(
     mesh = resolve_mesh(batch_size, devices, mesh, batch_axis)
     # Several processes (jaxnn.sharded): keep only this process's share of the examples.
     share = sharded.as_share(data, mesh, batch_axis)
-    one_device = mesh is None and share is None
-    compile_ = compiler(executables if one_device else None, net, batch_size, gradients)
-    params, opt_state = start_state(net, optimizer, key, params, opt_state, compile_)
-    if share is None:
+    state = (params, opt_state)
+    if executables is not None and mesh is None and share is None:
+        train_epoch, params, opt_state, arrays = kept_training(
+            executables, net, optimizer, batch_size, gradients, key, data, state, start_epoch
+        )
+    elif share is None:
+        params, opt_state = start_state(net, optimizer, key, *state)
         arrays = device_data(data, params, net)
         if mesh is not None:
             params, opt_state, *arrays = parallel.replicate((params, opt_state, *arrays), mesh)
         train_epoch = make_train_epoch(net, optimizer, batch_size, gradients, mesh, batch_axis)
-        X, Y, X_test, Y_test = arrays
-        args = (params, opt_state, X, Y, key, np.int32(start_epoch), X_test, Y_test)
-        train_epoch = compile_(train_epoch, args, "train_epoch")
     else:
+        params, opt_state = start_state(net, optimizer, key, *state)
         train_epoch, params, opt_state, arrays = share_training(
             net, optimizer, batch_size, gradients, mesh, share, (params, opt_state)
         )

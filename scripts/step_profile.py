@@ -48,8 +48,12 @@ def profile(epochs: int) -> tuple[dict, int]:
         if e.get("ph") == "X":
             totals[e["name"]] += e["dur"]
             counts[e["name"]] += 1
-    # the loop body's kernels: those that ran once per step
-    kernels = {k: v / per_step for k, v in totals.items() if counts[k] == per_step}
+    # the loop body's kernels: those that ran once per step (not the "end: ..." markers)
+    kernels = {
+        k: v / per_step
+        for k, v in totals.items()
+        if counts[k] == per_step and not k.startswith("end: ")
+    }
     return kernels, n_steps
 
 

@@ -25,6 +25,12 @@ not loadable is compiled afresh and rewritten (each file carries the SHA-256 of
 its contents); every write is atomic (a temporary file, then a rename). The
 newest ``max_entries`` files are kept.
 
+Each program stored is compiled here, under a name no compilation had before, and
+JAX's own cache neither serves it nor writes it: on the CPU, an executable that
+JAX's cache loaded serializes without its kernels (jax 0.10.2), and its copy would
+fail at its first call in the next process. ``compile_many`` loads or compiles
+several programs at once, a thread each.
+
 .. warning::
    A serialized executable is loaded with ``pickle`` (JAX's own format for it)
    and runs machine code: like JAX's compilation cache, the directory must be

@@ -16,9 +16,15 @@ The key (``ExecutableCache.key``) is a SHA-256 of:
 * the arguments: the tree structure and each leaf's type, shape, dtype and
   sharding (``jax.typeof``), not their values;
 * the source of every module of the ``jaxnn`` package, the versions of jax,
-  jaxlib and optax, every ``jax.config`` value except those about caches and
-  logging, ``XLA_FLAGS``, and the backend (platform, its version, the devices'
-  kinds and number, the number of processes).
+  jaxlib and optax, every ``jax.config`` value in force in the calling thread
+  except those about caches and logging, ``XLA_FLAGS`` and ``LIBTPU_INIT_ARGS``,
+  and the backend (platform, its version, the devices' kinds and number, the
+  number of processes).
+
+``fit`` adds to its programs' names the network, the batch size, the gradients
+and the ``fingerprint`` of the optimizer's ``init`` and ``update`` (their traced
+programs and constants), so a recipe that forgot a hyperparameter still cannot
+load another optimizer's program.
 
 So a change to any of them compiles afresh. A file that is missing, truncated or
 not loadable is compiled afresh and rewritten (each file carries the SHA-256 of
@@ -33,9 +39,9 @@ several programs at once, a thread each.
 
 .. warning::
    A serialized executable is loaded with ``pickle`` (JAX's own format for it)
-   and runs machine code: like JAX's compilation cache, the directory must be
-   the user's own (it is created with mode 0700). Never point it at files from
-   elsewhere.
+   and runs machine code: the directory must be the user's own. It is created
+   with mode 0700, and a directory that another user owns or that others may
+   write is neither read nor written (programs are then compiled every time).
 
 This module never prints.
 """
@@ -54,6 +60,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import jax
+import numpy as np
 
 MAGIC = b"jaxnn-executable-1\n"
 SUFFIX = ".exe"
@@ -70,12 +77,16 @@ def source_digest() -> str:
 
 
 def environment() -> str:
-    """Everything outside a program's own code and arguments that changes what it compiles to."""
+    """Everything outside a program's own code and arguments that changes what it
+    compiles to, read in the calling thread (so with its ``jax.enable_x64`` or
+    ``jax.default_matmul_precision`` contexts)."""
     import jaxlib
     import optax
 
     config = {
-        k: repr(v) for k, v in jax.config.values.items() if "cache" not in k and "log" not in k
+        k: repr(v)
+        for k, v in jax.config.values.items()
+        if "cache" not in k and not k.startswith("jax_log")
     }
     devices = jax.devices()
     backend = devices[0].client
@@ -86,13 +97,25 @@ def environment() -> str:
             jaxlib.__version__,
             optax.__version__,
             sorted(config.items()),
-            os.environ.get("XLA_FLAGS", ""),
+            [os.environ.get(name, "") for name in ("XLA_FLAGS", "LIBTPU_INIT_ARGS")],
             backend.platform,
             backend.platform_version,
             [d.device_kind for d in devices],
             jax.process_count(),
         )
     )
+
+
+def fingerprint(fun: Callable, *args) -> str:
+    """A SHA-256 of ``fun``'s traced program on ``args`` (types suffice): its jaxpr,
+    literals included, and the values of the constants it closes over. Two
+    optimizers that differ in a hyperparameter differ here (about 10 ms to trace)."""
+    closed = jax.make_jaxpr(fun)(*args)
+    h = hashlib.sha256(str(closed.jaxpr).encode())
+    for const in closed.consts:
+        value = np.asarray(const)
+        h.update(repr((value.dtype, value.shape)).encode() + value.tobytes())
+    return h.hexdigest()
 
 
 def signature(args) -> str:
@@ -139,38 +162,62 @@ class ExecutableCache:
         the directory if there, else traced, compiled and stored. Returns a
         ``jax.stages.Compiled``, called with arguments of the same types.
 
-        ``fun``: a function of ``args`` alone, or a plain ``jax.jit`` of one (it is
-        unwrapped: jit options are not kept). ``args`` may hold
-        ``jax.ShapeDtypeStruct`` leaves: only their types count.
+        ``fun``: a function of ``args`` alone (a ``jax.jit`` of one is fine: it is
+        inlined). ``args`` may hold ``jax.ShapeDtypeStruct`` leaves: only their
+        types count.
         """
-        with _no_jax_cache_writes():
-            return self._get(fun, args, name)
+        return self.compile_many([(fun, args, name)])[0]
 
     def compile_many(self, requests) -> list:
-        """``compile`` of each ``(fun, args, name)`` in ``requests``, all at once (a
-        thread each: XLA compiles and loads without holding the GIL), in order."""
-        with _no_jax_cache_writes(), ThreadPoolExecutor(len(requests)) as pool:
-            return list(pool.map(lambda request: self._get(*request), requests))
+        """``compile`` of each ``(fun, args, name)`` in ``requests``, in order.
 
-    def _get(self, fun, args, name):
-        key = self.key(name, args)
+        The keys, the tracing and the lowering happen in the calling thread, under
+        its JAX settings (``jax.enable_x64``, ``jax.default_matmul_precision``,
+        ``jax.default_device`` contexts); the loads and XLA's compiles, which do
+        not hold the GIL, in a thread each, so several programs compile at once.
+        """
+        keys = [self.key(name, args) for _, args, name in requests]
+        with _no_jax_cache_writes(), ThreadPoolExecutor(len(requests)) as pool:
+            found = list(pool.map(self._find, keys))
+            built = {
+                i: pool.submit(self._build, _lower(fun, args, key), key)
+                for i, ((fun, args, _), key) in enumerate(zip(requests, keys, strict=True))
+                if found[i] is None
+            }
+            programs = [built[i].result() if i in built else found[i] for i in range(len(keys))]
+        with self._lock:
+            for i, key in enumerate(keys):
+                if key not in self._memory:  # loaded from the directory, or compiled
+                    self.misses += i in built
+                    self.hits += i not in built
+                self._memory[key] = programs[i]
+        return programs
+
+    def _find(self, key: str):
+        """The program of ``key`` from memory or the directory (refreshing its age), or None."""
         if key in self._memory:
             return self._memory[key]
+        if not _private(self.directory):
+            return None
         path = os.path.join(self.directory, key + SUFFIX)
-        compiled = _load(path)
-        loaded = compiled is not None
-        if not loaded:
-            compiled, fresh = _compile(fun, args, key)
-            if fresh:
-                try:
-                    _store(path, compiled)
-                    self._evict()
-                except (OSError, ValueError, NotImplementedError):
-                    pass  # not serializable, or no room: still usable in this process
-        with self._lock:
-            self.hits, self.misses = self.hits + loaded, self.misses + (not loaded)
-            self._memory[key] = compiled
-        return compiled
+        program = _load(path)
+        if program is not None:
+            with contextlib.suppress(OSError):
+                os.utime(path)  # recently used: evicted last
+        return program
+
+    def _build(self, lowered, key: str):
+        """``lowered`` compiled, and stored if XLA compiled it here (see ``_lower``)."""
+        _listen()
+        before = getattr(_jax_cache, "hits", 0)
+        program = lowered.compile()
+        if getattr(_jax_cache, "hits", 0) == before and _private(self.directory):
+            try:
+                _store(os.path.join(self.directory, key + SUFFIX), program)
+                self._evict()
+            except Exception:  # not serializable (e.g. a host callback), no room: unstored
+                pass
+        return program
 
     def _evict(self) -> None:
         files = sorted(pathlib.Path(self.directory).glob("*" + SUFFIX), key=_mtime, reverse=True)
@@ -227,27 +274,33 @@ def _no_jax_cache_writes():
                 jax.config.update(_MIN_COMPILE_TIME, state["saved"])
 
 
-def _compile(fun: Callable, args: tuple, key: str):
-    """``(compiled, fresh)``: ``fun`` lowered and compiled under a name of its own,
-    and whether XLA compiled it here rather than JAX's compilation cache loading it.
+def _lower(fun: Callable, args: tuple, key: str):
+    """``fun`` traced and lowered for ``args`` under a name of its own.
 
-    Only a fresh executable may be stored: one that JAX's cache loaded serializes
-    without its kernels on the CPU (jax 0.10.2: the copy fails at its first call
-    with "Function ... not found"). A name no compilation had before (the key and
-    a random suffix) keeps JAX's cache from serving it; ``fresh`` checks that it
-    did not.
+    Only an executable that XLA compiled here may be stored: one that JAX's cache
+    loaded serializes without its kernels on the CPU (jax 0.10.2: the copy fails at
+    its first call with "Function ... not found"). A name no compilation had before
+    (the key and a random suffix) keeps JAX's cache from serving it; ``_build``
+    checks, through ``jax.monitoring``, that it did not.
     """
-    fun = getattr(fun, "__wrapped__", fun)
 
-    @functools.wraps(fun)
     def program(*a):
         return fun(*a)
 
-    program.__name__ = program.__qualname__ = f"{fun.__name__}_{key[:16]}_{uuid.uuid4().hex[:8]}"
-    _listen()
-    before = getattr(_jax_cache, "hits", 0)
-    compiled = jax.jit(program).lower(*args).compile()
-    return compiled, getattr(_jax_cache, "hits", 0) == before
+    name = getattr(fun, "__name__", "program")
+    program.__name__ = program.__qualname__ = f"{name}_{key[:16]}_{uuid.uuid4().hex[:8]}"
+    return jax.jit(program).lower(*args)
+
+
+def _private(directory: str) -> bool:
+    """Whether ``directory`` is safe to unpickle from: missing (``_store`` creates it
+    0700), or this user's own and writable by nobody else."""
+    try:
+        st = os.stat(directory)
+    except FileNotFoundError:
+        return True
+    owner = st.st_uid == os.geteuid() if hasattr(os, "geteuid") else True
+    return owner and not st.st_mode & 0o022
 
 
 def _load(path: str):

@@ -41,6 +41,7 @@ import optax
 
 from jaxnn import losses, parallel, sharded
 from jaxnn.data import one_hot
+from jaxnn.executables import fingerprint
 from jaxnn.network import Network, check_inputs, forward, init_params, output_cost
 from jaxnn.steps import GRADIENTS as GRADIENTS
 from jaxnn.steps import epoch_batches as epoch_batches
@@ -452,7 +453,11 @@ def kept_training(executables, net, optimizer, batch_size, gradients, key, data,
         types = jax.eval_shape(init, key)  # a trace: nothing compiled
         types = (types[0], types[1] if opt_state is None else jax.tree.map(_type, opt_state))
     X, Y, X_test, Y_test = device_data(data, types[0], net)
-    what = f"{net!r} batch_size={batch_size} gradients={gradients}"
+    optimizer_id = [  # what the optimizer computes, whatever the caller's recipe says
+        fingerprint(optimizer.init, types[0]),
+        fingerprint(optimizer.update, types[0], types[1], types[0]),
+    ]
+    what = f"{net!r} batch_size={batch_size} gradients={gradients} optimizer={optimizer_id}"
     epoch = make_train_epoch(net, optimizer, batch_size, gradients)
     args = (*types, X, Y, key, np.int32(start), X_test, Y_test)
     requests = [(epoch, args, f"train_epoch {what}")]
@@ -466,7 +471,11 @@ def kept_training(executables, net, optimizer, batch_size, gradients, key, data,
 
 
 def _type(x) -> jax.ShapeDtypeStruct:
-    return jax.ShapeDtypeStruct(np.shape(x), x.dtype, weak_type=jax.typeof(x).weak_type)
+    """``x``'s type, with its sharding if ``x`` is an array committed to a device."""
+    t = jax.typeof(x)
+    committed = isinstance(x, jax.Array) and x.committed
+    sharding = x.sharding if committed else None
+    return jax.ShapeDtypeStruct(t.shape, t.dtype, weak_type=t.weak_type, sharding=sharding)
 
 
 def host_data(data, params, net: Network) -> dict[str, np.ndarray]:

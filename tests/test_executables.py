@@ -193,3 +193,71 @@ def test_an_executable_from_jax_cache_is_not_stored(tmp_path, monkeypatch):
     out = cache.compile(traced([]), ARGS, name=unique(tmp_path))(*ARGS)
     np.testing.assert_array_equal(out[0], jax.jit(traced([]))(*ARGS)[0])
     assert cache.misses == 1 and not list(tmp_path.glob("*.exe"))
+
+
+def test_a_transformed_function_is_compiled_as_it_is(tmp_path):
+    """Only what the function computes counts: jax.grad of f is not f."""
+
+    def f(x):
+        return jnp.sum(x**3)
+
+    x = jnp.arange(3.0)
+    cache = ExecutableCache(str(tmp_path), recipe="r")
+    np.testing.assert_array_equal(
+        cache.compile(jax.grad(f), (x,), name=unique(tmp_path))(x), 3 * x**2
+    )
+
+
+def test_jax_settings_of_the_calling_thread_count(tmp_path):
+    """Keys and tracing happen in the caller's thread, under its JAX contexts."""
+    cache = ExecutableCache(str(tmp_path), recipe="r")
+    key = cache.key("f", ARGS)
+    with jax.default_matmul_precision("bfloat16"):
+        assert cache.key("f", ARGS) != key
+    net, ds, _ = toy_data("softmax")
+    with jax.enable_x64(False):  # the tests run in float64; this fit in float32
+        opt = optim.adam(1e-2)
+        plain = train.fit(net, opt, ds, 2, 8, jax.random.key(1))
+        kept = train.fit(net, opt, ds, 2, 8, jax.random.key(1), executables=cache)
+    assert jax.tree.leaves(kept.params)[0].dtype == jnp.float32
+    assert kept.history == plain.history
+
+
+def test_fit_names_the_optimizer_whatever_the_recipe(tmp_path):
+    net, ds, _ = toy_data("softmax")
+    key = jax.random.key(2)
+    for lr in (1e-2, 1e-1):  # one careless recipe for both
+        cache = ExecutableCache(str(tmp_path), recipe="adam")
+        kept = train.fit(net, optim.adam(lr), ds, 2, 8, key, executables=cache)
+        assert (cache.hits, cache.misses) == (0, 2)  # nothing of the other optimizer loaded
+        assert kept.history == train.fit(net, optim.adam(lr), ds, 2, 8, key).history
+
+
+def test_a_program_that_cannot_be_stored_still_runs(tmp_path):
+    def f(x):
+        jax.debug.callback(lambda v: None, x)  # a host callback: not serializable
+        return x * 2
+
+    x = jnp.arange(3.0)
+    cache = ExecutableCache(str(tmp_path), recipe="r")
+    np.testing.assert_array_equal(cache.compile(f, (x,), name=unique(tmp_path))(x), 2 * x)
+    assert not list(tmp_path.glob("*.exe"))
+    assert jax.config.values["jax_persistent_cache_min_compile_time_secs"] != float("inf")
+
+
+def test_a_directory_others_may_write_is_neither_read_nor_written(tmp_path):
+    name = unique(tmp_path)
+    ExecutableCache(str(tmp_path), recipe="r").compile(traced([]), ARGS, name=name)
+    (path,) = tmp_path.glob("*.exe")
+    tmp_path.chmod(0o777)
+    try:
+        log = []
+        open_to_all = ExecutableCache(str(tmp_path), recipe="r")
+        open_to_all.compile(traced(log), ARGS, name=name)
+        assert (open_to_all.hits, open_to_all.misses, len(log)) == (0, 1, 1)  # not loaded
+        path.unlink()
+        open_to_all = ExecutableCache(str(tmp_path), recipe="r")
+        open_to_all.compile(traced([]), ARGS, name=name)
+        assert not list(tmp_path.glob("*.exe"))  # nor written
+    finally:
+        tmp_path.chmod(0o700)

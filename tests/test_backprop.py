@@ -546,3 +546,26 @@ def test_tuple_params_get_tuple_gradients():
     expected = jax.grad(jaxnn.cost)(params, X, Y, net)
     assert jax.tree.structure(grads) == jax.tree.structure(expected)
     assert_trees_close(grads, expected, 1e-12)
+
+
+@pytest.mark.parametrize("n_out, n_in, m", [(64, 48, 2), (3, 5, 9), (16, 16, 8)])
+def test_bp2_product_either_way(n_out, n_in, m):
+    """(BP2)'s W^T delta through a transposed copy of W, or of delta and the product
+    when those are smaller (m (n_out + n_in) < n_out n_in): the same values."""
+    rng = np.random.default_rng(n_out + m)
+    W, delta = rng.normal(size=(n_out, n_in)), rng.normal(size=(n_out, m))
+    got = jax.jit(jaxnn.backpropagation.transpose_times)(jnp.asarray(W), jnp.asarray(delta))
+    np.testing.assert_allclose(got, W.T @ delta, rtol=1e-13, atol=1e-13)
+
+
+def test_backprop_with_a_small_batch_through_wide_layers():
+    """The (delta^T W)^T form of BP2 in every hidden layer (2 examples, widths 40 and 30),
+    against jax.grad in float64."""
+    net = jaxnn.Network((6, 40, 30, 4), ("tanh", "relu", "softmax"), "cross_entropy")
+    assert all(2 * (o + i) < o * i for i, o in zip(net.sizes[1:-1], net.sizes[2:], strict=True))
+    rng = np.random.default_rng(3)
+    params = random_params(net.sizes, 3)
+    X = jnp.asarray(rng.normal(size=(6, 2)))
+    Y = jnp.asarray(random_targets(net.loss, 4, 2, rng))
+    expected = jax.grad(jaxnn.cost)(params, X, Y, net)
+    assert_trees_close(jaxnn.backprop(params, X, Y, net), expected, rtol=1e-10)

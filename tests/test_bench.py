@@ -53,6 +53,10 @@ def test_hand_gradient_compiles_to_library_matmuls_only():
         pytest.skip("this XLA build does not use YNNPACK fusions")
     assert report["hand"]["plain_dots"] == []
     assert report["hand"]["library_fusions"] >= 5
+    # 2 examples through wide layers: BP2 as (delta^T W)^T (transpose_times), the same
+    small_batch = bench.dot_report(m=2, sizes=(12, 32, 32, 4))
+    assert small_batch["hand"]["plain_dots"] == []
+    assert small_batch["hand"]["library_fusions"] >= 5
 
 
 def test_run_benchmark_reports_every_contender():

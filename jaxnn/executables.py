@@ -132,7 +132,9 @@ class ExecutableCache:
       directory: where the executables live; created (mode 0700) at the first write.
       recipe: what the programs close over that neither their arguments nor their
         names show, e.g. the optimizer and its hyperparameters. Two programs
-        with the same name, recipe and argument types must be the same program.
+        with the same name, recipe and argument types must be the same program
+        (``fit`` puts the network, batch size, gradients and the optimizer's
+        ``fingerprint`` in its names, so its programs do not rely on the recipe).
       max_entries: keep the newest this many executables, delete older ones.
 
     ``hits`` and ``misses`` count this object's loads and compilations.

@@ -150,14 +150,18 @@ class ExecutableCache:
         self._memory = {}  # key -> executable, for later calls in this process
         self._lock = threading.Lock()
 
-    def key(self, name: str, args) -> str:
-        """The SHA-256 that names the file of program ``name`` on ``args``."""
-        parts = (name, self.recipe, signature(args), environment())
+    def key(self, name: str, args, env: str | None = None) -> str:
+        """The SHA-256 that names the file of program ``name`` on ``args``
+        (``env``: ``environment()``, read now if not given)."""
+        parts = (name, self.recipe, signature(args), env or environment())
         return hashlib.sha256(repr(parts).encode()).hexdigest()
 
     def path(self, name: str, args) -> str:
         """The file that holds program ``name`` on ``args``."""
-        return os.path.join(self.directory, self.key(name, args) + SUFFIX)
+        return self._file(self.key(name, args))
+
+    def _file(self, key: str) -> str:
+        return os.path.join(self.directory, key + SUFFIX)
 
     def compile(self, fun: Callable, args: tuple, *, name: str) -> Callable:
         """``fun`` compiled for ``args`` (a tuple of positional arguments): loaded from
@@ -178,7 +182,8 @@ class ExecutableCache:
         ``jax.default_device`` contexts); the loads and XLA's compiles, which do
         not hold the GIL, in a thread each, so several programs compile at once.
         """
-        keys = [self.key(name, args) for _, args, name in requests]
+        env = environment()  # once: the same for every request
+        keys = [self.key(name, args, env) for _, args, name in requests]
         with _no_jax_cache_writes(), ThreadPoolExecutor(len(requests)) as pool:
             found = list(pool.map(self._find, keys))
             built = {
@@ -201,7 +206,7 @@ class ExecutableCache:
             return self._memory[key]
         if not _private(self.directory):
             return None
-        path = os.path.join(self.directory, key + SUFFIX)
+        path = self._file(key)
         program = _load(path)
         if program is not None:
             with contextlib.suppress(OSError):
@@ -215,7 +220,7 @@ class ExecutableCache:
         program = lowered.compile()
         if getattr(_jax_cache, "hits", 0) == before and _private(self.directory):
             try:
-                _store(os.path.join(self.directory, key + SUFFIX), program)
+                _store(self._file(key), program)
                 self._evict()
             except Exception:  # not serializable (e.g. a host callback), no room: unstored
                 pass

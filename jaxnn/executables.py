@@ -14,7 +14,7 @@ The key (``ExecutableCache.key``) is a SHA-256 of:
   over that its arguments do not show (``fit`` names the network, batch size and
   gradients; the caller's recipe must describe the optimizer);
 * the arguments: the tree structure and each leaf's type, shape, dtype and
-  sharding (``jax.typeof``), not their values;
+  sharding (``jax.typeof``), not their values; XLA's compiler options, if given;
 * the source of every module of the ``jaxnn`` package, the versions of jax,
   jaxlib and optax, every ``jax.config`` value in force in the calling thread
   except those about caches and logging, ``XLA_FLAGS`` and ``LIBTPU_INIT_ARGS``,
@@ -58,6 +58,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -110,12 +111,18 @@ def fingerprint(fun: Callable, *args) -> str:
     """A SHA-256 of ``fun``'s traced program on ``args`` (types suffice): its jaxpr,
     literals included, and the values of the constants it closes over. Two
     optimizers that differ in a hyperparameter differ here (about 10 ms to trace)."""
-    closed = jax.make_jaxpr(fun)(*args)
+    return fingerprint_and_types(fun, *args)[0]
+
+
+def fingerprint_and_types(fun: Callable, *args) -> tuple[str, Any]:
+    """``(fingerprint(fun, *args), the types of fun's outputs)`` from one trace:
+    the outputs as a tree of ``jax.ShapeDtypeStruct``, as ``jax.eval_shape`` gives."""
+    closed, types = jax.make_jaxpr(fun, return_shape=True)(*args)
     h = hashlib.sha256(str(closed.jaxpr).encode())
     for const in closed.consts:
         value = np.asarray(const)
         h.update(repr((value.dtype, value.shape)).encode() + value.tobytes())
-    return h.hexdigest()
+    return h.hexdigest(), types
 
 
 def signature(args) -> str:
@@ -123,6 +130,16 @@ def signature(args) -> str:
     leaves, tree = jax.tree.flatten(args)
     types = [(str(jax.typeof(x)), repr(getattr(x, "sharding", None))) for x in leaves]
     return repr((str(tree), types))
+
+
+class Request(NamedTuple):
+    """A program for ``ExecutableCache.compile_many``: ``fun`` on ``args``, named
+    ``name``, compiled with XLA's ``compiler_options`` (as ``jax.jit``'s)."""
+
+    fun: Callable
+    args: tuple
+    name: str
+    compiler_options: dict | None = None
 
 
 class ExecutableCache:
@@ -150,45 +167,51 @@ class ExecutableCache:
         self._memory = {}  # key -> executable, for later calls in this process
         self._lock = threading.Lock()
 
-    def key(self, name: str, args, env: str | None = None) -> str:
-        """The SHA-256 that names the file of program ``name`` on ``args``
-        (``env``: ``environment()``, read now if not given)."""
-        parts = (name, self.recipe, signature(args), env or environment())
+    def key(self, name: str, args, env: str | None = None, compiler_options=None) -> str:
+        """The SHA-256 that names the file of program ``name`` on ``args``, compiled
+        with XLA's ``compiler_options`` (``env``: ``environment()``, read now if not given)."""
+        options = sorted((compiler_options or {}).items())
+        parts = (name, self.recipe, signature(args), env or environment(), options)
         return hashlib.sha256(repr(parts).encode()).hexdigest()
 
-    def path(self, name: str, args) -> str:
+    def path(self, name: str, args, compiler_options=None) -> str:
         """The file that holds program ``name`` on ``args``."""
-        return self._file(self.key(name, args))
+        return self._file(self.key(name, args, compiler_options=compiler_options))
 
     def _file(self, key: str) -> str:
         return os.path.join(self.directory, key + SUFFIX)
 
-    def compile(self, fun: Callable, args: tuple, *, name: str) -> Callable:
+    def compile(
+        self, fun: Callable, args: tuple, *, name: str, compiler_options: dict | None = None
+    ) -> Callable:
         """``fun`` compiled for ``args`` (a tuple of positional arguments): loaded from
         the directory if there, else traced, compiled and stored. Returns a
         ``jax.stages.Compiled``, called with arguments of the same types.
 
         ``fun``: a function of ``args`` alone (a ``jax.jit`` of one is fine: it is
-        inlined). ``args`` may hold ``jax.ShapeDtypeStruct`` leaves: only their
+        inlined, so give its XLA options as ``compiler_options``, as for
+        ``jax.jit``). ``args`` may hold ``jax.ShapeDtypeStruct`` leaves: only their
         types count.
         """
-        return self.compile_many([(fun, args, name)])[0]
+        return self.compile_many([(fun, args, name, compiler_options)])[0]
 
     def compile_many(self, requests) -> list:
-        """``compile`` of each ``(fun, args, name)`` in ``requests``, in order.
+        """``compile`` of each ``(fun, args, name)`` or ``(fun, args, name,
+        compiler_options)`` in ``requests``, in order.
 
         The keys, the tracing and the lowering happen in the calling thread, under
         its JAX settings (``jax.enable_x64``, ``jax.default_matmul_precision``,
         ``jax.default_device`` contexts); the loads and XLA's compiles, which do
         not hold the GIL, in a thread each, so several programs compile at once.
         """
+        requests = [Request(*r) for r in requests]
         env = environment()  # once: the same for every request
-        keys = [self.key(name, args, env) for _, args, name in requests]
+        keys = [self.key(r.name, r.args, env, r.compiler_options) for r in requests]
         with _no_jax_cache_writes(), ThreadPoolExecutor(len(requests)) as pool:
             found = list(pool.map(self._find, keys))
             built = {
-                i: pool.submit(self._build, _lower(fun, args, key), key)
-                for i, ((fun, args, _), key) in enumerate(zip(requests, keys, strict=True))
+                i: pool.submit(self._build, _lower(r, key), key)
+                for i, (r, key) in enumerate(zip(requests, keys, strict=True))
                 if found[i] is None
             }
             programs = [built[i].result() if i in built else found[i] for i in range(len(keys))]
@@ -281,8 +304,8 @@ def _no_jax_cache_writes():
                 jax.config.update(_MIN_COMPILE_TIME, state["saved"])
 
 
-def _lower(fun: Callable, args: tuple, key: str):
-    """``fun`` traced and lowered for ``args`` under a name of its own.
+def _lower(request: "Request", key: str):
+    """The request's function traced and lowered for its arguments under a name of its own.
 
     Only an executable that XLA compiled here may be stored: one that JAX's cache
     loaded serializes without its kernels on the CPU (jax 0.10.2: the copy fails at
@@ -291,12 +314,14 @@ def _lower(fun: Callable, args: tuple, key: str):
     checks, through ``jax.monitoring``, that it did not.
     """
 
+    fun = request.fun
+
     def program(*a):
         return fun(*a)
 
     name = getattr(fun, "__name__", "program")
     program.__name__ = program.__qualname__ = f"{name}_{key[:16]}_{uuid.uuid4().hex[:8]}"
-    return jax.jit(program).lower(*args)
+    return jax.jit(program, compiler_options=request.compiler_options).lower(*request.args)
 
 
 def _private(directory: str) -> bool:

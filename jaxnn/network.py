@@ -136,12 +136,9 @@ def init_params(
       method: one of ``INIT_METHODS``.
       dtype: the parameters' dtype; JAX's default float type if None.
     """
-    check_network(net)
+    types = param_types(net, dtype, "init_params")
     if method not in INIT_METHODS:
         raise ValueError(f"unknown init method {method!r}; valid methods: {INIT_METHODS}")
-    dtype = jnp.zeros(()).dtype if dtype is None else jnp.dtype(dtype)
-    if not jnp.issubdtype(dtype, jnp.floating):
-        raise ValueError(f"init_params: dtype must be a floating type, got {dtype}")
     check_key(key, "init_params")
     params = []
     keys = jax.random.split(key, net.L)
@@ -151,8 +148,8 @@ def init_params(
         if kind == "auto":
             kind = "he" if net.activations[l] in ("relu", "leaky_relu") else "glorot"
         kw, kb = jax.random.split(keys[l])
-        shape = (n_out, n_in)
-        b = jnp.zeros((n_out, 1), dtype)
+        shape, dtype = types[l]["W"].shape, types[l]["W"].dtype
+        b = jnp.zeros(types[l]["b"].shape, dtype)
         if kind == "he":
             W = jax.random.normal(kw, shape, dtype) * math.sqrt(2.0 / n_in)
         elif kind == "glorot":
@@ -169,6 +166,32 @@ def init_params(
             b = jax.random.uniform(kb, (n_out, 1), dtype, -r, r)
         params.append({"W": W, "b": b})
     return params
+
+
+def param_types(
+    net: Network, dtype: jnp.dtype | None = None, caller: str = "param_types"
+) -> list[dict[str, jax.ShapeDtypeStruct]]:
+    """The type of each layer's ``W`` (n^[l] x n^[l-1]) and ``b`` (n^[l] x 1), as
+    ``init_params`` makes them, without making them (nothing traced or computed).
+
+    Args:
+      net: the network.
+      dtype: a floating dtype; JAX's default float type (float32, or float64 with
+        ``jax_enable_x64``) if None.
+      caller: the function named in the error for a dtype that is not floating.
+    """
+    check_network(net)
+    dtype = jnp.dtype(float if dtype is None else dtype)
+    dtype = jax.dtypes.canonicalize_dtype(dtype)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise ValueError(f"{caller}: dtype must be a floating type, got {dtype}")
+    return [
+        {
+            "W": jax.ShapeDtypeStruct((n_out, n_in), dtype),
+            "b": jax.ShapeDtypeStruct((n_out, 1), dtype),
+        }
+        for n_in, n_out in zip(net.sizes[:-1], net.sizes[1:], strict=True)
+    ]
 
 
 _NO_TARGETS = object()

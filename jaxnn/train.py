@@ -41,8 +41,15 @@ import optax
 
 from jaxnn import losses, parallel, sharded
 from jaxnn.data import one_hot
-from jaxnn.executables import fingerprint
-from jaxnn.network import Network, check_inputs, forward, init_params, output_cost
+from jaxnn.executables import fingerprint, fingerprint_and_types
+from jaxnn.network import (
+    Network,
+    check_inputs,
+    forward,
+    init_params,
+    output_cost,
+    param_types,
+)
 from jaxnn.steps import GRADIENTS as GRADIENTS
 from jaxnn.steps import epoch_batches as epoch_batches
 from jaxnn.steps import epoch_fn
@@ -356,6 +363,15 @@ def epoch_key(key, e) -> jax.Array:
     return jax.random.fold_in(shuffle_key, e)
 
 
+# XLA's options for the start's program when fit compiles it (``kept_training``): it
+# runs once, so its compile time is what counts. LLVM at level 1 instead of 2 compiles
+# the default network's start in 0.51 s instead of 0.85 s (its threefry draws are most
+# of it) and gives the same bits (tests/test_executables.py checks they equal
+# ``make_init``'s default compile); the epoch keeps level 2 (its bits differ there,
+# and at MNIST scale level 1 ran 29% slower).
+INIT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 1}
+
+
 def make_init(net: Network, optimizer: optax.GradientTransformation) -> Callable:
     """A jitted ``init(key) -> (params, opt_state)`` with ``fit``'s initial state:
     ``init_params`` with the init key of ``fit(..., key)`` (the first half of
@@ -439,30 +455,31 @@ def kept_training(executables, net, optimizer, batch_size, gradients, key, data,
     """``fit``'s set-up on one device with a ``jaxnn.executables.ExecutableCache``:
     ``(train_epoch, params, opt_state, (X, Y, X_test, Y_test))``.
 
-    The start (``make_init``, unless ``state`` gives the params) and the epoch
-    (``make_train_epoch``, for the start's types: ``jax.eval_shape``) are loaded
-    or compiled at the same time (``compile_many``). Their names add what they
-    close over besides the optimizer: the network, the batch size, the gradients.
+    The start (``make_init``, unless ``state`` gives the params; compiled with
+    ``INIT_COMPILER_OPTIONS``) and the epoch (``make_train_epoch``, for the start's
+    types: ``param_types`` and the optimizer's traced ``init``) are loaded or
+    compiled at the same time (``compile_many``). Their names add what they close
+    over besides the optimizer: the network, the batch size, the gradients.
     """
     params, opt_state = state
-    init = make_init(net, optimizer)
     if params is not None:
         params, opt_state = start_state(net, optimizer, key, params, opt_state)
-        types = jax.tree.map(_type, (params, opt_state))
-    else:
-        types = jax.eval_shape(init, key)  # a trace: nothing compiled
-        types = (types[0], types[1] if opt_state is None else jax.tree.map(_type, opt_state))
-    X, Y, X_test, Y_test = device_data(data, types[0], net)
-    optimizer_id = [  # what the optimizer computes, whatever the caller's recipe says
-        fingerprint(optimizer.init, types[0]),
-        fingerprint(optimizer.update, types[0], types[1], types[0]),
-    ]
+    # The types, and what the optimizer computes whatever the caller's recipe says,
+    # from one trace of its init and one of its update (the params' types need none).
+    ptypes = param_types(net) if params is None else jax.tree.map(_type, params)
+    init_id, stypes = fingerprint_and_types(optimizer.init, ptypes)
+    if opt_state is not None:
+        stypes = jax.tree.map(_type, opt_state)
+    update_id = fingerprint(optimizer.update, ptypes, stypes, ptypes)
+    X, Y, X_test, Y_test = device_data(data, ptypes, net)
+    optimizer_id = [init_id, update_id]
     what = f"{net!r} batch_size={batch_size} gradients={gradients} optimizer={optimizer_id}"
     epoch = make_train_epoch(net, optimizer, batch_size, gradients)
-    args = (*types, X, Y, key, np.int32(start), X_test, Y_test)
+    args = (ptypes, stypes, X, Y, key, np.int32(start), X_test, Y_test)
     requests = [(epoch, args, f"train_epoch {what}")]
     if params is None:
-        requests.append((init, (key,), f"init {what}"))
+        init = make_init(net, optimizer)
+        requests.append((init, (key,), f"init {what}", INIT_COMPILER_OPTIONS))
     train_epoch, *starts = executables.compile_many(requests)
     if params is None:
         params, made_state = starts[0](key)

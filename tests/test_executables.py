@@ -11,6 +11,7 @@ import numpy as np
 
 from jaxnn import executables, optim, parallel, train
 from jaxnn.executables import ExecutableCache
+from jaxnn.network import Network
 from tests.test_train import toy_data
 
 
@@ -65,8 +66,52 @@ def test_the_key_covers_name_recipe_argument_types_source_and_flags(tmp_path, mo
     monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_enable_fast_math=false")
     assert cache.key("f", ARGS) != key
     monkeypatch.delenv("XLA_FLAGS")
+    assert cache.key("f", ARGS, compiler_options={"xla_backend_optimization_level": 1}) != key
     monkeypatch.setattr(executables, "source_digest", lambda: "another jaxnn")
     assert cache.key("f", ARGS) != key
+
+
+def test_compiler_options_reach_xla(tmp_path):
+    cache = ExecutableCache(str(tmp_path), recipe="r")
+    name = unique(tmp_path)
+    try:  # an option XLA does not know fails only if it is passed on to XLA
+        cache.compile(traced([]), ARGS, name=name, compiler_options={"xla_no_such": 1})
+        raise AssertionError("an unknown XLA option was not refused")
+    except jax.errors.JaxRuntimeError as e:
+        assert "xla_no_such" in str(e)
+    options = {"xla_backend_optimization_level": 1}
+    kept = cache.compile(traced([]), ARGS, name=name, compiler_options=options)
+    again = ExecutableCache(str(tmp_path), recipe="r")
+    assert again.compile(traced([]), ARGS, name=name, compiler_options=options) is not kept
+    assert (again.hits, again.misses) == (1, 0)  # stored under the options' key
+    assert again.compile(traced([]), ARGS, name=name) is not kept
+    assert again.misses == 1  # without them: another program
+
+
+def test_fingerprint_and_types_gives_eval_shape_types():
+    opt = optim.adam(1e-3)
+    params = [{"W": jnp.ones((3, 2)), "b": jnp.zeros((3, 1))}]
+    digest, types = executables.fingerprint_and_types(opt.init, params)
+    assert digest == executables.fingerprint(opt.init, params)
+    assert digest != executables.fingerprint(optim.sgd(1e-3).init, params)
+    assert types == jax.eval_shape(opt.init, params)
+
+
+def test_fit_start_compiled_for_speed_gives_make_init_bits():
+    """fit compiles its start with INIT_COMPILER_OPTIONS (LLVM level 1: a program run
+    once); its params and optimizer state equal make_init's default compile, bit for bit,
+    in float64 and float32, for He (relu) and Glorot (softmax, sigmoid) layers."""
+    key = jax.random.key(7)
+    for x64 in (True, False):
+        with jax.enable_x64(x64):
+            net = Network((64, 256, 128, 10), ("relu", "sigmoid", "softmax"), "cross_entropy")
+            init = train.make_init(net, optim.adam(1e-3))
+            fast = init.lower(key).compile(train.INIT_COMPILER_OPTIONS)(key)
+            default = init.lower(key).compile()(key)
+            leaves = jax.tree.leaves(fast)
+            assert leaves[0].dtype == (jnp.float64 if x64 else jnp.float32)
+            for a, b in zip(leaves, jax.tree.leaves(default), strict=True):
+                np.testing.assert_array_equal(a, b)
 
 
 def test_source_digest_changes_with_any_module(tmp_path, monkeypatch):
@@ -150,6 +195,7 @@ jax.config.update("jax_compilation_cache_dir", sys.argv[1])
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
 from jaxnn.executables import ExecutableCache
+from jaxnn.network import Network
 
 def f(x):
     return jnp.cumsum(jnp.tanh(x) @ x.T, axis=1)[:, ::2]

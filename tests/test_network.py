@@ -6,6 +6,7 @@ costs, written without jaxnn (a loop over layers, the log of the activations);
 """
 
 import dataclasses
+import functools
 import itertools
 import math
 
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 
 import jaxnn
-from jaxnn.network import INIT_METHODS
+from jaxnn.network import INIT_METHODS, param_types
 from tests.helpers import assert_trees_close, max_relative_error
 
 # ---------------------------------------------------------------------------
@@ -489,6 +490,20 @@ def test_init_params_rejects_bad_key_and_dtype(key, dtype, match):
     key = jax.random.PRNGKey(0) if key is None else key
     with pytest.raises(ValueError, match=match):
         jaxnn.init_params(key, BAD_NET, dtype=dtype)
+
+
+def test_param_types_are_init_params_types_without_tracing():
+    net = jaxnn.Network((4, 5, 3), ("relu", "softmax"), "cross_entropy")
+    key = jax.random.key(0)
+    for x64, dtype in ((True, None), (True, jnp.float32), (False, None), (False, jnp.float64)):
+        with jax.enable_x64(x64):
+            made = jax.eval_shape(functools.partial(jaxnn.init_params, net=net, dtype=dtype), key)
+            types = param_types(net, dtype)
+        assert types == made
+        wide = x64 and dtype is None  # JAX's default float; float64 needs x64
+        assert types[0]["W"].dtype == (jnp.float64 if wide else jnp.float32)
+    with pytest.raises(ValueError, match=r"param_types: dtype must be a floating type"):
+        param_types(net, jnp.int32)
 
 
 def test_init_params_accepts_typed_keys():

@@ -47,6 +47,7 @@ LAYERS = {
     "jaxnn.data": "training",
     "jaxnn.checkpoint": "training",
     "jaxnn.executables": "training",  # compiled programs kept whole on disk (fit's cache)
+    "jaxnn.cpu_threads": "training",  # XLA's CPU pool sized before the backends start
     "jaxnn.verify": "tools",  # the package and every module in it
     "jaxnn.bench": "tools",  # a module or a package
     "jaxnn.cli": "cli",

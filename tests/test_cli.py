@@ -243,6 +243,7 @@ ERRORS = [
     (["--resume", "--out", "{tmp}"], "--resume: {tmp} holds no run to resume (no config.json)"),
     (["--devices", "0"], "devices must be an integer >= 1, got 0"),
     (["--devices", "9999"], "asked for 9999 devices, but only"),
+    (["--cpu-threads", "0"], "--cpu-threads must be >= 1, got 0"),
 ]  # fmt: skip
 
 

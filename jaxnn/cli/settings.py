@@ -140,6 +140,15 @@ def add_arguments(p) -> None:
         "at most the epochs since its last save, which --resume recomputes exactly; default: 10",
     )
     p.add_argument(
+        "--cpu-threads",
+        type=int,
+        metavar="N",
+        help="threads of XLA's CPU runtime (the arithmetic, hence the results, are the same); "
+        "default: 1 for a small network on one device (a step of at most 10 MFLOP of "
+        "matrix products, where handing kernels between cores costs more than it gives), "
+        "else one per core",
+    )
+    p.add_argument(
         "--no-compilation-cache",
         action="store_true",
         help="do not use JAX's persistent compilation cache (by default in "

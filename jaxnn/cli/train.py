@@ -140,6 +140,7 @@ def prepare(args) -> Job:
     train.check_data(dataset)
     net = dataset.network(settings["hidden"], settings["activation"])
     train.check_batch_size(settings["batch_size"], dataset.X_train.shape[1])
+    start_backends(args, settings, net, several)
     mesh = None
     task = dataset.task
     if several:  # one mesh over --devices devices of every process; keep this one's share
@@ -166,6 +167,19 @@ def prepare(args) -> Job:
     kept = None if args.no_compilation_cache or several else cache.executables(settings)
     job = (settings, config, dataset, task, net, optimizer, mesh, out, key, metric, several)
     return Job(*job, kept)
+
+
+def start_backends(args, settings: dict, net, several: bool) -> None:
+    """Start JAX's backends, XLA's CPU pool sized by ``--cpu-threads`` or, on one device
+    in one process, by ``jaxnn.cpu_threads.threads_for`` (one thread for a small step)."""
+    from jaxnn import cpu_threads
+
+    threads = args.cpu_threads
+    if threads is not None and threads < 1:
+        raise UsageError(f"--cpu-threads must be >= 1, got {threads}")
+    if threads is None and args.devices == 1 and not several:
+        threads = cpu_threads.threads_for(net, settings["batch_size"])
+    cpu_threads.start_backends(threads)
 
 
 def run_config(config: dict | None, settings: dict, net, out: str) -> dict:
@@ -330,6 +344,8 @@ def check_history(history, epoch: int, metric: str, where: str) -> None:
 
 def write_report(job: Job, history: list, seconds: float, devices: int, finished: bool) -> None:
     """Write metrics.json and curves.png for the epochs in ``history``."""
+    from jaxnn import cpu_threads
+
     if not history:
         return
     s, config = job.settings, job.config
@@ -345,6 +361,7 @@ def write_report(job: Job, history: list, seconds: float, devices: int, finished
         "epochs_done": history[-1]["epoch"],
         "finished": finished,
         "devices": devices,
+        "cpu_threads": cpu_threads.pool_threads(),  # XLA's CPU pool (0: not known here)
         "seconds": seconds,
         "history": history,
         **{k: v for k, v in history[-1].items() if k.startswith("test_")},

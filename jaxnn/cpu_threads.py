@@ -1,0 +1,106 @@
+"""XLA's CPU runtime on fewer threads: a small network's step is faster on one.
+
+XLA's CPU client runs each program's kernels on a pool of threads that it sizes,
+once, when JAX starts its backends: one thread per core the process may run on
+(its CPU affinity then). For a small network most kernels take a few
+microseconds, and handing them between cores costs more than the second core
+gives: the default network (64-256-128-10, batch 16) steps in about 0.115 ms with
+a one-thread pool against 0.14-0.18 ms with two on the 2-core development machine,
+while 784-512-512-10 at batch 32 is 25-50% slower with one (BENCHMARKS.md). The
+arithmetic is the same, so the bits are too: a pool's size only decides which
+thread runs a kernel and how an element-wise loop is split, never the order of a
+sum.
+
+jax 0.10.2 has no setting for the pool's size. ``start_backends(threads)`` starts
+JAX's backends while the calling thread may run on ``threads`` cores only, so the
+pool gets ``threads`` threads; then every other thread started meanwhile (the
+compiler's, the client's) and the caller get all their cores back. Only the
+pool's threads stay on the cores they started on, which also keeps a small
+program's arrays in one core's cache.
+
+``threads_for(net, batch_size)`` is the rule ``jaxnn train`` uses: one thread
+when a step's matrix products are small (``ONE_THREAD_MAX_FLOPS``), else XLA's
+own choice.
+
+This module never prints.
+"""
+
+import os
+
+from jaxnn.network import Network
+
+POOL_THREAD = "tf_XLAEigen"  # the name XLA's CPU client gives its pool's threads
+# The most matrix-product FLOPs in one step (forward, BP2 and BP4) at which a
+# one-thread pool was faster on the 2-core machine (BENCHMARKS.md, "XLA's threads").
+ONE_THREAD_MAX_FLOPS = 10e6
+
+
+def step_flops(net: Network, batch_size: int) -> float:
+    """The FLOPs of a step's matrix products: 2 m n_in n_out each for Z = W A, BP2 and
+    BP4 of every layer, m the batch size (the first layer's BP2 is counted too)."""
+    return (
+        6.0 * batch_size * sum(a * b for a, b in zip(net.sizes[:-1], net.sizes[1:], strict=False))
+    )
+
+
+def threads_for(net: Network, batch_size: int) -> int | None:
+    """XLA's CPU threads for training ``net`` at ``batch_size`` on one device: 1 for a
+    small step (``ONE_THREAD_MAX_FLOPS``), else None (XLA's default, one per core)."""
+    return 1 if step_flops(net, batch_size) <= ONE_THREAD_MAX_FLOPS else None
+
+
+def pool_threads() -> int:
+    """The threads of XLA's CPU pool in this process (0 before the backends start,
+    or where the system does not say: not Linux)."""
+    return sum(_name(tid) == POOL_THREAD for tid in _threads())
+
+
+def start_backends(threads: int | None = None) -> int:
+    """Start JAX's backends with ``threads`` threads in XLA's CPU pool (None: one per
+    core, XLA's default); returns the pool's threads.
+
+    Call it before anything starts the backends (a computation, ``jax.devices()``):
+    once they have started, or on a system without CPU affinity (not Linux), or with
+    ``threads`` at least the cores available, this only starts them, and the pool
+    keeps the size it has. Compare the returned count to know.
+    """
+    import jax
+
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)):
+        raise ValueError(f"threads must be a positive int or None, got {threads!r}")
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads must be a positive int or None, got {threads}")
+    affinity = getattr(os, "sched_getaffinity", None)
+    cores = affinity(0) if affinity is not None else set()
+    if threads is None or threads >= len(cores) or pool_threads() > 0:
+        jax.devices()
+        return pool_threads()
+    before = set(_threads())
+    narrow = set(sorted(cores)[:threads])
+    os.sched_setaffinity(0, narrow)
+    try:
+        jax.devices()
+    finally:
+        os.sched_setaffinity(0, cores)
+        for tid in set(_threads()) - before:
+            if _name(tid) != POOL_THREAD:
+                try:
+                    os.sched_setaffinity(tid, cores)
+                except OSError:  # the thread has ended
+                    pass
+    return pool_threads()
+
+
+def _threads() -> list[int]:
+    try:
+        return [int(t) for t in os.listdir("/proc/self/task")]
+    except OSError:
+        return []
+
+
+def _name(tid: int) -> str:
+    try:
+        with open(f"/proc/self/task/{tid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return ""

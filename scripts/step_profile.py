@@ -7,7 +7,10 @@ loop body, largest first, with the kind of work each does. The profiler adds abo
 a microsecond to each kernel, so the sum exceeds the unprofiled step; the shares
 are what to read.
 
-Usage: python scripts/step_profile.py [--epochs 5] [--top 25] [--json out.json]
+Usage: python scripts/step_profile.py [--epochs 5] [--top 25] [--cpu-threads N] [--json out.json]
+
+``--cpu-threads``: XLA's CPU pool (``jaxnn.cpu_threads``); default: ``jaxnn train``'s
+rule for this network (one thread).
 """
 
 import argparse
@@ -19,7 +22,7 @@ import tempfile
 
 import jax
 
-from jaxnn import data, optim, steps, train
+from jaxnn import cpu_threads, data, optim, steps, train
 
 
 def profile(epochs: int) -> tuple[dict, int]:
@@ -73,8 +76,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--top", type=int, default=25)
+    p.add_argument("--cpu-threads", type=int, help="default: jaxnn train's rule (one)")
     p.add_argument("--json")
     args = p.parse_args()
+    net = data.load("digits", None).network((256, 128), "relu")
+    threads = args.cpu_threads or cpu_threads.threads_for(net, 16)
+    print(f"XLA's CPU pool: {cpu_threads.start_backends(threads)} thread(s)")
     kernels, n_steps = profile(args.epochs)
     total = sum(kernels.values())
     by_kind = collections.Counter()

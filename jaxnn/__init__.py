@@ -16,13 +16,14 @@ The package, from the bottom up (imports only ever point down this list):
 * training: ``steps`` (step and epoch), ``parallel`` (meshes), ``distributed``
   (several processes: jax.distributed, faults), ``sharded`` (each process's share
   of the data), ``train`` (fit, evaluate), ``data`` (datasets), ``checkpoint`` (orbax),
-  ``executables`` (compiled programs kept whole on disk);
+  ``executables`` (compiled programs kept whole on disk), ``cpu_threads`` (XLA's CPU
+  pool, sized before JAX's backends start);
 * tools: ``verify`` (gradient checks, fault localisation, the matrix), ``bench``;
 * the command line: ``cli``, the only part that prints.
 
 ``jaxnn.train``, ``jaxnn.data``, ``jaxnn.parallel``, ``jaxnn.distributed``,
-``jaxnn.sharded``, ``jaxnn.checkpoint``, ``jaxnn.executables``, ``jaxnn.steps``,
-``jaxnn.verify`` and ``jaxnn.bench`` load on first use, so
+``jaxnn.sharded``, ``jaxnn.checkpoint``, ``jaxnn.executables``, ``jaxnn.cpu_threads``,
+``jaxnn.steps``, ``jaxnn.verify`` and ``jaxnn.bench`` load on first use, so
 ``import jaxnn`` stays light.
 """
 
@@ -62,6 +63,7 @@ _LAZY_MODULES = (
     "sharded",
     "checkpoint",
     "executables",
+    "cpu_threads",
     "steps",
     "verify",
     "bench",

@@ -4,7 +4,7 @@ XLA's CPU client runs each program's kernels on a pool of threads that it sizes,
 once, when JAX starts its backends: one thread per core the process may run on
 (its CPU affinity then). For a small network most kernels take a few
 microseconds, and handing them between cores costs more than the second core
-gives: the default network (64-256-128-10, batch 16) steps in about 0.115 ms with
+gives: the default network (64-256-128-10, batch 16) steps in about 0.12 ms with
 a one-thread pool against 0.14-0.18 ms with two on the 2-core development machine,
 while 784-512-512-10 at batch 32 is 25-50% slower with one (BENCHMARKS.md). The
 arithmetic is the same, so the bits are too: a pool's size only decides which
@@ -13,10 +13,15 @@ sum.
 
 jax 0.10.2 has no setting for the pool's size. ``start_backends(threads)`` starts
 JAX's backends while the calling thread may run on ``threads`` cores only, so the
-pool gets ``threads`` threads; then every other thread started meanwhile (the
-compiler's, the client's) and the caller get all their cores back. Only the
-pool's threads stay on the cores they started on, which also keeps a small
-program's arrays in one core's cache.
+pool (and XLA's other per-core pool) gets ``threads`` threads; then the caller and
+every thread started meanwhile, the pool's included, get all their cores back: the
+pools keep their size, and nothing stays pinned (several runs at once share the
+cores as usual).
+
+XLA also compiles for its pool: for a pool of one thread it splits no element-wise
+loop in two (``outer_dimension_partitions``), and that is most of the gain (a
+program compiled for one thread ran as fast on a pool of two). So the size of the
+pool a program was compiled for is part of ``jaxnn.executables``' keys.
 
 ``threads_for(net, batch_size)`` is the rule ``jaxnn train`` uses: one thread
 when a step's matrix products are small (``ONE_THREAD_MAX_FLOPS``), else XLA's
@@ -70,24 +75,25 @@ def start_backends(threads: int | None = None) -> int:
         raise ValueError(f"threads must be a positive int or None, got {threads!r}")
     if threads is not None and threads < 1:
         raise ValueError(f"threads must be a positive int or None, got {threads}")
+    before = set(_threads())  # empty where the system does not list them
     affinity = getattr(os, "sched_getaffinity", None)
-    cores = affinity(0) if affinity is not None else set()
+    cores = affinity(0) if affinity is not None and before else set()
     if threads is None or threads >= len(cores) or pool_threads() > 0:
         jax.devices()
         return pool_threads()
-    before = set(_threads())
-    narrow = set(sorted(cores)[:threads])
-    os.sched_setaffinity(0, narrow)
+    try:
+        os.sched_setaffinity(0, set(sorted(cores)[:threads]))
+    except OSError:  # not allowed here (a sandbox): XLA's default pool
+        jax.devices()
+        return pool_threads()
     try:
         jax.devices()
-    finally:
-        os.sched_setaffinity(0, cores)
-        for tid in set(_threads()) - before:
-            if _name(tid) != POOL_THREAD:
-                try:
-                    os.sched_setaffinity(tid, cores)
-                except OSError:  # the thread has ended
-                    pass
+    finally:  # every thread, the pool's too, back on all the cores: its size is set
+        for tid in [0, *(set(_threads()) - before)]:
+            try:
+                os.sched_setaffinity(tid, cores)
+            except OSError:  # the thread has ended
+                pass
     return pool_threads()
 
 

@@ -19,7 +19,7 @@ The key (``ExecutableCache.key``) is a SHA-256 of:
   jaxlib and optax, every ``jax.config`` value in force in the calling thread
   except those about caches and logging, ``XLA_FLAGS`` and ``LIBTPU_INIT_ARGS``,
   and the backend (platform, its version, the devices' kinds and number, the
-  number of processes).
+  number of processes, the threads of XLA's CPU pool).
 
 ``fit`` adds to its programs' names the network, the batch size, the gradients
 and the ``fingerprint`` of the optimizer's ``init`` and ``update`` (their traced
@@ -89,6 +89,8 @@ def environment() -> str:
         for k, v in jax.config.values.items()
         if "cache" not in k and not k.startswith("jax_log")
     }
+    from jaxnn.cpu_threads import pool_threads
+
     devices = jax.devices()
     backend = devices[0].client
     return repr(
@@ -103,6 +105,7 @@ def environment() -> str:
             backend.platform_version,
             [d.device_kind for d in devices],
             jax.process_count(),
+            pool_threads(),  # XLA compiles for its CPU pool's size (jaxnn.cpu_threads)
         )
     )
 

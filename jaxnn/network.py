@@ -10,6 +10,7 @@ Indexing: Python is 0-based, the math 1-based. ``params[l]`` holds layer
 """
 
 import dataclasses
+import functools
 import math
 from collections.abc import Sequence
 from typing import NamedTuple, TypeAlias
@@ -181,8 +182,10 @@ def param_types(
       caller: the function named in the error for a dtype that is not floating.
     """
     check_network(net)
-    dtype = jnp.dtype(float if dtype is None else dtype)
-    dtype = jax.dtypes.canonicalize_dtype(dtype)
+    # The dtype an array of it gets (nothing computed): JAX's default float for None,
+    # and for float64 without x64 what jax_explicit_x64_dtypes says (float32 and a
+    # warning by default, an error, or float64).
+    dtype = jax.eval_shape(functools.partial(jnp.zeros, (), dtype)).dtype
     if not jnp.issubdtype(dtype, jnp.floating):
         raise ValueError(f"{caller}: dtype must be a floating type, got {dtype}")
     return [

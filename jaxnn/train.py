@@ -363,8 +363,9 @@ def epoch_key(key, e) -> jax.Array:
     return jax.random.fold_in(shuffle_key, e)
 
 
-# XLA's options for the start's program when fit compiles it (``kept_training``): it
-# runs once, so its compile time is what counts. LLVM at level 1 instead of 2 compiles
+# XLA's options for the start's program when fit compiles it on the CPU
+# (``kept_training``; elsewhere XLA's defaults): it runs once, so its compile time is
+# what counts. LLVM at level 1 instead of 2 compiles
 # the default network's start in 0.51 s instead of 0.85 s (its threefry draws are most
 # of it) and gives the same bits (tests/test_executables.py checks they equal
 # ``make_init``'s default compile); the epoch keeps level 2 (its bits differ there,
@@ -479,7 +480,8 @@ def kept_training(executables, net, optimizer, batch_size, gradients, key, data,
     requests = [(epoch, args, f"train_epoch {what}")]
     if params is None:
         init = make_init(net, optimizer)
-        requests.append((init, (key,), f"init {what}", INIT_COMPILER_OPTIONS))
+        options = INIT_COMPILER_OPTIONS if jax.default_backend() == "cpu" else None
+        requests.append((init, (key,), f"init {what}", options))
     train_epoch, *starts = executables.compile_many(requests)
     if params is None:
         params, made_state = starts[0](key)

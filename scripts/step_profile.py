@@ -80,7 +80,7 @@ def main() -> None:
     p.add_argument("--json")
     args = p.parse_args()
     net = data.load("digits", None).network((256, 128), "relu")
-    threads = args.cpu_threads or cpu_threads.threads_for(net, 16)
+    threads = cpu_threads.threads_for(net, 16) if args.cpu_threads is None else args.cpu_threads
     print(f"XLA's CPU pool: {cpu_threads.start_backends(threads)} thread(s)")
     kernels, n_steps = profile(args.epochs)
     total = sum(kernels.values())

@@ -6,9 +6,9 @@ costs, written without jaxnn (a loop over layers, the log of the activations);
 """
 
 import dataclasses
-import functools
 import itertools
 import math
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -495,13 +495,20 @@ def test_init_params_rejects_bad_key_and_dtype(key, dtype, match):
 def test_param_types_are_init_params_types_without_tracing():
     net = jaxnn.Network((4, 5, 3), ("relu", "softmax"), "cross_entropy")
     key = jax.random.key(0)
-    for x64, dtype in ((True, None), (True, jnp.float32), (False, None), (False, jnp.float64)):
-        with jax.enable_x64(x64):
-            made = jax.eval_shape(functools.partial(jaxnn.init_params, net=net, dtype=dtype), key)
+    # (x64, dtype asked, dtype made): float64 needs x64; without it JAX warns and narrows
+    cases = [(True, None, "float64"), (True, jnp.float32, "float32"), (False, None, "float32")]
+    cases.append((False, jnp.float64, "float32"))
+    for x64, dtype, made in cases:
+        with jax.enable_x64(x64), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             types = param_types(net, dtype)
-        assert types == made
-        wide = x64 and dtype is None  # JAX's default float; float64 needs x64
-        assert types[0]["W"].dtype == (jnp.float64 if wide else jnp.float32)
+            params = jaxnn.init_params(key, net, dtype=dtype)
+        assert [(t["W"].shape, t["b"].shape) for t in types] == [((5, 4), (5, 1)), ((3, 5), (3, 1))]
+        assert {t[k].dtype for t in types for k in t} == {np.dtype(made)}
+        assert jax.tree.map(lambda p: (p.shape, p.dtype), params) == jax.tree.map(
+            lambda t: (t.shape, t.dtype), types
+        )
+        assert any("float64" in str(w.message) for w in caught) == (dtype is not None and not x64)
     with pytest.raises(ValueError, match=r"param_types: dtype must be a floating type"):
         param_types(net, jnp.int32)
 

@@ -80,7 +80,8 @@ def test_second_identical_run_compiles_nothing(tmp_path):
     assert {p.name: p.stat().st_ino for p in kept.glob("*.exe")} == programs  # not rewritten
     a, b = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in "ab")
     assert a["history"] == b["history"]  # ... and they compute the same bits
-    assert a["cpu_threads"] == 1  # a small network: XLA's CPU pool of one thread
+    if hasattr(os, "sched_setaffinity") and os.path.isdir("/proc/self/task"):
+        assert a["cpu_threads"] == 1  # a small network: XLA's CPU pool of one thread
 
 
 def test_no_compilation_cache_flag_writes_nothing(tmp_path):

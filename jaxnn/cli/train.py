@@ -126,6 +126,8 @@ def prepare(args) -> Job:
     """The run's settings, data, network, optimizer and mesh, all checked; nothing written."""
     settings, config = from_args(args)
     check_settings(settings)
+    if args.cpu_threads is not None and args.cpu_threads < 1:
+        raise UsageError(f"--cpu-threads must be >= 1, got {args.cpu_threads}")
     for module in ("tqdm", "matplotlib", "orbax.checkpoint"):
         if not installed(module):  # found, not imported (that happens in the background)
             require(module, "jaxnn train")  # says what to install
@@ -170,13 +172,12 @@ def prepare(args) -> Job:
 
 
 def start_backends(args, settings: dict, net, several: bool) -> None:
-    """Start JAX's backends, XLA's CPU pool sized by ``--cpu-threads`` or, on one device
-    in one process, by ``jaxnn.cpu_threads.threads_for`` (one thread for a small step)."""
+    """Start JAX's backends, XLA's CPU pool sized by ``--cpu-threads`` (at most the
+    cores) or, on one device in one process, by ``jaxnn.cpu_threads.threads_for`` (one
+    thread for a small step)."""
     from jaxnn import cpu_threads
 
     threads = args.cpu_threads
-    if threads is not None and threads < 1:
-        raise UsageError(f"--cpu-threads must be >= 1, got {threads}")
     if threads is None and args.devices == 1 and not several:
         threads = cpu_threads.threads_for(net, settings["batch_size"])
     cpu_threads.start_backends(threads)

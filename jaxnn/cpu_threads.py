@@ -2,14 +2,14 @@
 
 XLA's CPU client runs each program's kernels on a pool of threads that it sizes,
 once, when JAX starts its backends: one thread per core the process may run on
-(its CPU affinity then). For a small network most kernels take a few
-microseconds, and handing them between cores costs more than the second core
-gives: the default network (64-256-128-10, batch 16) steps in about 0.12 ms with
-a one-thread pool against 0.14-0.18 ms with two on the 2-core development machine,
-while 784-512-512-10 at batch 32 is 25-50% slower with one (BENCHMARKS.md). The
-arithmetic is the same, so the bits are too: a pool's size only decides which
-thread runs a kernel and how an element-wise loop is split, never the order of a
-sum.
+(its CPU affinity then), and compiles each program for it. For a small network
+most kernels take a few microseconds, and splitting them between cores costs
+more than the second core gives: the default network (64-256-128-10, batch 16)
+steps in about 0.12 ms with a one-thread pool against 0.14-0.18 ms with two on
+the 2-core development machine, while 784-512-512-10 at batch 32 is 25-50% slower
+with one (BENCHMARKS.md). The arithmetic is the same, so the bits are too: a
+pool's size only decides which thread runs a kernel and how an element-wise loop
+is split, never the order of a sum.
 
 jax 0.10.2 has no setting for the pool's size. ``start_backends(threads)`` starts
 JAX's backends while the calling thread may run on ``threads`` cores only, so the
@@ -36,16 +36,15 @@ from jaxnn.network import Network
 
 POOL_THREAD = "tf_XLAEigen"  # the name XLA's CPU client gives its pool's threads
 # The most matrix-product FLOPs in one step (forward, BP2 and BP4) at which a
-# one-thread pool was faster on the 2-core machine (BENCHMARKS.md, "XLA's threads").
+# one-thread pool was faster on the 2-core machine (BENCHMARKS.md, "Small networks").
 ONE_THREAD_MAX_FLOPS = 10e6
 
 
 def step_flops(net: Network, batch_size: int) -> float:
     """The FLOPs of a step's matrix products: 2 m n_in n_out each for Z = W A, BP2 and
     BP4 of every layer, m the batch size (the first layer's BP2 is counted too)."""
-    return (
-        6.0 * batch_size * sum(a * b for a, b in zip(net.sizes[:-1], net.sizes[1:], strict=False))
-    )
+    pairs = zip(net.sizes[:-1], net.sizes[1:], strict=True)
+    return 6.0 * batch_size * sum(n_in * n_out for n_in, n_out in pairs)
 
 
 def threads_for(net: Network, batch_size: int) -> int | None:

@@ -173,7 +173,8 @@ def param_types(
     net: Network, dtype: jnp.dtype | None = None, caller: str = "param_types"
 ) -> list[dict[str, jax.ShapeDtypeStruct]]:
     """The type of each layer's ``W`` (n^[l] x n^[l-1]) and ``b`` (n^[l] x 1), as
-    ``init_params`` makes them, without making them (nothing traced or computed).
+    ``init_params`` makes them, without making them (nothing computed: only the
+    dtype is traced, about 1 ms).
 
     Args:
       net: the network.

@@ -365,11 +365,10 @@ def epoch_key(key, e) -> jax.Array:
 
 # XLA's options for the start's program when fit compiles it on the CPU
 # (``kept_training``; elsewhere XLA's defaults): it runs once, so its compile time is
-# what counts. LLVM at level 1 instead of 2 compiles
-# the default network's start in 0.51 s instead of 0.85 s (its threefry draws are most
-# of it) and gives the same bits (tests/test_executables.py checks they equal
-# ``make_init``'s default compile); the epoch keeps level 2 (its bits differ there,
-# and at MNIST scale level 1 ran 29% slower).
+# what counts. LLVM at level 1 instead of 2 compiles the default network's start in
+# 0.51 s instead of 0.85 s (its threefry draws are most of it) and gives the same bits
+# (tests/test_executables.py checks they equal ``make_init``'s default compile); the
+# epoch keeps level 2 (its bits differ there, and at MNIST scale level 1 ran 29% slower).
 INIT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 1}
 
 
@@ -456,8 +455,8 @@ def kept_training(executables, net, optimizer, batch_size, gradients, key, data,
     """``fit``'s set-up on one device with a ``jaxnn.executables.ExecutableCache``:
     ``(train_epoch, params, opt_state, (X, Y, X_test, Y_test))``.
 
-    The start (``make_init``, unless ``state`` gives the params; compiled with
-    ``INIT_COMPILER_OPTIONS``) and the epoch (``make_train_epoch``, for the start's
+    The start (``make_init``, unless ``state`` gives the params; on the CPU compiled
+    with ``INIT_COMPILER_OPTIONS``) and the epoch (``make_train_epoch``, for the start's
     types: ``param_types`` and the optimizer's traced ``init``) are loaded or
     compiled at the same time (``compile_many``). Their names add what they close
     over besides the optimizer: the network, the batch size, the gradients.

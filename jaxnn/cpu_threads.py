@@ -70,10 +70,9 @@ def start_backends(threads: int | None = None) -> int:
     """
     import jax
 
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)):
+    valid = isinstance(threads, int) and not isinstance(threads, bool) and threads >= 1
+    if threads is not None and not valid:
         raise ValueError(f"threads must be a positive int or None, got {threads!r}")
-    if threads is not None and threads < 1:
-        raise ValueError(f"threads must be a positive int or None, got {threads}")
     before = set(_threads())  # empty where the system does not list them
     affinity = getattr(os, "sched_getaffinity", None)
     cores = affinity(0) if affinity is not None and before else set()

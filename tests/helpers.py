@@ -2,6 +2,9 @@
 
 import functools
 import itertools
+import os
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -85,3 +88,14 @@ def fast_jit(fun, **kwargs):
     options on a jit nested inside another transformation (``jax.grad`` of it).
     """
     return jax.jit(fun, compiler_options=_fast_compiler_options(), **kwargs)
+
+
+def run_script(script: str, *argv: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """``python -c script *argv`` in a fresh process on the CPU, its output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-c", script, *argv],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
+    )

@@ -7,7 +7,6 @@ run directory edited, a module made unimportable) and checks the exact error.
 import json
 import os
 import shutil
-import subprocess
 import sys
 
 import jax
@@ -17,6 +16,7 @@ import pytest
 
 import jaxnn
 from jaxnn import checkpoint, optim, train
+from tests.helpers import run_script
 from tests.test_cli import SMALL, run, snapshot
 from tests.test_train import toy_data
 
@@ -104,14 +104,7 @@ def test_checkpoint_without_ocdbt_restores_and_is_checked(tmp_path):
         "except ValueError as e:\n"
         "    print(e, flush=True)\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script, str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "JAX_PLATFORMS": "cpu"},
-    )
-    message = result.stdout
+    message = run_script(script, str(tmp_path)).stdout
     assert message.startswith(f"checkpoint {tmp_path / '1'} cannot be restored: reading it failed")
     assert message.count("\n") == 1 and "truncated, damaged or not a jaxnn checkpoint" in message
     assert "Truncated Zstd-compressed stream" in message  # the cause, not orbax's wrapper

@@ -5,14 +5,13 @@ The pool is sized once per process, so the checks run in fresh subprocesses.
 
 import json
 import os
-import subprocess
-import sys
 
 import jax
 import pytest
 
 from jaxnn import cpu_threads, data
 from jaxnn.network import Network
+from tests.helpers import run_script
 
 LINUX = hasattr(os, "sched_setaffinity") and os.path.isdir("/proc/self/task")
 CORES = len(os.sched_getaffinity(0)) if LINUX else 1
@@ -45,13 +44,7 @@ print(json.dumps({"pool": pool, "affinities": affinities, "bits": bits}))
 
 
 def run_epoch(threads) -> dict:
-    result = subprocess.run(
-        [sys.executable, "-c", EPOCH, str(threads)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "JAX_PLATFORMS": "cpu"},
-    )
+    result = run_script(EPOCH, str(threads))
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
 

@@ -8,23 +8,27 @@ The package, from the bottom up (imports only ever point down this list):
 
 * math: ``validation`` (input checks), ``activations`` (sigma, sigma'),
   ``losses`` (costs, grad_a C, the table of output heads), ``network`` (spec,
-  init, forward, cost), ``backpropagation`` (BP1-BP4), ``hand_gradients``
+  init, forward, cost), ``backpropagation`` (BP1-BP4), ``regularization`` (weight
+  decay: (C-L2), (BP4-L2)), ``hand_gradients``
   (``jax.custom_vjp``: the cost, and the network as a block of any model),
   ``rows`` (the same for ``(m, n)`` data, one example per row), ``per_example``
   (per-example gradients, norms and clipping from the deltas), ``sharding``
   (sums over examples on any mesh), ``optim`` (optax transformations, on any pytree);
-* training: ``steps`` (step and epoch), ``parallel`` (meshes), ``distributed``
-  (several processes: jax.distributed, faults), ``sharded`` (each process's share
-  of the data), ``train`` (fit, evaluate), ``data`` (datasets), ``checkpoint`` (orbax),
-  ``executables`` (compiled programs kept whole on disk), ``cpu_threads`` (XLA's CPU
-  pool, sized before JAX's backends start);
-* tools: ``verify`` (gradient checks, fault localisation, the matrix), ``bench``;
+* training: ``steps`` (step and epoch), ``metrics`` (cost and task metrics on any
+  mesh), ``parallel`` (meshes), ``distributed`` (several processes: jax.distributed,
+  faults), ``sharded`` (each process's share of the data), ``programs`` (fit's
+  start and epoch), ``program_cache`` (those programs kept on disk with
+  ``jax.export``), ``train`` (fit, evaluate), ``data`` (datasets), ``tabular``
+  (the user's own CSV, TSV, Parquet or .npz files), ``checkpoint`` (orbax);
+* tools: ``verify`` (gradient checks, fault localisation, the matrix), ``bench``,
+  ``onnx_export`` (a model as an ONNX graph), ``model`` (a finished run as a model,
+  to predict with);
 * the command line: ``cli``, the only part that prints.
 
-``jaxnn.train``, ``jaxnn.data``, ``jaxnn.parallel``, ``jaxnn.distributed``,
-``jaxnn.sharded``, ``jaxnn.checkpoint``, ``jaxnn.executables``, ``jaxnn.cpu_threads``,
-``jaxnn.steps``, ``jaxnn.verify`` and ``jaxnn.bench`` load on first use, so
-``import jaxnn`` stays light.
+The training modules, ``jaxnn.verify`` and ``jaxnn.bench`` load on first use, so
+``import jaxnn`` stays light. Nothing in the library prints or changes the
+process's global state (CPU affinity, environment, signals, ``jax.config``): that
+is the command line's business (``jaxnn.cli``), for its own process.
 """
 
 import importlib
@@ -62,14 +66,24 @@ _LAZY_MODULES = (
     "distributed",
     "sharded",
     "checkpoint",
-    "executables",
-    "cpu_threads",
+    "metrics",
+    "programs",
+    "program_cache",
     "steps",
     "verify",
     "bench",
+    "regularization",
+    "tabular",
+    "onnx_export",
+    "model",
 )
 # Public functions of lazy submodules, re-exported by name.
-_LAZY_NAMES = {"check_gradients": "verify", "locate_fault": "verify", "taylor_test": "verify"}
+_LAZY_NAMES = {
+    "check_gradients": "verify",
+    "locate_fault": "verify",
+    "taylor_test": "verify",
+    "load_run": "model",
+}
 
 __all__ = [
     "Backward",
@@ -86,6 +100,7 @@ __all__ = [
     "forward",
     "forward_unchecked",
     "init_params",
+    "load_run",
     "locate_fault",
     "losses",
     "network_with_hand_gradients",

@@ -20,6 +20,27 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+__all__ = [
+    "ACTIVATIONS",
+    "LEAKY_SLOPE",
+    "Activation",
+    "apply",
+    "get",
+    "leaky_relu",
+    "leaky_relu_deriv",
+    "linear",
+    "linear_deriv",
+    "relu",
+    "relu_deriv",
+    "sigmoid",
+    "sigmoid_deriv",
+    "softmax",
+    "softmax_jacobian",
+    "softmax_vjp",
+    "tanh",
+    "tanh_deriv",
+]
+
 LEAKY_SLOPE = 0.01
 
 

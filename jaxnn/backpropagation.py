@@ -30,6 +30,22 @@ from jaxnn import activations, losses
 from jaxnn.network import Cache, Network, Params, check_inputs, forward_unchecked, output_cost
 from jaxnn.sharding import sum_over_examples
 
+__all__ = [
+    "Backward",
+    "backprop",
+    "backward",
+    "backward_from",
+    "layer_grads",
+    "output_delta",
+    "output_error",
+    "propagate",
+    "transpose_times",
+    "transpose_times_cpu",
+    "transpose_times_default",
+    "transposed",
+    "value_and_backprop",
+]
+
 
 class Backward(NamedTuple):
     """Gradients with the params' structure, every layer's delta^[l] = dC/dZ^[l], and dC/dX."""
@@ -109,21 +125,40 @@ def backward_from(params: Params, cache: Cache, delta: jax.Array, net: Network) 
 
 
 def transpose_times(W: jax.Array, delta: jax.Array) -> jax.Array:
-    """W^T delta, the product of (BP2), with a transposed copy of the smaller side.
+    """W^T delta, the product of (BP2): ``transpose_times_cpu`` on the CPU, else
+    ``transpose_times_default``.
+
+    The CPU's form was measured on the CPU only, so it applies there only: the
+    backend is chosen when the program is lowered (``jax.lax.platform_dependent``),
+    which also holds for a program lowered on one machine and compiled for another.
+    Both are W^T delta; only the order of the sum's terms, so the last bits, differ.
+    """
+    return lax.platform_dependent(
+        W, delta, cpu=transpose_times_cpu, default=transpose_times_default
+    )
+
+
+def transpose_times_cpu(W: jax.Array, delta: jax.Array) -> jax.Array:
+    """W^T delta for XLA's CPU backend: a transposed copy of the smaller side.
 
     XLA's CPU backend runs a plain product (rows times columns, no operand
     transposed) through its fast matmul library, so one side is copied
     transposed first (see ``transposed``): W, n^[l+1] x n^[l], or, when the m
     columns of delta make less to move (m (n^[l+1] + n^[l]) < n^[l+1] n^[l], e.g.
     a small batch through a wide layer), delta and the product: (delta^T W)^T.
-    Both are W^T delta; only the order of the sum's terms, so the last bits,
-    differ. On the default network (batch 16) the second form makes the step
-    about 7% faster (BENCHMARKS.md).
+    On the default network (batch 16) the second form makes the step about 7%
+    faster (BENCHMARKS.md).
     """
     n_out, n_in = W.shape
     if delta.shape[1] * (n_out + n_in) < n_out * n_in:
-        return lax.optimization_barrier(transposed(delta) @ W).T
-    return transposed(W) @ delta
+        return lax.optimization_barrier(transposed(delta) @ W).T  # (BP2), as (delta^T W)^T
+    return transposed(W) @ delta  # (BP2)
+
+
+def transpose_times_default(W: jax.Array, delta: jax.Array) -> jax.Array:
+    """W^T delta as written, for every backend but the CPU: its compiler lays the
+    product out as it sees fit (nothing here was measured off the CPU)."""
+    return W.T @ delta  # (BP2)
 
 
 def transposed(A: jax.Array) -> jax.Array:
@@ -134,7 +169,7 @@ def transposed(A: jax.Array) -> jax.Array:
     backend runs that form about 1.5-3x slower than a plain product (it is not
     handed to its fast matmul library). The barrier keeps the transpose a copy
     (cheap next to the product), so BP2 is a plain product. Values are
-    unchanged. See BENCHMARKS.md.
+    unchanged. See BENCHMARKS.md. Used on the CPU only (``transpose_times_cpu``).
     """
     return lax.optimization_barrier(A.T)
 

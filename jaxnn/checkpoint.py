@@ -7,7 +7,8 @@ to ``<epoch>`` once complete, so a process killed mid-save leaves the previous
 steps intact, and the unfinished temporary directory is removed on the next
 open. (A rename is atomic on POSIX file systems; on object stores such as GCS,
 orbax writes a commit file instead.) The newest ``max_to_keep`` (3) steps are
-kept; older ones are deleted only after a newer one is complete.
+kept, and the steps named by ``keep`` (a run's best epoch, whatever its age); older
+ones are deleted only after a newer one is complete.
 
 Saves are asynchronous by default: ``save`` returns once the arrays are copied
 off the device, and orbax writes and renames the step in a background thread
@@ -26,10 +27,25 @@ The arrays are TensorStore OCDBT files (a binary key-value format with
 checksums) read into the caller's template; the tree structure, metadata and
 ``meta`` are JSON. Before orbax restores a step, its JSON is parsed and every
 value of its array store read, one at a time, and the saved arrays' paths,
-shapes and dtypes are checked against the template: a mismatch is a
-ValueError naming each difference, and a step that is truncated, damaged or
-not a jaxnn checkpoint is a ValueError naming the step and what could not be
-read.
+shapes and dtypes (orbax's ``item_metadata``) are checked against the template:
+a mismatch is a ValueError naming each difference, and a step that is
+truncated, damaged or not a jaxnn checkpoint is a ValueError naming the step
+and what could not be read.
+
+What is orbax's and what is jaxnn's: orbax writes, names, commits, lists, keeps
+and restores the steps, and describes what a step holds. jaxnn does two things
+itself, each for want of a public orbax API that does it:
+
+* removing the saves a killed process left unfinished (``_remove_unfinished``):
+  orbax's ``cleanup_tmp_directories`` does it in a background thread that only
+  the next ``save`` waits for (through a private method), so a session that
+  only restores would race it;
+* reading every byte of a step's OCDBT store before orbax restores it
+  (``_damage``): orbax reads the arrays concurrently and, when one read fails,
+  wraps the error in a bare ``Exception`` while the other reads complain on
+  stderr to an event loop it has closed. TensorStore, orbax's storage layer,
+  reads the same store one value at a time, so a damaged step is one clear
+  error.
 
 Needs ``orbax-checkpoint``, an extra: ``pip install 'jaxnn[cli]'``.
 """
@@ -43,7 +59,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-TMP_MARK = ".orbax-checkpoint-tmp"  # orbax's name for a save under way
+__all__ = ["Checkpoints", "Restored", "save_due"]
+
+_TMP_MARK = ".orbax-checkpoint-tmp"  # orbax's name for a save under way
 
 
 def _ocp():
@@ -108,9 +126,9 @@ def _first_line(error: Exception, limit: int = 300) -> str:
     return f"{type(error).__name__}: {text}"
 
 
-def _read_ocdbt_specs(state_dir: str):
-    """{array name: (shape, dtype)} from the zarr metadata in an OCDBT store, after
-    reading every value in it; a message (str) if a read fails."""
+def _read_every_value(state_dir: str) -> str | None:
+    """Read every value in the OCDBT store ``state_dir`` (its checksums checked), one at a
+    time; None if all read, else a message naming what is unreadable."""
     import tensorstore as ts  # orbax's storage layer
 
     try:
@@ -118,46 +136,58 @@ def _read_ocdbt_specs(state_dir: str):
         keys = store.list().result()
     except (ValueError, OSError, RuntimeError) as e:
         return f"its array store is unreadable ({_first_line(e)})"
-    specs = {}
     for key in keys:
-        name = key.decode(errors="replace")
         try:
-            value = store.read(key).result().value
-            array, _, leaf = name.rpartition("/")
-            if leaf == ".zarray":  # zarr v2
-                z = json.loads(value)
-                specs[array] = (tuple(z["shape"]), np.dtype(jnp.dtype(z["dtype"])))
-            elif leaf == "zarr.json" and json.loads(value).get("node_type") == "array":  # v3
-                z = json.loads(value)
-                specs[array] = (tuple(z["shape"]), np.dtype(jnp.dtype(z["data_type"])))
-        except (ValueError, OSError, RuntimeError, KeyError, TypeError) as e:
-            return f"{name} is unreadable ({_first_line(e)})"
-    return specs
+            store.read(key).result()
+        except (ValueError, OSError, RuntimeError) as e:
+            return f"{key.decode(errors='replace')} is unreadable ({_first_line(e)})"
+    return None
 
 
-def remove_unfinished(directory: str) -> list[str]:
-    """Delete the saves a killed process left unfinished (``*.orbax-checkpoint-tmp*``).
-
-    Run when a run's checkpoints are opened, before anything else touches them,
-    so a session that only restores leaves no background work behind.
-    Returns the names removed.
-    """
+def _remove_unfinished(directory: str) -> list[str]:
+    """Delete the saves a killed process left unfinished (``*.orbax-checkpoint-tmp*``),
+    now: run when a run's checkpoints are opened, before anything else touches them.
+    Returns the names removed. (Not orbax's ``cleanup_tmp_directories``: see the module
+    docstring.)"""
     if not os.path.isdir(directory):
         return []
-    names = [name for name in os.listdir(directory) if TMP_MARK in name]
+    names = [name for name in os.listdir(directory) if _TMP_MARK in name]
     for name in names:
         shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
     return names
 
 
-def make_manager(directory: str, max_to_keep: int, asynchronous: bool):
-    """An orbax ``CheckpointManager`` for a run: a JSON ``meta`` item and a ``state`` item."""
+class _Kept:
+    """orbax's preservation policy for the steps ``Checkpoints.keep`` names, besides the
+    newest ``max_to_keep`` (orbax's ``PreservationPolicy`` protocol)."""
+
+    def __init__(self) -> None:
+        self.epochs: frozenset[int] = frozenset()
+
+    def should_preserve(self, checkpoints, *, context) -> list[bool]:
+        del context
+        return [info.step in self.epochs for info in checkpoints]
+
+
+def _make_manager(
+    directory: str, max_to_keep: int, asynchronous: bool, kept: _Kept, read_only: bool
+):
+    """An orbax ``CheckpointManager`` for a run: a JSON ``meta`` item and a ``state`` item.
+
+    Not orbax's own ``read_only`` option, which logs three warnings on every open: a
+    read-only manager here is one that creates nothing and is never asked to save.
+    """
     ocp = _ocp()
+    from orbax.checkpoint import checkpoint_managers
+
+    policy = checkpoint_managers.AnyPreservationPolicy(
+        [checkpoint_managers.LatestN(max_to_keep), kept]
+    )
     options = ocp.CheckpointManagerOptions(
-        max_to_keep=max_to_keep,
-        create=True,
-        enable_async_checkpointing=asynchronous,
-        cleanup_tmp_directories=False,  # done by remove_unfinished, synchronously
+        preservation_policy=policy,
+        create=not read_only,
+        enable_async_checkpointing=asynchronous and not read_only,
+        cleanup_tmp_directories=False,  # done by _remove_unfinished, synchronously
     )
     return ocp.CheckpointManager(
         directory,
@@ -169,16 +199,10 @@ def make_manager(directory: str, max_to_keep: int, asynchronous: bool):
     )
 
 
-def saved_specs(step: str) -> dict:
-    """{leaf name: (shape, dtype)} of the state saved in the step directory ``step``, every
-    byte of it read first; a message (str) naming what is unreadable, or None when the
-    arrays are not in an OCDBT store (another layout: ask orbax).
-
-    The JSON files are parsed and the array store (OCDBT) read value by value, one
-    at a time: orbax reads the arrays concurrently, and when one read fails, the
-    others report to an event loop it has already closed, on stderr. Reading them
-    here first turns damage into one clear error.
-    """
+def _damage(step: str) -> str | None:
+    """What makes the step directory ``step`` unreadable, or None: its items, its JSON
+    files parsed, and, in orbax's default OCDBT layout, every value of its array store
+    read (in the other layout, one zarr directory per array, orbax alone reads them)."""
     missing = [item for item in ("state", "meta") if not os.path.isdir(f"{step}/{item}")]
     if missing:
         return f"it has no {' or '.join(missing)} directory"
@@ -189,11 +213,11 @@ def saved_specs(step: str) -> dict:
         except (OSError, ValueError) as e:
             return f"{name}: {_first_line(e)}"
     if os.path.isfile(f"{step}/state/manifest.ocdbt"):
-        return _read_ocdbt_specs(f"{step}/state") or None
+        return _read_every_value(f"{step}/state")
     return None
 
 
-def mismatches(have: dict, want: dict) -> list[str]:
+def _mismatches(have: dict, want: dict) -> list[str]:
     """What differs between saved and expected {leaf name: (shape, dtype)}, params first."""
     problems = []
     for name in want:
@@ -226,23 +250,41 @@ class Checkpoints:
     thread, while training goes on; the next ``save``, ``wait`` and ``close``
     wait for it. Each save stays atomic (see the module docstring).
 
+    With ``read_only=True`` the checkpoints are opened to restore only (e.g. by
+    ``jaxnn.load_run`` while a run may still be writing them): nothing is created or
+    removed, not even a killed process's unfinished save, and ``save`` is an error.
+
     Example:
       >>> with Checkpoints("runs/x/checkpoints") as ckpts:
       ...     ckpts.save(epoch, params, opt_state, key, {"history": history})
       ...     restored = ckpts.restore(params, opt_state, key)
     """
 
-    def __init__(self, directory, max_to_keep: int = 3, *, asynchronous: bool = True):
+    def __init__(
+        self,
+        directory: str | os.PathLike,
+        max_to_keep: int = 3,
+        *,
+        asynchronous: bool = True,
+        read_only: bool = False,
+    ) -> None:
         self.directory = os.path.abspath(os.fspath(directory))
         if os.path.exists(self.directory) and not os.path.isdir(self.directory):
             raise ValueError(f"checkpoint directory {self.directory} is a file")
-        remove_unfinished(self.directory)
-        self._manager = make_manager(self.directory, max_to_keep, asynchronous)
+        if read_only and not os.path.isdir(self.directory):
+            raise ValueError(f"no checkpoint directory {self.directory}")
+        self.read_only = read_only
+        if not read_only:
+            _remove_unfinished(self.directory)
+        self._kept = _Kept()
+        self._manager = _make_manager(
+            self.directory, max_to_keep, asynchronous, self._kept, read_only
+        )
 
-    def __enter__(self):
+    def __enter__(self) -> "Checkpoints":
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def close(self) -> None:
@@ -261,13 +303,28 @@ class Checkpoints:
         """The newest saved epoch, or None if there is none."""
         return self._manager.latest_step()
 
-    def save(self, epoch: int, params, opt_state=None, key=None, meta: dict | None = None) -> None:
+    def keep(self, *epochs: int) -> None:
+        """Keep the steps of ``epochs`` besides the newest ``max_to_keep``, from the next
+        save on (e.g. a run's best epoch on its validation set); none: keep only the
+        newest. Replaces the epochs kept before, which the next save may then delete."""
+        self._kept.epochs = frozenset(int(e) for e in epochs)
+
+    def save(
+        self,
+        epoch: int,
+        params: Any,
+        opt_state: Any = None,
+        key: jax.Array | None = None,
+        meta: dict | None = None,
+    ) -> None:
         """Save the state after ``epoch`` epochs; with ``asynchronous``, written in the
         background (``wait`` for it), otherwise on disk when this returns.
 
         ``opt_state`` and ``key`` are optional: None saves none (an empty subtree).
         ``meta`` must be JSON-able; it is copied now, so the caller may change it.
         """
+        if self.read_only:
+            raise ValueError(f"{self.directory} was opened read-only; it cannot save")
         ocp = _ocp()
         state = {"params": params, "opt_state": opt_state, "key": _key_data(key)}
         meta = json.loads(json.dumps({**(meta or {}), "epoch": int(epoch)}))
@@ -291,13 +348,12 @@ class Checkpoints:
         )
 
     def _saved_specs(self, epoch: int) -> dict:
-        """``saved_specs`` of the step, or orbax's reading of its metadata."""
-        specs = saved_specs(self._step_dir(epoch))
-        if isinstance(specs, str):
-            raise self._unreadable(epoch, specs)
-        if specs:
-            return specs
-        try:  # another layout: orbax's own reading of the metadata
+        """{leaf name: (shape, dtype)} of the saved state, from orbax's metadata, once
+        every byte of the step has been read (``_damage``)."""
+        damage = _damage(self._step_dir(epoch))
+        if damage:
+            raise self._unreadable(epoch, damage)
+        try:
             saved = self._manager.item_metadata(epoch)["state"]
             tree = saved.tree if hasattr(saved, "tree") else saved
             return {
@@ -309,13 +365,13 @@ class Checkpoints:
                 epoch, f"its metadata is unreadable ({_first_line(e)})"
             ) from None
 
-    def check(self, epoch: int, params, opt_state, key) -> None:
+    def check(self, epoch: int, params: Any, opt_state: Any, key: jax.Array | None) -> None:
         """Raise ValueError unless the saved arrays have the template's paths, shapes, dtypes."""
         have = self._saved_specs(epoch)
         if not have:
             raise self._unreadable(epoch, "it holds no arrays")
         want = _leaf_specs({"params": params, "opt_state": opt_state, "key": _key_data(key)})
-        problems = mismatches(have, want)
+        problems = _mismatches(have, want)
         if problems:
             more = f"; and {len(problems) - 4} more" if len(problems) > 4 else ""
             raise ValueError(
@@ -334,7 +390,13 @@ class Checkpoints:
             )
         return epoch
 
-    def restore(self, params, opt_state=None, key=None, epoch: int | None = None) -> Restored:
+    def restore(
+        self,
+        params: Any,
+        opt_state: Any = None,
+        key: jax.Array | None = None,
+        epoch: int | None = None,
+    ) -> Restored:
         """The saved state of ``epoch`` (default: the newest), shaped like the templates.
 
         ``params``, ``opt_state`` and ``key`` are templates (e.g. a fresh

@@ -22,6 +22,11 @@ share one scale, and per pixel the near-empty border pixels would be divided by
 a tiny deviation and blow up on the test set (on digits it also costs about
 half a point of test accuracy).
 
+Each dataset records its scaling in ``Dataset.preprocessing`` (a ``Preprocessing``:
+the feature names, one mean and standard deviation per raw feature, the class names
+or the target's mean and std), so that a trained model takes raw rows
+(``jaxnn.load_run``): an image's one mean and std repeat in every pixel's entry.
+
 Only the bundled datasets need scikit-learn, imported when they are loaded.
 """
 
@@ -31,23 +36,67 @@ import os
 import struct
 import zipfile
 import zlib
-from typing import NamedTuple
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
 from jaxnn.losses import Head, head
 from jaxnn.network import Network
-from jaxnn.validation import check_finite, check_int
+from jaxnn.validation import check_finite, check_labels, is_labels
+from jaxnn.validation import one_hot as one_hot
+
+__all__ = [
+    "DATASETS",
+    "MNIST_FILES",
+    "Dataset",
+    "Preprocessing",
+    "breast_cancer",
+    "diabetes",
+    "digits",
+    "load",
+    "load_mnist_arrays",
+    "mnist",
+    "one_hot",
+    "read_idx",
+    "stratified_split",
+    "target_deciles",
+]
 
 DATASETS = ("digits", "breast_cancer", "diabetes", "mnist")
+
+_PathLike = str | os.PathLike
+
+
+class Preprocessing(NamedTuple):
+    """How a dataset's raw examples became its arrays: what a trained model needs to take
+    raw rows.
+
+    Each raw feature x_j became ``(x_j - feature_mean[j]) / feature_std[j]`` (vectors of
+    n_x entries, ``feature_std`` 1 where a feature was constant). For classification,
+    output unit (or, for one sigmoid unit, label) i is the class ``classes[i]``; for
+    regression the target y became ``(y - target_mean) / target_std``. ``target`` names
+    the target; ``feature_names`` the features, in the arrays' row order.
+    """
+
+    feature_names: tuple[str, ...]
+    feature_mean: np.ndarray
+    feature_std: np.ndarray
+    target: str
+    classes: tuple | None = None
+    target_mean: float | None = None
+    target_std: float | None = None
 
 
 class Dataset(NamedTuple):
     """Train and test parts in column layout, and the network head that fits them.
 
     ``X_*`` is ``(n_x, m)``, ``Y_*`` is ``(n_y, m)`` (one-hot for more than two
-    classes); ``task`` is ``"classification"`` or ``"regression"``;
-    ``output_activation`` and ``loss`` are the default head for the task.
+    classes), or integer class labels of shape ``(m,)`` for a softmax +
+    cross-entropy head; ``task`` is ``"classification"`` or ``"regression"``;
+    ``output_activation`` and ``loss`` are the default head for the task;
+    ``preprocessing``, where known, how the raw data was scaled (``Preprocessing``).
     """
 
     X_train: np.ndarray
@@ -58,15 +107,60 @@ class Dataset(NamedTuple):
     output_activation: str
     loss: str
     name: str = ""
+    preprocessing: Preprocessing | None = None
 
-    def network(self, hidden=(64, 64), activation: str = "relu") -> Network:
-        """A ``Network`` with these hidden layer sizes and this data's inputs and head."""
+    def network(
+        self,
+        hidden: Sequence[int] = (64, 64),
+        activation: str = "relu",
+        *,
+        n_classes: int | None = None,
+    ) -> Network:
+        """A ``Network`` with these hidden layer sizes and this data's inputs and head.
+
+        The output layer has one unit per row of ``Y_train``, ``(n_y, m)``. For integer
+        class labels, ``Y_train`` of shape ``(m,)`` (softmax + cross-entropy), it has
+        one unit per class: ``n_classes`` if given, else the largest label in
+        ``Y_train`` and ``Y_test`` plus one. Any other 1-D ``Y_train`` is a ValueError.
+        """
         hidden = tuple(hidden)
-        sizes = (self.X_train.shape[0], *hidden, self.Y_train.shape[0])
+        sizes = (np.shape(self.X_train)[0], *hidden, self._outputs(n_classes))
         return Network(sizes, (activation,) * len(hidden) + (self.output_activation,), self.loss)
 
+    def _outputs(self, n_classes: int | None) -> int:
+        """n^[L]: Y_train's rows, or the number of classes of integer labels."""
+        shape = np.shape(self.Y_train)
+        if len(shape) == 2:
+            if n_classes is not None and n_classes != shape[0]:
+                raise ValueError(
+                    f"n_classes is {n_classes}, but Y_train has shape {shape}: {shape[0]} outputs"
+                )
+            return shape[0]
+        if not is_labels(self.Y_train):
+            raise ValueError(
+                f"Y_train has shape {shape} and dtype {np.asarray(self.Y_train).dtype}; give "
+                "(n_y, m) targets, one example per column, or integer class labels (m,)"
+            )
+        if (self.output_activation, self.loss) != ("softmax", "cross_entropy"):
+            raise ValueError(
+                f"Y_train holds integer class labels, which need a softmax output with "
+                f"cross_entropy; this dataset's head is {self.output_activation} with "
+                f"{self.loss}: give (n_y, m) targets"
+            )
+        labelled = [self.Y_train] + ([self.Y_test] if is_labels(self.Y_test) else [])
+        if n_classes is None:
+            n_classes = 1 + max((int(np.max(y)) for y in labelled if np.size(y)), default=0)
+            if n_classes < 2:
+                raise ValueError(
+                    f"Y_train's labels name {n_classes} class; a softmax output needs at least "
+                    "2: pass n_classes"
+                )
+        for name, y in zip(("Y_train", "Y_test"), labelled, strict=False):
+            check_labels(y, n_classes, name)
+        return n_classes
 
-def load(name: str, data_dir=None, **kwargs) -> Dataset:
+
+def load(name: str, data_dir: _PathLike | None = None, **kwargs: Any) -> Dataset:
     """The dataset called ``name`` (one of ``DATASETS``); ``data_dir`` is for ``mnist``."""
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; valid: {', '.join(DATASETS)}")
@@ -79,9 +173,27 @@ def load(name: str, data_dir=None, **kwargs) -> Dataset:
     return {"digits": digits, "breast_cancer": breast_cancer, "diabetes": diabetes}[name](**kwargs)
 
 
-def stratified_split(labels, test_fraction: float = 0.2, seed: int = 0):
+def target_deciles(y: ArrayLike) -> np.ndarray:
+    """The decile (0-9) of each value of a regression target ``y``: the strata of
+    ``stratified_split`` for regression."""
+    y = np.asarray(y)
+    return np.searchsorted(np.quantile(y, np.linspace(0, 1, 11)[1:-1]), y, side="right")
+
+
+def stratified_split(
+    labels: ArrayLike, test_fraction: float = 0.2, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Indices ``(train, test)``, each sorted: ``round(test_fraction * n_c)`` of
-    every label value c go to the test part, chosen by a fixed permutation."""
+    every label value c go to the test part, chosen by a fixed permutation.
+
+    Warning: this is not scikit-learn's ``train_test_split(..., stratify=labels)``,
+    and gives another split. scikit-learn rounds the test part's size once, over
+    all classes (360 of the 1797 digits at 0.2, where this rounds per class and
+    takes 359), shares it out among the classes, and draws with its own generator.
+    jaxnn keeps its own split because the built-in datasets' splits are pinned by
+    the tests and the benchmarks (BENCHMARKS.md's digits results), and because it
+    needs no scikit-learn: NumPy alone, for any labels.
+    """
     if not 0 < test_fraction < 1:
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
     labels = np.asarray(labels)
@@ -95,45 +207,26 @@ def stratified_split(labels, test_fraction: float = 0.2, seed: int = 0):
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
 
 
-def standardize(train, *others, axis=1):
-    """``(train - mean) / std`` with the mean and std of ``train`` along ``axis``
-    (1: per feature, over the examples; None: one mean and std over all entries),
-    applied to ``train`` and to each of ``others``; a std of 0 is taken as 1."""
+def _scaling(train: np.ndarray, axis: int | None = 1) -> tuple[np.ndarray, np.ndarray]:
+    """The mean and std of ``train`` along ``axis`` (1: per feature, over the examples;
+    None: one mean and std over all entries), kept as ``(n, 1)`` or ``(1, 1)``; a std
+    of 0 is taken as 1."""
     mean = np.mean(train, axis=axis, keepdims=True)
     std = np.std(train, axis=axis, keepdims=True)
-    std = np.where(std > 0, std, 1.0)
-    return tuple((x - mean) / std for x in (train, *others))
+    return mean, np.where(std > 0, std, 1.0)
 
 
-def one_hot(labels, n_classes: int) -> np.ndarray:
-    """``(n_classes, m)`` with a 1 in row ``labels[i]`` of column i.
+def _per_row(value: np.ndarray, n: int) -> np.ndarray:
+    """A ``(n, 1)`` or ``(1, 1)`` statistic as a vector of n entries, one per row."""
+    return np.broadcast_to(np.asarray(value, np.float64).reshape(-1), (n,)).copy()
 
-    ``labels`` is a vector of m integers from 0 to ``n_classes - 1`` (floats
-    with integer values, such as 3.0, are taken as those integers); anything
-    else is a ValueError naming the first offending label.
-    """
-    check_int(n_classes, "n_classes")
-    try:
-        labels = np.asarray(labels)
-    except ValueError:  # ragged
-        raise ValueError("labels must be a vector of integers") from None
-    if labels.ndim != 1:
-        raise ValueError(f"labels must be a vector (m,) of integers, got shape {labels.shape}")
-    if labels.dtype.kind not in "biuf":
-        raise ValueError(f"labels must be integers, got dtype {labels.dtype}")
-    if labels.dtype.kind == "f":
-        integral = np.isfinite(labels) & (labels == np.round(labels))
-        if not integral.all():
-            k = int(np.flatnonzero(~integral)[0])
-            raise ValueError(f"labels must be integers; label {k} is {labels[k]}")
-    bad = (labels < 0) | (labels >= n_classes)
-    if bad.any():
-        k = int(np.flatnonzero(bad)[0])
-        raise ValueError(
-            f"labels must be from 0 to {n_classes - 1} ({n_classes} classes); "
-            f"{int(bad.sum())} are not, the first is label {k}: {labels[k]}"
-        )
-    return (np.arange(n_classes)[:, None] == labels[None, :]).astype(np.float64)
+
+def _pixel_names(shape: tuple[int, ...]) -> tuple[str, ...]:
+    """``pixel_<row>_<col>`` for an image of ``shape`` (scikit-learn's names for digits),
+    ``pixel_<j>`` for flat images."""
+    if len(shape) == 2:
+        return tuple(f"pixel_{i}_{j}" for i in range(shape[0]) for j in range(shape[1]))
+    return tuple(f"pixel_{j}" for j in range(int(np.prod(shape))))
 
 
 def _sklearn_datasets():
@@ -146,19 +239,27 @@ def _sklearn_datasets():
     return sklearn.datasets
 
 
-def _split_and_scale(X, Y, strata, name, out: Head, test_fraction, seed, dtype, axis=1):
-    """X is (m, n_x) as scikit-learn gives it; Y is (n_y, m); ``out`` the output head."""
+def _split_and_scale(
+    X, Y, strata, name, out: Head, test_fraction, seed, dtype, axis=1, *, labels
+) -> Dataset:
+    """X is (m, n_x) as scikit-learn gives it; Y is (n_y, m); ``out`` the output head;
+    ``labels`` a ``Preprocessing`` without its statistics (names and classes)."""
     train, test = stratified_split(strata, test_fraction, seed)
     X = np.asarray(X, np.float64).T
-    X_train, X_test = standardize(X[:, train], X[:, test], axis=axis)
+    mean, std = _scaling(X[:, train], axis)
+    X_train, X_test = ((x - mean) / std for x in (X[:, train], X[:, test]))
     Y_train, Y_test = Y[:, train], Y[:, test]
+    n_x = X.shape[0]
+    labels = labels._replace(feature_mean=_per_row(mean, n_x), feature_std=_per_row(std, n_x))
     if out.task == "regression":
-        Y_train, Y_test = standardize(Y_train, Y_test)
+        y_mean, y_std = _scaling(Y_train)
+        Y_train, Y_test = ((y - y_mean) / y_std for y in (Y_train, Y_test))
+        labels = labels._replace(target_mean=float(y_mean[0, 0]), target_std=float(y_std[0, 0]))
     arrays = (np.asarray(a, dtype) for a in (X_train, Y_train, X_test, Y_test))
-    return Dataset(*arrays, out.task, out.activation, out.loss, name)
+    return Dataset(*arrays, out.task, out.activation, out.loss, name, labels)
 
 
-def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
     """scikit-learn's digits as ``(X (1797, 64), labels (1797,))``, as ``load_digits`` gives.
 
     Read straight from the CSV file scikit-learn ships (``sklearn/datasets/data/
@@ -175,35 +276,50 @@ def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
     return _sklearn_datasets().load_digits(return_X_y=True)
 
 
-def digits(*, test_fraction: float = 0.2, seed: int = 0, dtype=np.float32) -> Dataset:
+def digits(*, test_fraction: float = 0.2, seed: int = 0, dtype: DTypeLike = np.float32) -> Dataset:
     """scikit-learn's 8x8 digits: 1797 examples, 64 pixels (0-16), 10 classes (softmax)."""
-    X, y = digits_arrays()
+    X, y = _digits_arrays()
     out = head("softmax", "cross_entropy")
-    return _split_and_scale(X, one_hot(y, 10), y, "digits", out, test_fraction, seed, dtype, None)
+    labels = Preprocessing(_pixel_names((8, 8)), None, None, "digit", tuple(range(10)))
+    Y = one_hot(y, 10)
+    return _split_and_scale(X, Y, y, "digits", out, test_fraction, seed, dtype, None, labels=labels)
 
 
-def breast_cancer(*, test_fraction: float = 0.2, seed: int = 0, dtype=np.float32) -> Dataset:
+def breast_cancer(
+    *, test_fraction: float = 0.2, seed: int = 0, dtype: DTypeLike = np.float32
+) -> Dataset:
     """Wisconsin breast cancer: 569 examples, 30 features, 1 sigmoid output."""
-    X, y = _sklearn_datasets().load_breast_cancer(return_X_y=True)
+    bunch = _sklearn_datasets().load_breast_cancer()
+    X, y = bunch.data, bunch.target
     out = head("sigmoid", "binary_cross_entropy")
     Y = np.asarray(y, np.float64)[None, :]
-    return _split_and_scale(X, Y, y, "breast_cancer", out, test_fraction, seed, dtype)
+    names, classes = tuple(map(str, bunch.feature_names)), tuple(map(str, bunch.target_names))
+    labels = Preprocessing(names, None, None, "diagnosis", classes)  # 0 malignant, 1 benign
+    return _split_and_scale(
+        X, Y, y, "breast_cancer", out, test_fraction, seed, dtype, labels=labels
+    )
 
 
-def diabetes(*, test_fraction: float = 0.2, seed: int = 0, dtype=np.float32) -> Dataset:
+def diabetes(
+    *, test_fraction: float = 0.2, seed: int = 0, dtype: DTypeLike = np.float32
+) -> Dataset:
     """Diabetes progression: 442 examples, 10 features, 1 linear output (standardised)."""
-    X, y = _sklearn_datasets().load_diabetes(return_X_y=True, scaled=False)
-    deciles = np.searchsorted(np.quantile(y, np.linspace(0, 1, 11)[1:-1]), y, side="right")
+    bunch = _sklearn_datasets().load_diabetes(scaled=False)
+    X, y = bunch.data, bunch.target
+    deciles = target_deciles(y)
     Y = np.asarray(y, np.float64)[None, :]
     out = head("linear", "mse")
-    return _split_and_scale(X, Y, deciles, "diabetes", out, test_fraction, seed, dtype)
+    labels = Preprocessing(tuple(map(str, bunch.feature_names)), None, None, "progression")
+    return _split_and_scale(
+        X, Y, deciles, "diabetes", out, test_fraction, seed, dtype, labels=labels
+    )
 
 
 # --- MNIST from files -------------------------------------------------------------------
 
 # IDX: two zero bytes, a type code, the number of dimensions, then one big-endian
 # uint32 per dimension, then the data, big-endian, row-major.
-IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+_IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 MNIST_FILES = {
     "x_train": "train-images-idx3-ubyte",
@@ -224,13 +340,13 @@ def _read_bytes(path) -> bytes:
     return raw
 
 
-def read_idx(path) -> np.ndarray:
+def read_idx(path: _PathLike) -> np.ndarray:
     """The array in an IDX file (gzipped or not), validated against its header."""
     raw = _read_bytes(path)
     if len(raw) < 4:
         raise ValueError(f"{path}: {len(raw)} bytes, too short for an IDX header")
     magic = int.from_bytes(raw[:4], "big")
-    if raw[0] != 0 or raw[1] != 0 or raw[2] not in IDX_TYPES:
+    if raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES:
         raise ValueError(
             f"{path}: bad magic number 0x{magic:08x}; an IDX file starts with two zero bytes "
             "and a type code 0x08 (ubyte), 0x09, 0x0b, 0x0c, 0x0d or 0x0e, e.g. 0x00000803 "
@@ -241,7 +357,7 @@ def read_idx(path) -> np.ndarray:
     if len(raw) < start:
         raise ValueError(f"{path}: truncated header: {ndim} dimensions need {start} bytes")
     dims = struct.unpack(f">{ndim}I", raw[4:start])
-    dtype = np.dtype(IDX_TYPES[raw[2]])
+    dtype = np.dtype(_IDX_TYPES[raw[2]])
     count = int(np.prod(dims, dtype=np.int64))
     need, have = count * dtype.itemsize, len(raw) - start
     if have != need:
@@ -280,20 +396,16 @@ def _check_pair(images, labels, split, where):
         raise ValueError(
             f"{where}: {split} labels must be integers from 0 to 9, got dtype {labels.dtype}"
         )
-    bad = (labels < 0) | (labels > 9)
-    if bad.any():
-        k = int(np.flatnonzero(bad)[0])
-        raise ValueError(
-            f"{where}: {split} labels must be integers from 0 to 9; {int(bad.sum())} are not, "
-            f"the first is label {k}: {labels[k]}"
-        )
+    check_labels(labels, 10, f"{where}: {split} labels")
     if not (np.issubdtype(images.dtype, np.integer) or np.issubdtype(images.dtype, np.floating)):
         raise ValueError(f"{where}: {split} images have dtype {images.dtype}; expected numbers")
     n = int(np.prod(images.shape[1:]))
     check_finite(images.reshape(len(images), n).T, f"{where}: {split} images", "pixel")
 
 
-def load_mnist_arrays(data_dir):
+def load_mnist_arrays(
+    data_dir: _PathLike | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``(x_train, y_train, x_test, y_test)`` from the IDX files or ``mnist.npz``.
 
     ``data_dir`` is a directory holding either the four IDX files (each named as
@@ -356,7 +468,7 @@ def _load_npz(path):
     return tuple(arrays[k] for k in MNIST_FILES)
 
 
-def mnist(data_dir, *, dtype=np.float32) -> Dataset:
+def mnist(data_dir: _PathLike | None, *, dtype: DTypeLike = np.float32) -> Dataset:
     """MNIST from files (see ``load_mnist_arrays``), with its own train/test split.
 
     Pixels are standardised with one mean and std over all training pixels.
@@ -379,5 +491,13 @@ def mnist(data_dir, *, dtype=np.float32) -> Dataset:
     X_train = (X_train - mean) / std
     X_test = (X_test - mean) / std
     out = head("softmax", "cross_entropy")
-    Y_train, Y_test = (one_hot(y, 10).astype(dtype) for y in (y_train, y_test))
-    return Dataset(X_train, Y_train, X_test, Y_test, out.task, out.activation, out.loss, "mnist")
+    Y_train, Y_test = (one_hot(y, 10, dtype) for y in (y_train, y_test))
+    labels = Preprocessing(
+        _pixel_names(x_train.shape[1:]),
+        np.full(n_x, float(mean)),
+        np.full(n_x, float(std)),
+        "digit",
+        tuple(range(10)),
+    )
+    fields = (out.task, out.activation, out.loss, "mnist", labels)
+    return Dataset(X_train, Y_train, X_test, Y_test, *fields)

@@ -34,6 +34,20 @@ from jax.sharding import Mesh
 from jaxnn import parallel
 from jaxnn.validation import check_int
 
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "ClusterError",
+    "Watchdog",
+    "any_process",
+    "check_same",
+    "initialize",
+    "is_writer",
+    "make_mesh",
+    "report_failure",
+    "spans_processes",
+    "wait_for_others",
+]
+
 DEFAULT_TIMEOUT = 60.0  # seconds: to join, to exchange settings, to miss heartbeats
 
 
@@ -46,7 +60,7 @@ def _first_line(error: BaseException) -> str:
     return lines[0] if lines else type(error).__name__
 
 
-def check_coordinator(address: str) -> str:
+def _check_coordinator(address: str) -> str:
     """``address`` if it is ``HOST:PORT`` with a port in 1..65535, else a ValueError."""
     host, _, port = str(address).rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
@@ -87,7 +101,7 @@ def initialize(
             "(--distributed) where JAX detects the cluster (SLURM, a TPU pod, Open MPI)"
         )
     if coordinator is not None:
-        check_coordinator(coordinator)
+        _check_coordinator(coordinator)
         check_int(num_processes, "num_processes")
         if not 0 <= check_int(process_id, "process_id", minimum=0) < num_processes:
             raise ValueError(
@@ -163,7 +177,7 @@ def _id(device) -> int:
     return device.id
 
 
-def spans_processes(mesh) -> bool:
+def spans_processes(mesh: Mesh) -> bool:
     """True if the mesh's devices belong to more than one process."""
     return len({d.process_index for d in np.ravel(mesh.devices)}) > 1
 
@@ -240,21 +254,22 @@ class Watchdog:
     take its silence for a fault.
     """
 
-    def __init__(self, on_lost: Callable[[str], None], timeout: float = DEFAULT_TIMEOUT):
+    def __init__(self, on_lost: Callable[[str], None], timeout: float = DEFAULT_TIMEOUT) -> None:
         self.on_lost, self.timeout = on_lost, float(timeout)
         self.lost: int | None = None  # the process found lost, once found
         self.interval = min(1.0, self.timeout / 5)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="jaxnn-watchdog", daemon=True)
 
-    def __enter__(self):
+    def __enter__(self) -> "Watchdog":
         self._thread.start()
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
     def stop(self) -> None:
+        """Mark this process as done (the others stop watching it) and end the thread."""
         if not self._stop.is_set():
             self._stop.set()
             try:

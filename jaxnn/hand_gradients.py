@@ -47,14 +47,31 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.interpreters.ad import JVPTracer
+from jax.typing import ArrayLike
 
 from jaxnn import activations
 from jaxnn.backpropagation import backward, backward_from
 from jaxnn.losses import TARGET_GRADS
-from jaxnn.network import Network, Params, check_inputs, forward_unchecked, output_cost
+from jaxnn.network import (
+    Cache,
+    Network,
+    Params,
+    check_inputs,
+    forward_unchecked,
+    output_cost,
+)
+
+__all__ = [
+    "cost_with_hand_gradients",
+    "cotangent_like",
+    "network_with_hand_gradients",
+    "reverse_mode_only",
+    "scale_grads",
+    "target_grad",
+]
 
 
-def target_grad(cache, Y, net: Network, axis: int = 0):
+def target_grad(cache: Cache, Y: jax.Array, net: Network, axis: int = 0) -> jax.Array:
     """dC/dY for the mean cost: each example's dC_x/dy (G-Y1)-(G-Y3), divided by m   (C-M).
 
     ``axis`` is the axis of units (0: examples in columns; 1: in rows).
@@ -63,7 +80,7 @@ def target_grad(cache, Y, net: Network, axis: int = 0):
     return TARGET_GRADS[net.loss](Z, A, Y, axis=axis) / A.shape[1 - axis]
 
 
-def cotangent_like(g, primal):
+def cotangent_like(g: jax.Array, primal: ArrayLike) -> jax.Array | None:
     """``g`` shaped and typed like ``primal``; None (a zero cotangent) for integer arrays."""
     dtype = jnp.result_type(primal)
     if not jnp.issubdtype(dtype, jnp.inexact):
@@ -71,7 +88,7 @@ def cotangent_like(g, primal):
     return jnp.reshape(g, np.shape(primal)).astype(dtype)
 
 
-def scale_grads(grads, g, params):
+def scale_grads(grads: Params, g: jax.Array, params: Params) -> Params:
     """``g * grads`` in the params' own structure and dtypes (a tuple of layers stays one)."""
     return jax.tree.unflatten(
         jax.tree.structure(params),

@@ -28,6 +28,31 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import xlogy
 
+__all__ = [
+    "HEADS",
+    "LOSSES",
+    "TARGET_GRADS",
+    "Head",
+    "Loss",
+    "binary_cross_entropy",
+    "binary_cross_entropy_grad",
+    "binary_cross_entropy_stable",
+    "binary_cross_entropy_target_grad",
+    "cross_entropy",
+    "cross_entropy_grad",
+    "cross_entropy_stable",
+    "cross_entropy_target_grad",
+    "get",
+    "head",
+    "linear_mse_delta",
+    "mse",
+    "mse_grad",
+    "mse_stable",
+    "mse_target_grad",
+    "sigmoid_binary_cross_entropy_delta",
+    "softmax_cross_entropy_delta",
+]
+
 
 class Loss(NamedTuple):
     """A cost with its gradient, and the output activations it accepts."""

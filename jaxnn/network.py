@@ -13,7 +13,7 @@ import dataclasses
 import functools
 import math
 from collections.abc import Sequence
-from typing import NamedTuple, TypeAlias
+from typing import Any, NamedTuple, TypeAlias
 
 import jax
 import jax.numpy as jnp
@@ -28,9 +28,26 @@ from jaxnn.validation import (
     check_key,
     check_params,
     is_labels,
-    labels_one_hot,
+    one_hot,
     shape_of,
 )
+
+__all__ = [
+    "INIT_METHODS",
+    "LAYOUTS",
+    "Cache",
+    "Layer",
+    "Network",
+    "Params",
+    "check_inputs",
+    "cost",
+    "forward",
+    "forward_unchecked",
+    "init_params",
+    "output_cost",
+    "param_types",
+    "predict",
+]
 
 Layer: TypeAlias = dict[str, jax.Array]  # {"W": (n^[l], n^[l-1]), "b": (n^[l], 1)}
 # One ``Layer`` per layer, params[l] holding layer l + 1 of the math. A list (what
@@ -182,7 +199,7 @@ def param_types(
         ``jax_enable_x64``) if None.
       caller: the function named in the error for a dtype that is not floating.
     """
-    check_network(net)
+    _check_network(net)
     # The dtype an array of it gets (nothing computed): JAX's default float for None,
     # and for float64 without x64 what jax_explicit_x64_dtypes says (float32 and a
     # warning by default, an error, or float64).
@@ -201,7 +218,7 @@ def param_types(
 _NO_TARGETS = object()
 
 
-def check_network(net: object) -> None:
+def _check_network(net: object) -> None:
     """Raise ValueError unless ``net`` is a ``Network``."""
     if not isinstance(net, Network):
         raise ValueError(
@@ -213,17 +230,19 @@ def check_network(net: object) -> None:
 LAYOUTS = ("columns", "rows")
 
 
-def check_inputs(params, X, net: Network, Y=_NO_TARGETS, *, layout: str = "columns"):
+def check_inputs(
+    params: Any, X: ArrayLike, net: Network, Y: Any = _NO_TARGETS, *, layout: str = "columns"
+) -> tuple[Any, Any]:
     """Validate params, X and Y before any math; return X and Y as 2-D arrays.
 
     ``layout="columns"`` (the seeds'): X is ``(n_x, m)`` and Y ``(n_L, m)``;
     ``"rows"`` (``jaxnn.rows``): ``(m, n_x)`` and ``(m, n_L)``. A vector is one
     example. For softmax with cross-entropy, Y may be integer class labels of
-    shape ``(m,)``, returned one-hot in the params' dtype (``labels_one_hot``).
+    shape ``(m,)``, returned one-hot in the params' dtype (``jaxnn.validation.one_hot``).
     Without Y (the forward pass) the second value is None; a Y given as None
     is an error, as is a Y with no examples (the cost is a mean over m >= 1).
     """
-    check_network(net)
+    _check_network(net)
     check_params(params, net.sizes)
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}; valid layouts: {LAYOUTS}")
@@ -246,7 +265,8 @@ def check_inputs(params, X, net: Network, Y=_NO_TARGETS, *, layout: str = "colum
                 f"X has shape {shape_of(X)} and the labels Y have shape {shape_of(Y)}: "
                 "give one label per example"
             )
-        Y2 = labels_one_hot(Y, net.sizes[-1], params[-1]["W"].dtype, axis=examples ^ 1)
+        dtype = params[-1]["W"].dtype
+        Y2 = one_hot(Y, net.sizes[-1], dtype, axis=examples ^ 1, name="Y (class labels)")
     else:
         Y2 = as_2d(Y, net.sizes[-1], "Y", "n_L")
         if np.ndim(X) != np.ndim(Y):

@@ -30,6 +30,20 @@ import jax
 import jax.numpy as jnp
 import optax
 
+__all__ = [
+    "OPTIMIZERS",
+    "AdamState",
+    "MomentumState",
+    "RmsPropState",
+    "ScalarOrSchedule",
+    "SgdState",
+    "adam",
+    "momentum",
+    "optax_equivalent",
+    "rmsprop",
+    "sgd",
+]
+
 ScalarOrSchedule = float | Callable[[jax.Array], Any]
 
 _INT32_MAX = jnp.iinfo(jnp.int32).max
@@ -412,7 +426,7 @@ _OPTAX = {
 }
 
 
-def optax_equivalent(name: str, **hyperparameters) -> optax.GradientTransformation:
+def optax_equivalent(name: str, **hyperparameters: Any) -> optax.GradientTransformation:
     """The optax optimizer, built from optax alone, that computes the same steps.
 
     ``optax_equivalent(name, **kw)`` and ``OPTIMIZERS[name](**kw)`` take the same

@@ -12,25 +12,41 @@ and the sums over examples in BP3 and BP4 (``delta A^T``, ``sum delta``) become
 an all-reduce that the compiler inserts. Nothing in the formulas changes.
 
 Use it through ``jaxnn.train.fit(..., devices=N)`` or ``fit(..., mesh=mesh)``
-and ``jaxnn train --devices N``; ``docs/scaling.md`` has the details.
+(whose epoch shards the training set by examples too, ``jaxnn.sharded``) and
+``jaxnn train --devices N``; ``docs/scaling.md`` has the details.
 
 Several processes or hosts: ``jaxnn.distributed`` (joining, a mesh over every
 process's devices) and ``jaxnn.sharded`` (each process holds only its share of
 the examples).
 """
 
-import functools
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import numpy as np
 import optax
 from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
+from jax.typing import ArrayLike
 
 from jaxnn.network import Network
-from jaxnn.steps import epoch_fn, step_fn
+from jaxnn.steps import step_fn
 from jaxnn.validation import as_real_array, check_int
+
+__all__ = [
+    "AXIS",
+    "batch_axis",
+    "batch_sharding",
+    "check_divisible",
+    "is_explicit",
+    "make_mesh",
+    "make_parallel_step",
+    "replicate",
+    "replicated",
+    "shard",
+    "take_batch",
+]
 
 AXIS = "batch"
 
@@ -85,27 +101,33 @@ def is_explicit(mesh: Mesh, axis: str) -> bool:
     return types[axis] == AxisType.Explicit
 
 
-def batch_sharding(mesh: Mesh, axis: str | None = None) -> NamedSharding:
-    """Columns (examples) split over the mesh's batch axis, rows whole."""
-    return NamedSharding(mesh, P(None, batch_axis(mesh, axis)))
+def batch_sharding(mesh: Mesh | None, axis: str | None = None) -> NamedSharding | None:
+    """Columns (examples) split over the mesh's batch axis, rows whole (None for no mesh)."""
+    return None if mesh is None else NamedSharding(mesh, P(None, batch_axis(mesh, axis)))
 
 
-def replicated(mesh: Mesh) -> NamedSharding:
-    """A full copy on every device of the mesh."""
-    return NamedSharding(mesh, P())
+def replicated(mesh: Mesh | None) -> NamedSharding | None:
+    """A full copy on every device of the mesh (None for no mesh: JAX's default device)."""
+    return None if mesh is None else NamedSharding(mesh, P())
 
 
-def constrain_to(mesh: Mesh, axis: str | None = None) -> Callable:
-    """``B -> B`` split by columns over the batch axis, inside a jitted function.
+def take_batch(mesh: Mesh | None, axis: str | None = None) -> Callable:
+    """``take(rows, idx) -> (n, B)``: the examples ``idx`` of ``rows`` (m, n) as
+    columns split over the mesh's batch axis, inside a jitted function (the epoch's
+    gather, ``jaxnn.steps.epoch_fn``).
 
-    ``jax.sharding.reshard`` on an Explicit axis (the sharding becomes part of
-    the array's type), ``jax.lax.with_sharding_constraint`` on an Auto axis.
+    On an Explicit axis the gather states its result's sharding (JAX cannot tell
+    it from a sharded operand); on an Auto axis the batch is constrained after it;
+    for no mesh, ``rows[idx].T``.
     """
+    if mesh is None:
+        return lambda rows, idx: rows[idx].T
     axis = batch_axis(mesh, axis)
-    sharding = batch_sharding(mesh, axis)
     if is_explicit(mesh, axis):
-        return lambda B: jax.sharding.reshard(B, sharding)
-    return lambda B: jax.lax.with_sharding_constraint(B, sharding)
+        rows_sharding = NamedSharding(mesh, P(axis, None))
+        return lambda rows, idx: rows.at[idx].get(out_sharding=rows_sharding).T
+    sharding = batch_sharding(mesh, axis)
+    return lambda rows, idx: jax.lax.with_sharding_constraint(rows[idx].T, sharding)
 
 
 def check_divisible(m: int, mesh: Mesh, what: str = "batch size", axis: str | None = None) -> None:
@@ -120,11 +142,16 @@ def check_divisible(m: int, mesh: Mesh, what: str = "batch size", axis: str | No
 
 
 def _place(x, sharding):
+    if isinstance(x, jax.Array):
+        if x.sharding.is_equivalent_to(sharding, x.ndim):
+            return x  # placed already
+        if not x.is_fully_addressable:  # a global array of several processes
+            return jax.device_put(x, sharding)
     x = np.asarray(x)
     return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
 
 
-def shard(X, mesh: Mesh, axis: str | None = None):
+def shard(X: ArrayLike, mesh: Mesh, axis: str | None = None) -> jax.Array:
     """X ``(n, m)`` as a global array with its columns split over the mesh's batch axis."""
     axis = batch_axis(mesh, axis)
     X = np.asarray(as_real_array(X, "X"))
@@ -136,8 +163,11 @@ def shard(X, mesh: Mesh, axis: str | None = None):
     return _place(X, batch_sharding(mesh, axis))
 
 
-def replicate(tree, mesh: Mesh):
-    """Every leaf of ``tree`` copied to every device of the mesh."""
+def replicate(tree: Any, mesh: Mesh | None) -> Any:
+    """Every leaf of ``tree`` copied to every device of the mesh; for no mesh, put on
+    JAX's default device (uncommitted) unless it is on a device already."""
+    if mesh is None:
+        return jax.tree.map(jax.device_put, tree)
     return jax.tree.map(lambda x: _place(x, replicated(mesh)), tree)
 
 
@@ -167,39 +197,3 @@ def make_parallel_step(
         return step(params, opt_state, X, Y)
 
     return parallel_step
-
-
-def make_parallel_epoch(
-    net: Network,
-    optimizer: optax.GradientTransformation,
-    batch_size: int,
-    mesh: Mesh,
-    gradients: str = "hand",
-    axis: str | None = None,
-) -> Callable:
-    """``jaxnn.steps.make_epoch`` with every batch split over the mesh's devices.
-
-    The training set is replicated (each device holds all of it, as a small
-    dataset allows); inside the epoch's ``lax.scan`` each batch is constrained
-    to ``batch_sharding(mesh)``, so every step runs data-parallel. Cached like
-    ``make_epoch``: the same arguments give the same compiled function.
-    """
-    axis = batch_axis(mesh, axis)
-    check_divisible(batch_size, mesh, axis=axis)
-    try:
-        return _make_parallel_epoch_cached(net, optimizer, batch_size, mesh, gradients, axis)
-    except TypeError:  # an unhashable optimizer: build it afresh
-        return _make_parallel_epoch(net, optimizer, batch_size, mesh, gradients, axis)
-
-
-def _make_parallel_epoch(net, optimizer, batch_size, mesh, gradients, axis):
-    rep = replicated(mesh)
-    epoch = epoch_fn(net, optimizer, batch_size, gradients, constrain_to(mesh, axis))
-    return jax.jit(
-        epoch,
-        in_shardings=(rep, rep, rep, rep, rep),
-        out_shardings=(rep, rep, rep),
-    )
-
-
-_make_parallel_epoch_cached = functools.lru_cache(maxsize=16)(_make_parallel_epoch)

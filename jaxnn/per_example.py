@@ -28,8 +28,14 @@ from jax.typing import ArrayLike
 from jaxnn.backpropagation import layer_grads, output_error, propagate
 from jaxnn.network import Cache, Network, Params, check_inputs, forward_unchecked
 
+__all__ = [
+    "clipped_mean_grads",
+    "per_example_grad_norms",
+    "per_example_grads",
+]
 
-def example_errors(
+
+def _example_errors(
     params: Params, X: ArrayLike, Y: ArrayLike, net: Network, fused: bool = True
 ) -> tuple[Cache, list[jax.Array]]:
     """``(cache, errors)``: the forward cache and every layer's e^[l] = dC_x/dZ^[l] per column."""
@@ -39,7 +45,7 @@ def example_errors(
     return cache, errors
 
 
-def norms_from_errors(cache: Cache, errors: list[jax.Array]) -> jax.Array:
+def _norms_from_errors(cache: Cache, errors: list[jax.Array]) -> jax.Array:
     """||g_x|| for every example x, shape (m,), from the errors and activations alone   (PE-N)."""
     squared = sum(
         jnp.sum(e * e, axis=0) * (jnp.sum(A_prev * A_prev, axis=0) + 1)  # (PE-N)
@@ -57,7 +63,7 @@ def per_example_grads(
     dC_x/db^[l+1] = e_x (PE-G), with C_x example x's cost; their mean over x is
     ``jaxnn.backprop``'s result. X is ``(n_x, m)``, Y ``(n_L, m)`` or ``(m,)`` labels.
     """
-    cache, errors = example_errors(params, X, Y, net, fused)
+    cache, errors = _example_errors(params, X, Y, net, fused)
     grads = [
         {
             "W": jnp.einsum("im,jm->mij", e, A_prev).astype(layer["W"].dtype),  # (PE-G)
@@ -76,8 +82,8 @@ def per_example_grad_norms(
     Equal to the norms of ``per_example_grads`` flattened, computed from one
     forward pass and BP1-BP2 (no BP4): ||e_x||^2 ||a_x||^2 per W, ||e_x||^2 per b.
     """
-    cache, errors = example_errors(params, X, Y, net, fused)
-    return norms_from_errors(cache, errors)
+    cache, errors = _example_errors(params, X, Y, net, fused)
+    return _norms_from_errors(cache, errors)
 
 
 def clipped_mean_grads(
@@ -104,8 +110,8 @@ def clipped_mean_grads(
     """
     if not isinstance(max_norm, jax.core.Tracer) and not float(max_norm) > 0:
         raise ValueError(f"max_norm must be a positive number, got {max_norm!r}")
-    cache, errors = example_errors(params, X, Y, net, fused)
-    norms = norms_from_errors(cache, errors)
+    cache, errors = _example_errors(params, X, Y, net, fused)
+    norms = _norms_from_errors(cache, errors)
     m = norms.shape[0]
     safe = jnp.where(norms > 0, norms, 1)
     scale = jnp.where(norms > max_norm, max_norm / safe, 1) / m  # (PE-C): s_x / m

@@ -38,7 +38,24 @@ from jaxnn.hand_gradients import cotangent_like, reverse_mode_only, scale_grads,
 from jaxnn.network import Cache, Network, Params, check_inputs
 from jaxnn.sharding import sum_over_examples
 
-UNITS = 1  # the axis of units in a row-layout array; examples are on axis 0
+__all__ = [
+    "backprop",
+    "backward",
+    "backward_from",
+    "cost",
+    "cost_with_hand_gradients",
+    "forward",
+    "forward_unchecked",
+    "layer_grads",
+    "network_with_hand_gradients",
+    "output_cost",
+    "output_error",
+    "predict",
+    "propagate",
+    "value_and_backprop",
+]
+
+_UNITS = 1  # the axis of units in a row-layout array; examples are on axis 0
 
 
 def forward_unchecked(params: Params, X: jax.Array, net: Network) -> Cache:
@@ -47,7 +64,7 @@ def forward_unchecked(params: Params, X: jax.Array, net: Network) -> Cache:
     for l, (layer, act_name) in enumerate(zip(params, net.activations, strict=True)):
         Z = As[l] @ layer["W"].T + layer["b"].T  # (F-Z-R)
         Zs.append(Z)
-        As.append(activations.apply(activations.get(act_name), Z, axis=UNITS))  # (F-A)
+        As.append(activations.apply(activations.get(act_name), Z, axis=_UNITS))  # (F-A)
     return Cache(Zs, As)
 
 
@@ -66,7 +83,7 @@ def predict(params: Params, X: ArrayLike, net: Network) -> jax.Array:
 
 def output_cost(cache: Cache, Y: jax.Array, net: Network) -> jax.Array:
     """The mean over the m rows of the per-example cost, in its stable form (C1-C3), (C-M)."""
-    per_example = losses.get(net.loss).stable_value(cache.Z[-1], cache.A[-1], Y, axis=UNITS)
+    per_example = losses.get(net.loss).stable_value(cache.Z[-1], cache.A[-1], Y, axis=_UNITS)
     return jnp.mean(per_example)  # (C-M)
 
 
@@ -82,9 +99,9 @@ def output_error(cache: Cache, Y: jax.Array, net: Network, *, fused: bool = True
     act = activations.get(net.activations[-1])
     closed_form = losses.head(act.name, net.loss).fused
     if fused and closed_form is not None:
-        return closed_form(A, Y, axis=UNITS)  # (F1), (F2), (F3), per row
+        return closed_form(A, Y, axis=_UNITS)  # (F1), (F2), (F3), per row
     grad_a = losses.get(net.loss).grad(A, Y)  # (G1), (G2), (G3)
-    return act.vjp(Z, A, grad_a, axis=UNITS)  # (BP1-R); (S2) per row for softmax
+    return act.vjp(Z, A, grad_a, axis=_UNITS)  # (BP1-R); (S2) per row for softmax
 
 
 def propagate(
@@ -97,7 +114,7 @@ def propagate(
         if l > 0:
             act = activations.get(net.activations[l - 1])
             G = delta @ params[l]["W"]
-            delta = act.vjp(cache.Z[l - 1], cache.A[l], G, axis=UNITS)  # (BP2-R)
+            delta = act.vjp(cache.Z[l - 1], cache.A[l], G, axis=_UNITS)  # (BP2-R)
     dX = deltas[0] @ params[0]["W"]  # (BP2-X-R)
     return deltas, dX
 
@@ -166,7 +183,7 @@ def cost_with_hand_gradients(net: Network, fused: bool = True) -> Callable[..., 
     def cost_bwd(residuals, g):
         params, cache, X, Y, Y2 = residuals
         grads, _, dX = backward(params, cache, Y2, net, fused=fused)
-        dY = target_grad(cache, Y2, net, axis=UNITS)
+        dY = target_grad(cache, Y2, net, axis=_UNITS)
         return scale_grads(grads, g, params), cotangent_like(g * dX, X), cotangent_like(g * dY, Y)
 
     cost.defvjp(cost_fwd, cost_bwd)
@@ -195,7 +212,7 @@ def network_with_hand_gradients(net: Network) -> Callable[[Params, jax.Array], j
     def network_bwd(residuals, G):
         params, cache, X = residuals
         G = jnp.reshape(G, cache.A[-1].shape)
-        delta = out.vjp(cache.Z[-1], cache.A[-1], G, axis=UNITS)  # (BP1-R) with G = dC/dA^[L]
+        delta = out.vjp(cache.Z[-1], cache.A[-1], G, axis=_UNITS)  # (BP1-R) with G = dC/dA^[L]
         grads, _, dX = backward_from(params, cache, delta, net)  # (BP2-R)-(BP4-R), (BP2-X-R)
         return grads, cotangent_like(dX, X)
 

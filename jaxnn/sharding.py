@@ -17,8 +17,12 @@ from jax import lax
 from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+__all__ = [
+    "sum_over_examples",
+]
 
-def has_explicit_axes(x) -> bool:
+
+def _has_explicit_axes(x) -> bool:
     """Whether ``x``'s type names a mesh with at least one ``Explicit`` axis."""
     mesh = jax.typeof(x).sharding.mesh
     return not mesh.empty and AxisType.Explicit in tuple(mesh.axis_types)
@@ -36,7 +40,7 @@ def sum_over_examples(a: jax.Array, b: jax.Array, axis: int) -> jax.Array:
     """
     other = 1 - axis
     dims = (((axis,), (axis,)), ((), ()))
-    if not (has_explicit_axes(a) or has_explicit_axes(b)):
+    if not (_has_explicit_axes(a) or _has_explicit_axes(b)):
         return lax.dot_general(a, b, dims)
     mesh = jax.typeof(a).sharding.mesh
     if mesh.empty:

@@ -4,7 +4,7 @@ A step is one optimizer update on one batch; an epoch is the step over
 ``floor(m / B)`` full batches of a fresh permutation in one ``lax.scan`` (see
 ``jaxnn.train`` for the choice of minibatches). ``step_fn`` and ``epoch_fn`` are
 the plain functions; ``make_step`` and ``make_epoch`` jit them on one device,
-``jaxnn.parallel`` with shardings over a mesh.
+``jaxnn.parallel`` with shardings over a mesh, ``jaxnn.programs`` for ``fit``.
 """
 
 import functools
@@ -14,29 +14,74 @@ import jax
 import optax
 from jax import lax
 
-from jaxnn.backpropagation import value_and_backprop
 from jaxnn.network import Network, cost
+from jaxnn.regularization import penalised_cost, value_and_backprop_l2
 from jaxnn.validation import check_batch_size
+
+__all__ = [
+    "GRADIENTS",
+    "epoch_batches",
+    "epoch_fn",
+    "epoch_key",
+    "make_epoch",
+    "make_step",
+    "memoized",
+    "step_fn",
+    "value_and_grad_fn",
+]
 
 GRADIENTS = ("hand", "autodiff")
 
 
-def value_and_grad_fn(net: Network, gradients: str):
-    """``(params, X, Y) -> (cost, grads)`` by hand backprop or by ``jax.value_and_grad``."""
+def memoized(build: Callable) -> Callable:
+    """``build`` with its results kept for its 16 latest hashable arguments, so the same
+    arguments give the same jitted function (and JAX's in-memory caches serve it).
+
+    Arguments that cannot be hashed (an optimizer holding a list, say) build afresh;
+    an error raised by ``build`` itself propagates, never retried.
+    """
+    cached = functools.lru_cache(maxsize=16)(build)
+
+    @functools.wraps(build)
+    def get(*args):
+        try:
+            hash(args)
+        except TypeError:
+            return build(*args)
+        return cached(*args)
+
+    return get
+
+
+def value_and_grad_fn(net: Network, gradients: str, weight_decay: float = 0.0) -> Callable:
+    """``(params, X, Y) -> (cost, grads)`` by hand backprop or by ``jax.value_and_grad``.
+
+    ``weight_decay`` lambda > 0: the penalised cost (C-L2) and its gradient (BP4-L2),
+    ``jaxnn.regularization``.
+    """
     if gradients == "hand":
-        return lambda params, X, Y: value_and_backprop(params, X, Y, net)
+        return lambda params, X, Y: value_and_backprop_l2(params, X, Y, net, weight_decay)
     if gradients == "autodiff":
-        return lambda params, X, Y: jax.value_and_grad(cost)(params, X, Y, net)
+        if weight_decay == 0:
+            return lambda params, X, Y: jax.value_and_grad(cost)(params, X, Y, net)
+        return lambda params, X, Y: jax.value_and_grad(penalised_cost)(
+            params, X, Y, net, weight_decay
+        )
     valid = ", ".join(GRADIENTS)
     raise ValueError(f"unknown gradients {gradients!r}; valid: {valid}")
 
 
-def step_fn(net: Network, optimizer: optax.GradientTransformation, gradients: str = "hand"):
+def step_fn(
+    net: Network,
+    optimizer: optax.GradientTransformation,
+    gradients: str = "hand",
+    weight_decay: float = 0.0,
+) -> Callable:
     """``step(params, opt_state, X, Y) -> (params, opt_state, cost)``, not jitted.
 
     See ``make_step``, which jits it.
     """
-    value_and_grad = value_and_grad_fn(net, gradients)
+    value_and_grad = value_and_grad_fn(net, gradients, weight_decay)
 
     def step(params, opt_state, X, Y):
         c, grads = value_and_grad(params, X, Y)
@@ -47,7 +92,10 @@ def step_fn(net: Network, optimizer: optax.GradientTransformation, gradients: st
 
 
 def make_step(
-    net: Network, optimizer: optax.GradientTransformation, gradients: str = "hand"
+    net: Network,
+    optimizer: optax.GradientTransformation,
+    gradients: str = "hand",
+    weight_decay: float = 0.0,
 ) -> Callable:
     """A jitted ``step(params, opt_state, X, Y) -> (params, opt_state, cost)``.
 
@@ -59,15 +107,17 @@ def make_step(
       optimizer: an ``optax.GradientTransformation``, e.g. ``jaxnn.optim.adam(1e-3)``.
       gradients: ``"hand"``: ``jaxnn.value_and_backprop`` (BP1-BP4);
         ``"autodiff"``: ``jax.value_and_grad(jaxnn.cost)``, for comparison.
+      weight_decay: L2 on the weights, lambda (C-L2): the cost is the batch's
+        penalised cost and dC/dW gains lambda W / B (BP4-L2).
 
     Example:
       >>> step = make_step(net, jaxnn.optim.sgd(0.1))
       >>> params, opt_state, c = step(params, opt_state, X, Y)
     """
-    return jax.jit(step_fn(net, optimizer, gradients))
+    return jax.jit(step_fn(net, optimizer, gradients, weight_decay))
 
 
-def epoch_batches(key, m: int, batch_size: int) -> jax.Array:
+def epoch_batches(key: jax.Array, m: int, batch_size: int) -> jax.Array:
     """The example indices of one epoch, shape ``(floor(m / B), B)``.
 
     Row k is batch k: B consecutive entries of ``jax.random.permutation(key, m)``;
@@ -78,6 +128,7 @@ def epoch_batches(key, m: int, batch_size: int) -> jax.Array:
     return jax.random.permutation(key, m)[: n_batches * batch_size].reshape(n_batches, batch_size)
 
 
+@memoized
 def make_epoch(
     net: Network,
     optimizer: optax.GradientTransformation,
@@ -90,23 +141,39 @@ def make_epoch(
     ``lax.scan``, so a whole epoch is one compiled call, compiled once for all
     epochs of the same shapes. ``costs`` has one entry per batch.
 
-    Cached: the same (net, optimizer object, batch_size, gradients) gives the
-    same jitted function, so repeated ``fit`` calls do not recompile.
+    Memoized (``memoized``): the same (net, optimizer object, batch_size,
+    gradients) gives the same jitted function, so repeated calls do not recompile.
     """
-    try:
-        return _make_epoch_cached(net, optimizer, batch_size, gradients)
-    except TypeError:  # an unhashable optimizer: build it afresh
-        return _make_epoch(net, optimizer, batch_size, gradients)
+    return jax.jit(epoch_fn(net, optimizer, batch_size, gradients))
 
 
-def epoch_fn(net, optimizer, batch_size, gradients="hand", constrain=None, *, examples=None):
-    """The epoch of ``make_epoch``, not jitted. ``constrain`` maps each batch array
-    before its step (``jaxnn.parallel`` uses it to shard the batch over devices).
-    ``examples``: the number m of real examples, the first m columns of X and Y;
-    any columns after them are padding that no batch draws (``jaxnn.sharded``
-    pads the training set to a multiple of the devices). Default: all columns."""
-    step = step_fn(net, optimizer, gradients)
-    constrain = constrain or (lambda B: B)
+def epoch_key(key: jax.Array, e: int | jax.Array) -> jax.Array:
+    """The key that shuffles epoch ``e`` (from 0) of ``fit(..., key)``: a function of
+    (key, e) alone, so a resumed run draws the batches the whole run would have."""
+    _, shuffle_key = jax.random.split(key)
+    return jax.random.fold_in(shuffle_key, e)
+
+
+def epoch_fn(
+    net: Network,
+    optimizer: optax.GradientTransformation,
+    batch_size: int,
+    gradients: str = "hand",
+    take: Callable | None = None,
+    *,
+    examples: int | None = None,
+    weight_decay: float = 0.0,
+) -> Callable:
+    """The epoch of ``make_epoch``, not jitted.
+
+    ``take(rows, idx)``: the batch ``idx`` of the examples ``rows`` (X^T, one per
+    row) as columns, ``rows[idx].T`` by default; ``jaxnn.parallel.take_batch`` also
+    splits it over a mesh's devices. ``examples``: the number m of real examples,
+    the first m columns of X and Y; any columns after them are padding that no
+    batch draws (``jaxnn.sharded`` pads the sets to a multiple of the devices).
+    Default: all columns. ``weight_decay``: as ``make_step``'s."""
+    step = step_fn(net, optimizer, gradients, weight_decay)
+    take = take or (lambda rows, idx: rows[idx].T)
 
     def epoch(params, opt_state, X, Y, key):
         m = X.shape[1] if examples is None else examples
@@ -117,18 +184,10 @@ def epoch_fn(net, optimizer, batch_size, gradients="hand", constrain=None, *, ex
 
         def body(carry, idx):
             params, opt_state = carry
-            Xb, Yb = constrain(X_rows[idx].T), constrain(Y_rows[idx].T)
-            params, opt_state, c = step(params, opt_state, Xb, Yb)
+            params, opt_state, c = step(params, opt_state, take(X_rows, idx), take(Y_rows, idx))
             return (params, opt_state), c
 
         (params, opt_state), costs = lax.scan(body, (params, opt_state), batches)
         return params, opt_state, costs
 
     return epoch
-
-
-def _make_epoch(net, optimizer, batch_size, gradients):
-    return jax.jit(epoch_fn(net, optimizer, batch_size, gradients))
-
-
-_make_epoch_cached = functools.lru_cache(maxsize=16)(_make_epoch)

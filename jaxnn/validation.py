@@ -6,34 +6,52 @@ imports nothing from jaxnn: it sits below the math so that every other module
 (network, training, tools, command line) can use it.
 """
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
+
+__all__ = [
+    "as_columns",
+    "as_real_array",
+    "as_rows",
+    "check_batch_size",
+    "check_finite",
+    "check_int",
+    "check_key",
+    "check_labels",
+    "check_params",
+    "is_labels",
+    "one_hot",
+    "shape_of",
+]
 
 
-def shape_of(x) -> tuple:
+def shape_of(x: Any) -> tuple:
     """``x``'s shape as a tuple of ints (a list or a scalar included)."""
     return tuple(np.shape(x))
 
 
-def is_int(x) -> bool:
+def _is_int(x) -> bool:
     """A Python or NumPy integer, and not a bool."""
     return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
 
 
-def check_int(value, name: str, minimum: int = 1) -> int:
+def check_int(value: Any, name: str, minimum: int = 1) -> int:
     """``value`` as an int; a ValueError unless it is an integer >= ``minimum``."""
-    if not is_int(value) or value < minimum:
+    if not _is_int(value) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(value)
 
 
-def is_real(dtype) -> bool:
+def _is_real(dtype) -> bool:
     """Float, integer or bool: a dtype the math can take (not complex, string, object)."""
     return any(jnp.issubdtype(dtype, kind) for kind in (jnp.floating, jnp.integer, jnp.bool_))
 
 
-def as_real_array(x, name: str):
+def as_real_array(x: Any, name: str) -> Any:
     """``x`` as an array of real numbers; lists become NumPy arrays, arrays stay as they are.
 
     A ragged list or a dtype other than float, int or bool is a ValueError.
@@ -45,30 +63,30 @@ def as_real_array(x, name: str):
             x = np.asarray(x)
         except (ValueError, TypeError):  # ragged
             raise ValueError(f"{name} is not a rectangular array of numbers") from None
-    if not is_real(x.dtype):
+    if not _is_real(x.dtype):
         raise ValueError(
             f"{name} has dtype {np.dtype(x.dtype)}; expected real numbers (float, int or bool)"
         )
     return x
 
 
-def is_key(key) -> bool:
+def _is_key(key) -> bool:
     """A new-style typed ``jax.random`` key, or a legacy uint32 key of shape (2,)."""
     if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
         return True
     return shape_of(key) == (2,) and getattr(key, "dtype", None) == jnp.uint32
 
 
-def check_key(key, where: str) -> None:
+def check_key(key: Any, where: str) -> None:
     """Raise ValueError unless ``key`` is a ``jax.random`` key."""
-    if not is_key(key):
+    if not _is_key(key):
         raise ValueError(
             f"{where}: key must be a jax.random key (jax.random.key(seed) or "
             f"jax.random.PRNGKey(seed)), got {type(key).__name__} with shape {shape_of(key)}"
         )
 
 
-def check_finite(x, name: str, rows: str = "feature", note: str = "") -> None:
+def check_finite(x: ArrayLike, name: str, rows: str = "feature", note: str = "") -> None:
     """Raise ValueError if the ``(n, m)`` array ``x`` holds a NaN or an Inf.
 
     The message counts them and names the first, by example (column) and then
@@ -89,7 +107,7 @@ def check_finite(x, name: str, rows: str = "feature", note: str = "") -> None:
         )
 
 
-def as_columns(X, n: int, name: str, symbol: str):
+def as_columns(X: Any, n: int, name: str, symbol: str) -> Any:
     """X as a 2-D ``(n, m)`` array of real numbers; a vector of length n is one example, (n, 1).
 
     Lists become NumPy arrays; other dtypes than float, int and bool (object,
@@ -99,7 +117,7 @@ def as_columns(X, n: int, name: str, symbol: str):
     return _as_examples(X, n, name, symbol, rows=False)
 
 
-def as_rows(X, n: int, name: str, symbol: str):
+def as_rows(X: Any, n: int, name: str, symbol: str) -> Any:
     """X as a 2-D ``(m, n)`` array of real numbers, one example per row (``jaxnn.rows``);
     a vector of length n is one example, (1, n). Otherwise as ``as_columns``."""
     return _as_examples(X, n, name, symbol, rows=True)
@@ -130,37 +148,83 @@ def _as_examples(X, n: int, name: str, symbol: str, rows: bool):
     return X
 
 
-def is_labels(Y) -> bool:
+def is_labels(Y: Any) -> bool:
     """Integer class labels: a 1-D array of integers, one per example."""
     dtype = getattr(Y, "dtype", None)
     return dtype is not None and len(shape_of(Y)) == 1 and jnp.issubdtype(dtype, jnp.integer)
 
 
-def labels_one_hot(labels, n_classes: int, dtype, axis: int = 0):
+def check_labels(labels: ArrayLike, n_classes: int, name: str = "labels") -> np.ndarray:
+    """Concrete class labels as a NumPy vector ``(m,)`` of integers from 0 to ``n_classes - 1``.
+
+    The rule for class labels, written once: a vector of m integers (floats with
+    integer values, such as 3.0, count as those integers), each in
+    ``[0, n_classes)``. Anything else is a ValueError that starts with ``name`` and
+    names the first offending label and its example: ``labels must be from 0 to 2
+    (3 classes), and 1 is not: the first is label 3 (example 1)``. ``one_hot``
+    applies it; the MNIST loader checks its label files with it.
+    """
+    n_classes = check_int(n_classes, "n_classes")
+    try:
+        values = np.asarray(labels)
+    except ValueError:  # ragged
+        raise ValueError(f"{name} must be a vector of integers") from None
+    if values.ndim != 1:
+        raise ValueError(f"{name} must be a vector (m,) of integers, got shape {values.shape}")
+    if values.dtype.kind not in "biuf":
+        raise ValueError(f"{name} must be integers, got dtype {values.dtype}")
+    if values.dtype.kind == "f":
+        integral = np.isfinite(values) & (values == np.round(values))
+        if not integral.all():
+            k = int(np.flatnonzero(~integral)[0])
+            raise ValueError(f"{name} must be integers, and label {values[k]} (example {k}) is not")
+    bad = (values < 0) | (values >= n_classes)
+    if bad.any():
+        k, count = int(np.flatnonzero(bad)[0]), int(bad.sum())
+        raise ValueError(
+            f"{name} must be from 0 to {n_classes - 1} ({n_classes} classes), and {count} "
+            f"{'is' if count == 1 else 'are'} not: the first is label {values[k]} (example {k})"
+        )
+    return values.astype(np.int64)
+
+
+def one_hot(
+    labels: ArrayLike | jax.Array,
+    n_classes: int,
+    dtype: DTypeLike = np.float64,
+    *,
+    axis: int = 0,
+    name: str = "labels",
+) -> np.ndarray | jax.Array:
     """Integer class labels of shape ``(m,)`` as one-hot targets, classes on ``axis``.
 
-    ``axis=0`` gives ``(n_classes, m)`` (examples in columns), ``axis=1`` gives
-    ``(m, n_classes)`` (rows). Concrete labels outside ``[0, n_classes)`` are a
-    ValueError naming the first one; traced labels (under ``jax.jit``) cannot be
-    inspected, so an out-of-range label gets a target of NaNs instead, and the cost
-    and gradients come out NaN rather than silently wrong.
+    ``axis=0`` gives ``(n_classes, m)`` (examples in columns, the seeds' layout),
+    ``axis=1`` gives ``(m, n_classes)`` (``jaxnn.rows``). Concrete labels are
+    checked by ``check_labels`` (a ValueError naming the first one out of range);
+    NumPy labels and lists give a NumPy array, JAX arrays a JAX array. Traced
+    labels (under ``jax.jit``) cannot be inspected, so a label that is out of range
+    or not an integer gets a target of NaNs instead, and the cost and gradients come
+    out NaN rather than silently wrong.
+
+    Example:
+      >>> one_hot([2, 0], 3)  # (n_classes, m)
+      array([[0., 1.],
+             [0., 0.],
+             [1., 0.]])
     """
-    if not isinstance(labels, jax.core.Tracer):
-        values = np.asarray(labels)
-        bad = np.flatnonzero((values < 0) | (values >= n_classes))
-        if bad.size:
-            i = int(bad[0])
-            raise ValueError(
-                f"Y holds class labels, and label {int(values[i])} (example {i}) is out of "
-                f"range: the network has {n_classes} classes, so labels go from 0 to "
-                f"{n_classes - 1}"
-            )
-    one_hot = jax.nn.one_hot(labels, n_classes, dtype=dtype, axis=axis)
-    valid = (labels >= 0) & (labels < n_classes)
-    return jnp.where(jnp.expand_dims(valid, axis), one_hot, jnp.nan)
+    if isinstance(labels, jax.core.Tracer):
+        n_classes = check_int(n_classes, "n_classes")
+        hot = jax.nn.one_hot(labels, n_classes, dtype=dtype, axis=axis)
+        valid = (labels >= 0) & (labels < n_classes) & (labels == jnp.round(labels))
+        return jnp.where(jnp.expand_dims(valid, axis), hot, jnp.nan)
+    values = check_labels(labels, n_classes, name)
+    if isinstance(labels, jax.Array):  # keep it where it is
+        return jax.nn.one_hot(labels, n_classes, dtype=dtype, axis=axis)
+    hot = np.arange(n_classes)[:, None] == values[None, :]  # (n_classes, m)
+    return (hot if axis == 0 else hot.T).astype(dtype)
 
 
-def check_params(params, sizes: tuple) -> None:
+def check_params(params: Any, sizes: tuple) -> None:
     """Raise ValueError unless params has one {"W", "b"} per layer with the shapes of ``sizes``.
 
     Layer l (from 1) needs ``W`` of shape ``(n^[l], n^[l-1])`` and ``b`` of shape
@@ -199,7 +263,7 @@ def check_params(params, sizes: tuple) -> None:
                 )
 
 
-def check_batch_size(batch_size, m: int) -> None:
+def check_batch_size(batch_size: Any, m: int) -> None:
     """Raise ValueError unless 1 <= batch_size <= m, the number of training examples."""
     check_int(batch_size, "batch size")
     if batch_size > m:

@@ -3,7 +3,7 @@
 Writes a synthetic MNIST-shaped ``mnist.npz`` (60,000 + 10,000 images of 28 x 28
 uint8: ten noisy class prototypes, so that accuracy means something), then times
 
-* the bare epoch: ``jaxnn.train.make_epoch`` for 784-256-128-10, batch 128,
+* the bare epoch: ``jaxnn.steps.make_epoch`` for 784-256-128-10, batch 128,
   Adam 1e-3, called on device arrays, median over epochs (no test evaluation);
 * the command line: ``jaxnn train --dataset mnist`` for E1 and E2 epochs in two
   processes sharing a warm compilation cache; its time per epoch is
@@ -43,14 +43,14 @@ def write_synthetic_mnist(path: str, seed: int = 0) -> None:
 def bare_epoch_seconds(data_dir: str, epochs: int = 5) -> float:
     import jax
 
-    from jaxnn import data, optim, train
+    from jaxnn import data, optim, steps, train
 
     ds = data.load("mnist", data_dir)
     net = ds.network((256, 128))
     opt = optim.adam(1e-3)
     params, state = train.make_init(net, opt)(jax.random.key(0))
     X, Y = jax.device_put(ds.X_train), jax.device_put(ds.Y_train)
-    epoch = train.make_epoch(net, opt, 128)
+    epoch = steps.make_epoch(net, opt, 128)
     key = jax.random.key(1)
     params, state, costs = epoch(params, state, X, Y, key)  # compile
     jax.block_until_ready(costs)

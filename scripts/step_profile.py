@@ -1,6 +1,6 @@
 """Where a small step's time goes: XLA's own timing of each kernel of the compiled epoch.
 
-Runs ``jaxnn.train.make_epoch`` for the default network (digits, 64-256-128-10 relu,
+Runs ``jaxnn.steps.make_epoch`` for the default network (digits, 64-256-128-10 relu,
 softmax + cross-entropy, Adam 1e-3, batch 16) under ``jax.profiler`` and prints,
 per step, the microseconds of every kernel (fusion, library matmul, copy) of the
 loop body, largest first, with the kind of work each does. The profiler adds about
@@ -9,7 +9,7 @@ are what to read.
 
 Usage: python scripts/step_profile.py [--epochs 5] [--top 25] [--cpu-threads N] [--json out.json]
 
-``--cpu-threads``: XLA's CPU pool (``jaxnn.cpu_threads``); default: ``jaxnn train``'s
+``--cpu-threads``: XLA's CPU pool (``jaxnn.cli.cpu_threads``); default: ``jaxnn train``'s
 rule for this network (one thread).
 """
 
@@ -21,8 +21,10 @@ import json
 import tempfile
 
 import jax
+import numpy as np
 
-from jaxnn import cpu_threads, data, optim, steps, train
+from jaxnn import data, optim, steps, train
+from jaxnn.cli import cpu_threads
 
 
 def profile(epochs: int) -> tuple[dict, int]:
@@ -32,7 +34,8 @@ def profile(epochs: int) -> tuple[dict, int]:
     opt = optim.adam(1e-3)
     key = jax.random.key(0)
     params, opt_state = train.make_init(net, opt)(key)
-    X, Y, _, _ = train.device_data(ds, params, net)
+    X, Y = jax.device_put(np.asarray(ds.X_train, np.float32)), jax.device_put(ds.Y_train)
+    Y = Y.astype(X.dtype)
     epoch = steps.make_epoch(net, opt, 16)
     for _ in range(3):  # compiled and warm
         jax.block_until_ready(epoch(params, opt_state, X, Y, key))

@@ -8,13 +8,16 @@ access to a submodule through a package (``jaxnn.train`` after ``import jaxnn``)
 Importing a package's parent (``jaxnn`` when importing ``jaxnn.network``) is how
 Python loads any submodule and is not counted as a dependency.
 
-A new module needs no edit here when it falls under a row of ``LAYERS`` (everything
-under ``jaxnn.verify``, ``jaxnn.cli`` or ``jaxnn.bench`` does); a new top-level
-module fails ``test_every_module_has_a_layer`` until it gets its row.
+The layers are read from one place, ``jaxnn/__init__.py``'s docstring: its list "from
+the bottom up", one bullet per layer, names its modules in order, and imports may only
+point down that list. A new module needs no edit here when it falls under a listed
+package (everything under ``jaxnn.verify``, ``jaxnn.cli`` or ``jaxnn.bench`` does); a new
+top-level module fails ``test_every_module_has_a_layer`` until the docstring lists it.
 """
 
 import ast
 import pathlib
+import re
 import subprocess
 import sys
 import textwrap
@@ -25,32 +28,35 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "jaxnn"
 
 ORDER = ("math", "training", "tools", "cli")  # a module imports its own layer or lower ones
+# The docstring's bullet headings, as layers.
+HEADINGS = {"math": "math", "training": "training", "tools": "tools", "the command line": "cli"}
+
+
+def docstring_layers(docstring: str) -> dict:
+    """``{"jaxnn.<name>": layer}`` in the order of the docstring's bottom-up list: every
+    double-backquoted name in the bullets that follow "from the bottom up", each bullet
+    ``* <heading>: ...`` one layer."""
+    _, found, rest = docstring.partition("from the bottom up")
+    assert found, "jaxnn/__init__.py's docstring no longer says 'from the bottom up'"
+    bullets = rest.split("\n\n")[1]  # the paragraph of bullets after the heading line
+    assert bullets.lstrip().startswith("* "), f"no bullet list after 'from the bottom up': {rest}"
+    layers = {}
+    for bullet in re.split(r"^\* ", bullets.strip(), flags=re.M)[1:]:
+        heading = bullet.split(":")[0]
+        assert heading in HEADINGS, f"unknown layer {heading!r}; known: {sorted(HEADINGS)}"
+        for name in re.findall(r"``(\w+)``", bullet):
+            assert f"jaxnn.{name}" not in layers, f"jaxnn/__init__.py lists {name} twice"
+            layers[f"jaxnn.{name}"] = HEADINGS[heading]
+    return layers
+
+
+ROOT_DOCSTRING = ast.get_docstring(ast.parse((PACKAGE / "__init__.py").read_text()))
+LISTED = docstring_layers(ROOT_DOCSTRING)
 # The one table of layers. A row names a module, or a package and everything in it.
 LAYERS = {
     # the root re-exports the math; training and tools load lazily on attribute access
     "jaxnn": "math",
-    "jaxnn.validation": "math",
-    "jaxnn.sharding": "math",  # sums over examples on any mesh, used by BP3/BP4
-    "jaxnn.activations": "math",
-    "jaxnn.losses": "math",
-    "jaxnn.network": "math",
-    "jaxnn.backpropagation": "math",
-    "jaxnn.hand_gradients": "math",
-    "jaxnn.rows": "math",
-    "jaxnn.per_example": "math",
-    "jaxnn.optim": "math",
-    "jaxnn.steps": "training",
-    "jaxnn.parallel": "training",
-    "jaxnn.distributed": "training",  # several processes: jax.distributed, faults
-    "jaxnn.sharded": "training",  # each process's share of the data
-    "jaxnn.train": "training",
-    "jaxnn.data": "training",
-    "jaxnn.checkpoint": "training",
-    "jaxnn.executables": "training",  # compiled programs kept whole on disk (fit's cache)
-    "jaxnn.cpu_threads": "training",  # XLA's CPU pool sized before the backends start
-    "jaxnn.verify": "tools",  # the package and every module in it
-    "jaxnn.bench": "tools",  # a module or a package
-    "jaxnn.cli": "cli",
+    **LISTED,
     "jaxnn.__main__": "cli",  # python -m jaxnn
 }
 # optim works on any pytree: from jaxnn it may import only these.
@@ -168,9 +174,9 @@ def where(name: str, line: int) -> str:
 def test_every_module_has_a_layer():
     unknown = sorted(name for name in MODULES if layer_of(name) is None)
     assert not unknown, (
-        f"modules without a layer: {unknown}; add each to LAYERS in tests/test_architecture.py "
-        f"as one of {ORDER} (math: formulas on arrays; training: steps, fitting, data, "
-        "checkpoints; tools: verification and benchmarks; cli: the command line)"
+        f"modules without a layer: {unknown}; list each in jaxnn/__init__.py's docstring, "
+        "in its bottom-up list, under its layer (math: formulas on arrays; training: steps, "
+        "fitting, data, checkpoints; tools: verification and benchmarks; the command line)"
     )
 
 
@@ -366,6 +372,7 @@ def test_the_import_finder_sees_each_form(source, expected):
     assert [(mod, attr) for _, mod, attr in visitor.records] == expected
 
 
+@pytest.mark.slow
 def test_import_jaxnn_is_light_and_lazy_submodules_resolve():
     """``import jaxnn`` loads the math only; ``jaxnn.train`` and the rest load on use."""
     code = textwrap.dedent(
@@ -373,8 +380,8 @@ def test_import_jaxnn_is_light_and_lazy_submodules_resolve():
         import sys
         import jaxnn
         loaded = sorted(m for m in sys.modules if m.startswith("jaxnn"))
-        jaxnn.train.make_step, jaxnn.data, jaxnn.parallel, jaxnn.checkpoint, jaxnn.optim
-        jaxnn.verify.run_matrix, jaxnn.steps
+        jaxnn.train.fit, jaxnn.data, jaxnn.parallel, jaxnn.checkpoint, jaxnn.optim
+        jaxnn.verify.run_matrix, jaxnn.steps.make_step
         print(" ".join(loaded))
         """
     )
@@ -384,3 +391,84 @@ def test_import_jaxnn_is_light_and_lazy_submodules_resolve():
     loaded = result.stdout.split()
     heavy = [m for m in loaded if layer_of(m) != "math"]
     assert not heavy, f"import jaxnn loads {heavy}; load them lazily (PEP 562 __getattr__)"
+
+
+# --- the order in jaxnn/__init__.py's docstring -------------------------------------------
+# The package's docstring lists its modules "from the bottom up (imports only ever point
+# down this list)". These tests read that list, so the rule holds for the list as written.
+# Imports that point up it today, reported to the lead; each is to be fixed (the helper
+# moved down, or the list reordered) and its line removed. A line whose import is gone
+# fails test_the_known_upward_imports_are_still_there, so this list cannot go stale.
+KNOWN_UPWARD = {
+    ("jaxnn.backpropagation", "jaxnn.sharding"),  # sum_over_examples, for BP3/BP4
+    ("jaxnn.rows", "jaxnn.sharding"),  # sum_over_examples
+}
+# Modules of the command line that are not under jaxnn.cli: they take its place.
+LISTED_AS = {"jaxnn.__main__": "jaxnn.cli"}
+
+
+def listed_as(name: str) -> str | None:
+    """The entry of the docstring's list that covers a module: its own, or its package's
+    (``jaxnn.verify.matrix`` is ``jaxnn.verify``); None for the root itself."""
+    if name == "jaxnn":
+        return None  # the package: re-exports the math, loads the rest lazily
+    name = LISTED_AS.get(name, name)
+    return ".".join(name.split(".")[:2])
+
+
+def upward_imports() -> dict:
+    """{(module's entry, imported module's entry): [where]} for every import of a module
+    listed above the importer's own entry."""
+    rank = {name: i for i, name in enumerate(LISTED)}
+    found = {}
+    for name, records in GRAPH.items():
+        here = listed_as(name)
+        for line, mod, _ in records:
+            there = listed_as(mod)
+            if here in rank and there in rank and rank[there] > rank[here]:
+                found.setdefault((here, there), []).append(where(name, line))
+    return found
+
+
+def test_the_docstring_lists_only_modules():
+    entries = {listed_as(name) for name in MODULES} - {None}
+    ghosts = sorted(set(LISTED) - entries)
+    assert not ghosts, (
+        f"jaxnn/__init__.py's bottom-up list names modules that do not exist: {ghosts}"
+    )
+
+
+def test_imports_point_down_the_docstrings_list():
+    new = {k: v for k, v in upward_imports().items() if k not in KNOWN_UPWARD}
+    assert not new, (
+        "imports that point up jaxnn/__init__.py's bottom-up list (move the helper down, "
+        "or reorder the list if the list is wrong):\n"
+        + "\n".join(f"{a} imports {b}: {', '.join(w)}" for (a, b), w in sorted(new.items()))
+    )
+
+
+def test_the_known_upward_imports_are_still_there():
+    gone = KNOWN_UPWARD - set(upward_imports())
+    assert not gone, f"fixed: remove {sorted(gone)} from KNOWN_UPWARD in tests/test_architecture.py"
+
+
+def test_the_docstring_reader_reads_the_list():
+    doc = textwrap.dedent(
+        """\
+        Intro with ``jax.custom_vjp`` and ``(m, n)``.
+
+        The package, from the bottom up (imports only ever point down this list):
+
+        * math: ``validation`` (input checks), ``network`` (uses ``jax.custom_vjp``);
+        * tools: ``verify``, and ``(m, n)`` data;
+        * the command line: ``cli``.
+
+        ``jaxnn.train`` loads on first use.
+        """
+    )
+    assert docstring_layers(doc) == {
+        "jaxnn.validation": "math",
+        "jaxnn.network": "math",
+        "jaxnn.verify": "tools",
+        "jaxnn.cli": "cli",
+    }

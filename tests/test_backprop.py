@@ -548,19 +548,40 @@ def test_tuple_params_get_tuple_gradients():
     assert_trees_close(grads, expected, 1e-12)
 
 
+# (BP2)'s product as lowered (the CPU's form here, unless the tests run elsewhere), and
+# each backend's form called directly, so that both are tested on any machine.
+BP2_FORMS = ("transpose_times", "transpose_times_cpu", "transpose_times_default")
+
+
+@pytest.mark.parametrize("form", BP2_FORMS)
 @pytest.mark.parametrize("n_out, n_in, m", [(64, 48, 2), (3, 5, 9), (16, 16, 8)])
-def test_bp2_product_either_way(n_out, n_in, m):
-    """(BP2)'s W^T delta through a transposed copy of W, or of delta and the product
-    when those are smaller (m (n_out + n_in) < n_out n_in): the same values."""
+def test_bp2_product_either_way(n_out, n_in, m, form):
+    """(BP2)'s W^T delta: on the CPU through a transposed copy of W, or of delta and the
+    product when those are smaller (m (n_out + n_in) < n_out n_in); elsewhere as
+    written. The same values."""
     rng = np.random.default_rng(n_out + m)
     W, delta = rng.normal(size=(n_out, n_in)), rng.normal(size=(n_out, m))
-    got = jax.jit(jaxnn.backpropagation.transpose_times)(jnp.asarray(W), jnp.asarray(delta))
+    got = jax.jit(getattr(jaxnn.backpropagation, form))(jnp.asarray(W), jnp.asarray(delta))
     np.testing.assert_allclose(got, W.T @ delta, rtol=1e-13, atol=1e-13)
 
 
-def test_backprop_with_a_small_batch_through_wide_layers():
+@pytest.mark.parametrize("platform, barriers", [("cpu", True), ("cuda", False), ("tpu", False)])
+def test_bp2_cpu_form_only_where_lowered_for_the_cpu(platform, barriers):
+    """The CPU-measured barriers are chosen when the program is lowered, for the
+    platform it is lowered for, not where it is traced (jax.export lowers for any)."""
+    W, delta = jnp.ones((64, 48)), jnp.ones((64, 2))  # both CPU forms' barriers
+    exported = jax.export.export(
+        jax.jit(jaxnn.backpropagation.transpose_times), platforms=[platform]
+    )(W, delta)
+    assert ("optimization_barrier" in exported.mlir_module()) == barriers
+
+
+@pytest.mark.parametrize("form", BP2_FORMS)
+def test_backprop_with_a_small_batch_through_wide_layers(form, monkeypatch):
     """The (delta^T W)^T form of BP2 in every hidden layer (2 examples, widths 40 and 30),
-    against jax.grad in float64."""
+    and the other backends' form, against jax.grad in float64."""
+    bp = jaxnn.backpropagation
+    monkeypatch.setattr(bp, "transpose_times", getattr(bp, form))
     net = jaxnn.Network((6, 40, 30, 4), ("tanh", "relu", "softmax"), "cross_entropy")
     assert all(2 * (o + i) < o * i for i, o in zip(net.sizes[1:-1], net.sizes[2:], strict=True))
     rng = np.random.default_rng(3)
@@ -569,3 +590,7 @@ def test_backprop_with_a_small_batch_through_wide_layers():
     Y = jnp.asarray(random_targets(net.loss, 4, 2, rng))
     expected = jax.grad(jaxnn.cost)(params, X, Y, net)
     assert_trees_close(jaxnn.backprop(params, X, Y, net), expected, rtol=1e-10)
+    jitted = jax.jit(lambda p, X, Y: jaxnn.backprop(p, X, Y, net))  # traced anew: the form's
+    assert_trees_close(jitted(params, X, Y), expected, rtol=1e-10)
+    traced = str(jax.make_jaxpr(jitted)(params, X, Y))  # as lowered: both forms, a cond
+    assert ("optimization_barrier" in traced) == (form != "transpose_times_default")

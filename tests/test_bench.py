@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import jaxnn
-from jaxnn import bench, optim, train
+from jaxnn import bench, optim, steps
 
 
 def test_step_flops_counts_every_product():
@@ -31,7 +31,7 @@ def test_numpy_peer_matches_jaxnn_step():
     X, Y, _ = bench.data(8, net.sizes)
     X, Y = X.astype(np.float64), Y.astype(np.float64)
     opt = optim.adam(0.01)
-    step = train.make_step(net, opt)
+    step = steps.make_step(net, opt)
     p, s = params, opt.init(params)
     np_params = [{k: np.array(v) for k, v in layer.items()} for layer in params]
     V = [{k: np.zeros_like(v) for k, v in layer.items()} for layer in np_params]
@@ -53,13 +53,14 @@ def test_hand_gradient_compiles_to_library_matmuls_only():
         pytest.skip("this XLA build does not use YNNPACK fusions")
     assert report["hand"]["plain_dots"] == []
     assert report["hand"]["library_fusions"] >= 5
-    # 2 examples through wide layers: BP2 as (delta^T W)^T (transpose_times), the same
+    # 2 examples through wide layers: BP2 as (delta^T W)^T (transpose_times_cpu), the same
     small_batch = bench.dot_report(m=2, sizes=(12, 32, 32, 4))
     assert small_batch["hand"]["plain_dots"] == []
     assert small_batch["hand"]["library_fusions"] >= 5
 
 
 def test_run_benchmark_reports_every_contender():
+    environ = dict(os.environ)
     report = bench.run_benchmark(
         batch_sizes=(4,),
         contenders=("hand", "autodiff", "numpy", "epoch"),
@@ -69,6 +70,7 @@ def test_run_benchmark_reports_every_contender():
         matmul_sizes=(64,),
         settle_s=0.0,
     )
+    assert dict(os.environ) == environ  # OMP_WAIT_POLICY is jaxnn bench's to set
     rows = {r["contender"]: r for r in report["results"]}
     assert set(rows) == {"hand", "autodiff", "numpy", "epoch"}
     for r in rows.values():  # each row's ratio to hand, from the medians it reports
@@ -103,6 +105,8 @@ def test_jaxnn_bench_command_errors_in_one_line(tmp_path, capsys):
 def test_jaxnn_bench_command_writes_its_table(tmp_path, capsys, monkeypatch):
     from jaxnn import cli
 
+    monkeypatch.setenv("OMP_WAIT_POLICY", "")  # so that the test's end restores it
+    monkeypatch.delenv("OMP_WAIT_POLICY")
     real = bench.run_benchmark
     monkeypatch.setattr(
         bench,
@@ -116,6 +120,7 @@ def test_jaxnn_bench_command_writes_its_table(tmp_path, capsys, monkeypatch):
     assert cli.main([*argv, "--markdown", str(md)]) == 0
     out = capsys.readouterr().out
     assert out == md.read_text()
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"  # the command line's own process
     assert "| 4 | hand |" in out and "| 4 | numpy |" in out
     assert "XLA" not in out  # the compiled products only with --xla-products
     assert cli.main([*argv, "--xla-products"]) == 0
@@ -157,6 +162,7 @@ def test_jaxnn_verify_refuses_to_overwrite(tmp_path, capsys):
 TINY = {"hidden": (8,), "epochs": 2, "batch_size": 64}
 
 
+@pytest.mark.slow
 def test_time_to_accuracy_runs_every_contender_in_its_own_process(tmp_path):
     pytest.importorskip("torch")
     report = bench.run_time_to_accuracy(rounds=1, workdir=tmp_path, **TINY)

@@ -7,7 +7,7 @@ with ``jaxnn.optim.adam`` in float64 from the same initial parameters and batch.
 import jax
 import numpy as np
 
-from jaxnn import optim, train
+from jaxnn import optim, steps
 from jaxnn.bench import contenders as bench
 from tests.helpers import assert_trees_close
 
@@ -44,7 +44,7 @@ def test_torch_eager_makes_jaxnn_adam_steps(torch, monkeypatch):
     X, Y, labels = bench.data(M, SIZES)
     assert np.array_equal(Y.argmax(axis=0), labels)
     optimizer = optim.adam(bench.LEARNING_RATE)
-    step = train.make_step(net, optimizer)
+    step = steps.make_step(net, optimizer)
     params, state = start, optimizer.init(start)
     for _ in range(STEPS):
         params, state, _ = step(params, state, X.astype(np.float64), Y.astype(np.float64))

@@ -267,6 +267,7 @@ def expected(epoch):
     return [{"W": base + np.float32(epoch), "b": np.full((4, 1), epoch, np.float32)}]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["sync", "async"])
 @pytest.mark.parametrize("point", ["created", "committing"])
 def test_kill_during_save_keeps_previous_checkpoint(tmp_path, point, mode):

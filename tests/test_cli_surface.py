@@ -54,6 +54,7 @@ def test_every_error_has_one_prefix_and_one_line(argv, tmp_path, monkeypatch):
     assert stderr.startswith("jaxnn: error: ") and stderr.count("\n") == 1, stderr
 
 
+@pytest.mark.slow
 def test_subprocess_subcommand_error_has_the_same_prefix():
     result = run_subprocess("verify", "--expect", "x")
     assert result.returncode == 2 and result.stdout == ""
@@ -89,6 +90,10 @@ def fake_verify(monkeypatch):
     fake.run_matrix = lambda: list(rows)
     fake.format_table = lambda rows: f"TABLE {len(rows)}"
     fake.format_summary = lambda rows, more="": f"SUMMARY {len(rows)}\n{more}"
+    fake.check_weight_decay = lambda: [
+        {"output": "linear", "loss": "mse", "dtype": d, "error": 0.0, "tolerance": 1e-4, "ok": True}
+        for d in ("float64", "float32")
+    ]
     monkeypatch.setitem(sys.modules, "jaxnn.verify", fake)
     monkeypatch.setattr(jaxnn, "verify", fake, raising=False)
     return rows
@@ -100,7 +105,8 @@ def test_verify_prints_the_summary_and_the_full_table_on_request(fake_verify, tm
     assert (status, stderr) == (0, "")
     assert stdout.startswith("SUMMARY 180\n") and "jaxnn verify --full" in stdout
     status, stdout, stderr = run("verify", "--full", "--json", str(tmp_path / "rows.json"))
-    assert (status, stdout, stderr) == (0, "TABLE 180\n", "")
+    assert (status, stderr) == (0, "") and stdout.startswith("TABLE 180\nweight decay (C-L2)")
+    assert "2/2 ok over 1 heads x float64, float32" in stdout
     rows = json.loads((tmp_path / "rows.json").read_text())
     assert len(rows) == 180 and rows[0]["error"] == 1e-12
 

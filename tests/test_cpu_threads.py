@@ -1,15 +1,17 @@
-"""``jaxnn.cpu_threads``: XLA's CPU pool sized before JAX's backends start.
+"""``jaxnn.cli.cpu_threads``: XLA's CPU pool sized before JAX's backends start.
 
 The pool is sized once per process, so the checks run in fresh subprocesses.
 """
 
+import functools
 import json
 import os
 
 import jax
 import pytest
 
-from jaxnn import cpu_threads, data
+from jaxnn import data
+from jaxnn.cli import cpu_threads
 from jaxnn.network import Network
 from tests.helpers import run_script
 
@@ -17,13 +19,15 @@ LINUX = hasattr(os, "sched_setaffinity") and os.path.isdir("/proc/self/task")
 CORES = len(os.sched_getaffinity(0)) if LINUX else 1
 
 # A small epoch in a fresh process whose pool has argv[1] threads ("none": XLA's
-# default); prints the pool's size, the affinities of its threads and the epoch's
-# results as hex.
+# default), its threads looked for under the name argv[2] if given; prints the pool's
+# size, the affinities of its threads and the epoch's results as hex.
 EPOCH = """
 import json, os, sys
 import numpy as np
-from jaxnn import cpu_threads
+from jaxnn.cli import cpu_threads
 threads = None if sys.argv[1] == "none" else int(sys.argv[1])
+if len(sys.argv) > 2:
+    cpu_threads.POOL_THREAD = sys.argv[2]
 pool = cpu_threads.start_backends(threads)
 import jax
 from jaxnn import network, optim, steps
@@ -43,12 +47,14 @@ print(json.dumps({"pool": pool, "affinities": affinities, "bits": bits}))
 """
 
 
-def run_epoch(threads) -> dict:
-    result = run_script(EPOCH, str(threads))
+@functools.cache  # XLA's default pool serves two tests
+def run_epoch(threads, *name: str) -> dict:
+    result = run_script(EPOCH, str(threads), *name)
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not LINUX, reason="CPU affinity is Linux's")
 def test_one_thread_pool_gives_the_same_bits_and_leaves_no_thread_pinned():
     one, default = run_epoch(1), run_epoch("none")
@@ -57,6 +63,18 @@ def test_one_thread_pool_gives_the_same_bits_and_leaves_no_thread_pinned():
     everywhere = [sorted(os.sched_getaffinity(0))]
     assert one["affinities"] == everywhere  # every thread, the pool's too: all cores
     assert one["bits"] == default["bits"]  # the same arithmetic
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not LINUX, reason="CPU affinity is Linux's")
+def test_a_pool_under_another_name_degrades_to_a_count_of_0():
+    """If XLA renamed its pool's threads (the name is undocumented), the pool is not
+    found: start_backends says 0 and crashes not, no thread stays pinned, the bits
+    are XLA's."""
+    renamed, default = run_epoch(1, "no-such-thread"), run_epoch("none")
+    assert renamed["pool"] == 0 and default["pool"] == CORES
+    assert renamed["affinities"] == [sorted(os.sched_getaffinity(0))]
+    assert renamed["bits"] == default["bits"]
 
 
 def test_after_the_backends_started_it_changes_nothing():

@@ -21,7 +21,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxnn import distributed, parallel, sharded
+from jaxnn import Network, distributed, optim, parallel, sharded, train
 from tests.test_cli import run
 
 SMALL = ["--hidden", "8", "--batch-size", "64", "--epochs", "3"]
@@ -100,6 +100,7 @@ def jaxnn_lines(text: str) -> list[str]:
     return [line for line in text.splitlines() if "jaxnn" in line or "digits" in line]
 
 
+@pytest.mark.slow
 def test_two_processes_equal_one_and_resume_either_way(tmp_path):
     """2 processes x 2 devices against 1 x 4: metrics.json histories equal within RTOL;
     only process 0 prints and writes; a 2-process run resumes on 2 processes and on 1."""
@@ -118,7 +119,9 @@ def test_two_processes_equal_one_and_resume_either_way(tmp_path):
     assert jaxnn_lines(out1) == [] and jaxnn_lines(err1) == []  # process 1: silent
     with open(two / "metrics.json") as f:
         assert json.load(f)["devices"] == 4
-    assert sorted(os.listdir(two)) == ["checkpoints", "config.json", "curves.png", "metrics.json"]
+    assert sorted(os.listdir(two)) == [
+        "checkpoints", "config.json", "curves.png", "metrics.json", "model.json"
+    ]  # fmt: skip
     assert sorted(os.listdir(two / "checkpoints")) == ["1", "2"]  # committed, no tmp left
     shutil.copytree(two, solo)
 
@@ -132,6 +135,7 @@ def test_two_processes_equal_one_and_resume_either_way(tmp_path):
     assert_histories_close(history(solo), want)
 
 
+@pytest.mark.slow
 def test_a_killed_process_stops_the_other_with_one_line(tmp_path):
     """Process 1 is killed (SIGKILL) after epoch 1; process 0 ends with one line naming it,
     exit status 1, within the 5 s peer timeout plus a margin."""
@@ -160,6 +164,7 @@ def test_a_killed_process_stops_the_other_with_one_line(tmp_path):
     assert took < 20, took
 
 
+@pytest.mark.slow
 def test_a_signal_to_one_process_stops_both_after_the_same_saved_epoch(tmp_path):
     """SIGTERM to process 1 mid-run, with the time-based checkpoint policy (default 10 s):
     both stop after the same epoch, saved on both (a collective save), exit 143; process 0
@@ -191,6 +196,7 @@ def test_a_signal_to_one_process_stops_both_after_the_same_saved_epoch(tmp_path)
     assert jaxnn_lines(results[1][1]) == []  # process 1 writes no summary
 
 
+@pytest.mark.slow
 def test_a_mismatched_command_names_each_difference(tmp_path):
     """Process 1 with another seed, network and number of processes: both processes stop
     at the start with one line naming each difference, exit status 2, nothing written."""
@@ -216,7 +222,8 @@ SHARE_SCRIPT = textwrap.dedent(
     import jax, jax.numpy as jnp, numpy as np
     jax.config.update("jax_enable_x64", True)
     jax.config.update("jax_default_matmul_precision", "highest")
-    from jaxnn import data, distributed, optim, parallel, sharded, train
+    import jaxnn
+    from jaxnn import data, distributed, metrics, optim, parallel, programs, sharded, train
 
     mesh = distributed.make_mesh(4)
     # The metrics, summed over the padded, sharded test set: evaluate's, for every head.
@@ -225,11 +232,11 @@ SHARE_SCRIPT = textwrap.dedent(
         net = ds.network((8,))
         share = sharded.local_share(ds, mesh)
         assert share.X_test.shape[1] % 4 == 0 and share.X_test.shape[1] - share.m_test < 4
-        params = train.init_params(jax.random.key(0), net)
-        p = sharded.place(share, share[:4], mesh)
-        metrics = jax.jit(sharded.weighted_metrics, static_argnums=(4, 5, 6))
-        got = metrics(parallel.replicate(params, mesh), p.X_test, p.Y_test, p.weights, net,
-                      share.m_test, ds.task)
+        params = jaxnn.init_params(jax.random.key(0), net)
+        p = sharded.place(share.X_test, share.Y_test, share.m_test, mesh)
+        weighted = jax.jit(metrics.metrics, static_argnums=(4, 5))
+        got = weighted(parallel.replicate(params, mesh), p.X, p.Y, p.weights, net,
+                       share.m_test)
         got = {k: float(v) for k, v in got.items()}
         want = train.evaluate(params, ds.X_test, ds.Y_test, net)
         assert set(got) == set(want), (got, want)
@@ -251,17 +258,20 @@ SHARE_SCRIPT = textwrap.dedent(
     # Each device holds a quarter of the (padded) training set, and the compiled epoch
     # gathers its batches without gathering the set: no all-gather as large as X.
     opt = optim.sgd(0.1)
-    params = train.init_params(jax.random.key(0), net)
+    params = jaxnn.init_params(jax.random.key(0), net)
     state = parallel.replicate((params, opt.init(params)), mesh)
-    p = sharded.place(share, share[:4], mesh)
+    p = sharded.place(share.X_train, share.Y_train, share.m_train, mesh)
+    t = sharded.place(share.X_test, share.Y_test, share.m_test, mesh)
     n, m_pad = p.X.shape
     assert {s.data.shape for s in p.X.addressable_shards} == {(n, m_pad // 4)}
-    train_epoch = train.make_share_train_epoch(
-        net, opt, 32, "hand", mesh, share.m_train, share.m_test
-    )
-    key = sharded.replicated_key(jax.random.key(1), mesh)
+    state = jax.tree.leaves(state)
+    tree = jax.tree.structure((params, opt.init(params)))
+    built = programs.build(net, opt, 32, "hand", mesh, "batch", (share.m_train, share.m_test),
+                           tree, None)
+    train_epoch = built.epoch
+    key = parallel.replicate(np.asarray(jax.random.PRNGKey(1)), mesh)
     e = parallel.replicate(np.int32(0), mesh)
-    hlo = train_epoch.lower(*state, p.X, p.Y, key, e, p.X_test, p.Y_test, p.weights)
+    hlo = train_epoch.lower(*state, p.X, p.Y, p.weights, key, e, t.X, t.Y, t.weights)
     hlo = hlo.compile().as_text()
     import math, re
     for line in hlo.splitlines():
@@ -274,6 +284,7 @@ SHARE_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_a_share_trains_as_one_device_does():
     """On 4 devices, with the examples padded and split by columns: the test metrics equal
     evaluate's for the three output heads, and fit on the Share equals fit on one device,
@@ -323,8 +334,10 @@ def test_mesh_and_share_on_one_process():
     )
     np.testing.assert_array_equal(share.X_train, X)
     assert (share.m_train, share.m_test) == (6, 2)
-    with pytest.raises(ValueError, match="needs mesh="):
-        sharded.as_share(share, None)
+    with pytest.raises(ValueError, match="needs mesh="):  # a share is split for a mesh
+        train.fit(
+            Network((2, 1), ("linear",), "mse"), optim.sgd(0.1), share, 1, 2, jax.random.key(0)
+        )
     distributed.check_same({"anything": 1})  # one process: nothing to compare
     assert distributed.is_writer() and distributed.any_process(True)
     assert distributed.any_process(False, True, False) == (False, True, False)

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxnn import data, optim, train
+from jaxnn import data, optim, steps, train
 from tests.helpers import assert_trees_close
 from tests.test_train import toy, toy_data
 
@@ -61,9 +61,9 @@ def by_hand(net, optimizer, ds, epochs, batch_size, key, params):
         _, shuffle_key = jax.random.split(key)
         X, Y = np.asarray(ds.X_train, np.float64), np.asarray(ds.Y_train, np.float64)
         params = in_float64(params)
-        state, step = optimizer.init(params), train.make_step(net, optimizer)
+        state, step = optimizer.init(params), steps.make_step(net, optimizer)
         for e in range(epochs):
-            batches = train.epoch_batches(
+            batches = steps.epoch_batches(
                 jax.random.fold_in(shuffle_key, e), X.shape[1], batch_size
             )
             for idx in np.asarray(batches):
@@ -119,11 +119,11 @@ def test_step_in_float32(default_dtype, gradients):
     net, X, Y, params = toy("softmax")
     X32, Y32, p32 = (jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), t) for t in (X, Y, params))
     opt = optim.adam(0.01)
-    p, _, c = train.make_step(net, opt, gradients)(p32, opt.init(p32), X32, Y32)
+    p, _, c = steps.make_step(net, opt, gradients)(p32, opt.init(p32), X32, Y32)
     assert c.dtype == jnp.float32 and dtypes(p) == {"float32"}
     with jax.enable_x64(True):
         P, X64, Y64 = in_float64(p32), np.asarray(X32, np.float64), np.asarray(Y32, np.float64)
-        p_ref, _, c_ref = train.make_step(net, opt, gradients)(P, opt.init(P), X64, Y64)
+        p_ref, _, c_ref = steps.make_step(net, opt, gradients)(P, opt.init(P), X64, Y64)
         change = lambda q: jax.tree.map(lambda a, b: np.asarray(a, np.float64) - b, q, P)
         assert abs(float(c) - float(c_ref)) <= TOL * abs(float(c_ref))
         assert_trees_close(change(p), change(p_ref), 1e-4, "update")

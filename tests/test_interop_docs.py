@@ -9,6 +9,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 DOC = pathlib.Path(__file__).resolve().parent.parent / "docs" / "interop.md"
 
 HARNESS = textwrap.dedent(
@@ -48,6 +50,7 @@ HARNESS = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_interop_doc_examples_run_and_their_gradients_agree():
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
     env["JAX_PLATFORMS"] = "cpu"

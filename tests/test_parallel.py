@@ -34,7 +34,7 @@ SCRIPT = textwrap.dedent(
     # Steps: sharded against single-device, 20 steps in float64.
     mesh = parallel.make_mesh(4)
     pstep = parallel.make_parallel_step(net, opt, mesh)
-    step = train.make_step(net, opt)
+    step = steps.make_step(net, opt)
     p1, s1 = params, opt.init(params)
     p4, s4 = params, opt.init(params)
     Xs, Ys = parallel.shard(X, mesh), parallel.shard(Y, mesh)
@@ -58,14 +58,16 @@ SCRIPT = textwrap.dedent(
                   ).lower(params, opt.init(params), Xs, Ys).compile().as_text()
     assert "all-reduce" in hlo
 
-    # Epochs: the parallel epoch equals the single-device epoch.
-    epoch1 = train.make_epoch(net, opt, 16)
-    epoch4 = parallel.make_parallel_epoch(net, opt, 16, mesh)
+    # Epochs: fit on the 4-device mesh (data split by examples) equals fit on one device.
+    from jaxnn import data
+    ds = data.Dataset(X[:, :48], Y[:, :48], X[:, 48:], Y[:, 48:], "classification",
+                      "softmax", "cross_entropy")
     key = jax.random.PRNGKey(3)
-    q1, t1, costs1 = epoch1(params, opt.init(params), X, Y, key)
-    q4, t4, costs4 = epoch4(params, opt.init(params), X, Y, key)
+    one = train.fit(net, opt, ds, 2, 16, key)
+    four = train.fit(net, opt, ds, 2, 16, key, mesh=mesh)
+    assert four.params[0]["W"].sharding.mesh.shape == {"batch": 4}
     err = max(float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(b)))
-              for a, b in zip(jax.tree.leaves(q4), jax.tree.leaves(q1)))
+              for a, b in zip(jax.tree.leaves(four.params), jax.tree.leaves(one.params)))
     print("EPOCH_ERR", err)
     assert err < 1e-12, err
 
@@ -77,7 +79,7 @@ SCRIPT = textwrap.dedent(
     else:
         raise AssertionError("no error for batch 10 on 4 devices")
     try:
-        parallel.make_parallel_epoch(net, opt, 6, mesh)
+        train.fit(net, opt, ds, 1, 6, key, mesh=mesh)
     except ValueError as e:
         assert "batch size 6 does not divide over 4 devices" in str(e), e
     else:
@@ -87,6 +89,7 @@ SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_sharded_training_equals_single_device():
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
     env["JAX_PLATFORMS"] = "cpu"
@@ -214,6 +217,7 @@ FIT_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_fit_and_cli_on_four_devices_equal_one(tmp_path):
     """fit(devices=4) and ``jaxnn train --devices 4`` against one device, in float64:
     parameters within 1e-12 (fit, 3 epochs) and 1e-10 (the command, 44 adam steps) of
@@ -315,6 +319,7 @@ MESH_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_any_mesh_hand_gradients_and_fit_equal_one_device():
     """Meshes from jax.make_mesh, Explicit and Auto, any axis names, the batch axis
     given or found: hand gradients (cost, backprop, rows, clipped mean) equal jax.grad

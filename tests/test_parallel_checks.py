@@ -32,7 +32,7 @@ SCRIPT = textwrap.dedent(
         jax.config.update("jax_enable_x64", True)
     jax.config.update("jax_default_matmul_precision", "highest")
     import jaxnn
-    from jaxnn import checkpoint, cli, data, optim, parallel, train
+    from jaxnn import checkpoint, cli, data, optim, parallel, steps, train
 
     assert jax.device_count() == 4, jax.devices()
     # Tolerances, relative to each leaf's scale: the devices sum over their examples in
@@ -74,7 +74,7 @@ SCRIPT = textwrap.dedent(
     for shape in ("16,6", "16", "3,16", "3"):
         assert re.search(rf"{p}\[{shape}(,1)?\]", reduce_lines), (shape, reduce_lines[:800])
     # ... and that step equals one device's.
-    p1, s1, c1 = train.make_step(net, sgd)(params, sgd.init(params), Xb, Yb)
+    p1, s1, c1 = steps.make_step(net, sgd)(params, sgd.init(params), Xb, Yb)
     err = rel_err(p4, p1)
     assert err < TOL, f"the parallel sgd step is {err:.1e} from one device's"
     assert abs(float(c4) - float(c1)) < TOL * abs(float(c1)), (float(c4), float(c1))
@@ -115,7 +115,8 @@ SCRIPT = textwrap.dedent(
         run("train", "--epochs", "2", *flags, "--devices", "2", "--out", f"{out}/split")
         run("train", "--resume", "--epochs", "4", "--devices", "4", "--out", f"{out}/split")
         ds = data.digits()
-        whole = train.fit(ds.network((8,), "relu"), optim.sgd(0.05), ds, 4, 64, key)
+        whole = train.fit(ds.network((8,), "relu"), optim.sgd(0.05), ds, 4, 64, key,
+                          train_metrics=True)  # as the command line reports
         with checkpoint.Checkpoints(f"{out}/split/checkpoints") as ckpts:
             split = ckpts.restore(whole.params, whole.opt_state, key)
         err = rel_err(split.params, whole.params)
@@ -132,6 +133,7 @@ SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_parallel_against_one_device(tmp_path, dtype):
     dump = tmp_path / "xla-dump"

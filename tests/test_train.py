@@ -7,7 +7,7 @@ import pytest
 from sklearn.metrics import mean_squared_error, r2_score
 
 import jaxnn
-from jaxnn import data, optim, steps, train
+from jaxnn import data, metrics, optim, steps, train
 from tests.helpers import assert_trees_close
 
 HEADS = {
@@ -70,8 +70,8 @@ def test_step_hand_matches_autodiff(head):
     net, X, Y, params = toy(head)
     opt = optim.adam(0.01)
     state = opt.init(params)
-    p_hand, s_hand, c_hand = train.make_step(net, opt, "hand")(params, state, X, Y)
-    p_auto, s_auto, c_auto = train.make_step(net, opt, "autodiff")(params, state, X, Y)
+    p_hand, s_hand, c_hand = steps.make_step(net, opt, "hand")(params, state, X, Y)
+    p_auto, s_auto, c_auto = steps.make_step(net, opt, "autodiff")(params, state, X, Y)
     assert c_hand.dtype == jnp.float64
     np.testing.assert_allclose(c_hand, c_auto, rtol=1e-13)
     np.testing.assert_allclose(c_hand, jaxnn.cost(params, X, Y, net), rtol=1e-13)
@@ -86,25 +86,25 @@ def test_step_matches_reference():
     net, X, Y, params = toy("softmax")
     grads = jax.jit(jax.grad(jaxnn.cost), static_argnums=3)(params, X, Y, net)
     expected = jax.tree.map(lambda p, g: p - 0.1 * g, params, grads)
-    got, _, _ = train.make_step(net, optim.sgd(0.1))(params, optim.sgd(0.1).init(params), X, Y)
+    got, _, _ = steps.make_step(net, optim.sgd(0.1))(params, optim.sgd(0.1).init(params), X, Y)
     assert_trees_close(got, expected, rtol=1e-12, what="params")
 
 
 def test_unknown_gradients():
     net, *_ = toy("linear")
     with pytest.raises(ValueError, match="unknown gradients 'numeric'; valid: hand, autodiff"):
-        train.make_step(net, optim.sgd(0.1), "numeric")
+        steps.make_step(net, optim.sgd(0.1), "numeric")
 
 
 def test_epoch_batches():
     key = jax.random.key(3)
-    batches = np.asarray(train.epoch_batches(key, 23, 5))
+    batches = np.asarray(steps.epoch_batches(key, 23, 5))
     assert batches.shape == (4, 5)  # floor(23 / 5) full batches; 3 examples left out
     assert len(np.unique(batches)) == 20 and batches.min() >= 0 and batches.max() < 23
-    np.testing.assert_array_equal(batches, train.epoch_batches(key, 23, 5))
-    other = np.asarray(train.epoch_batches(jax.random.fold_in(key, 1), 23, 5))
+    np.testing.assert_array_equal(batches, steps.epoch_batches(key, 23, 5))
+    other = np.asarray(steps.epoch_batches(jax.random.fold_in(key, 1), 23, 5))
     assert not np.array_equal(batches, other)
-    assert train.epoch_batches(key, 23, 23).shape == (1, 23)
+    assert steps.epoch_batches(key, 23, 23).shape == (1, 23)
 
 
 @pytest.mark.parametrize(
@@ -125,12 +125,12 @@ def test_epoch_scan_equals_python_loop(gradients="hand"):
     net, X, Y, params = toy("softmax", m=23)
     opt = optim.adam(0.01)
     key = jax.random.key(7)
-    p_scan, s_scan, costs = train.make_epoch(net, opt, 5, gradients)(
+    p_scan, s_scan, costs = steps.make_epoch(net, opt, 5, gradients)(
         params, opt.init(params), X, Y, key
     )
-    step = train.make_step(net, opt, gradients)
+    step = steps.make_step(net, opt, gradients)
     p, s, loop_costs = params, opt.init(params), []
-    for idx in np.asarray(train.epoch_batches(key, 23, 5)):
+    for idx in np.asarray(steps.epoch_batches(key, 23, 5)):
         p, s, c = step(p, s, X[:, idx], Y[:, idx])
         loop_costs.append(c)
     assert costs.shape == (4,)
@@ -151,8 +151,8 @@ def counting(fn):
 
 
 def test_no_recompilation_across_epochs(monkeypatch):
-    spy = counting(steps.value_and_backprop)
-    monkeypatch.setattr(steps, "value_and_backprop", spy)
+    spy = counting(steps.value_and_backprop_l2)
+    monkeypatch.setattr(steps, "value_and_backprop_l2", spy)
     net, ds, _ = toy_data("softmax")
     seen = []
     train.fit(
@@ -161,7 +161,7 @@ def test_no_recompilation_across_epochs(monkeypatch):
     assert seen == [1, 2, 3, 4]
     assert spy.calls == 1  # traced for the first epoch only
 
-    step = train.make_step(net, optim.sgd(0.1))
+    step = steps.make_step(net, optim.sgd(0.1))
     params = jaxnn.init_params(jax.random.key(1), net)
     state = optim.sgd(0.1).init(params)
     for _ in range(3):
@@ -255,7 +255,7 @@ def test_bundled_dataset_trains(name):
     net = ds.network(hidden, "relu")
     result = train.fit(net, optim.adam(learning_rate), ds, epochs, batch_size, jax.random.key(0))
     assert result.history[-1][metric] >= floor
-    assert train.task_of(net) == ds.task
+    assert metrics.task_of(net) == ds.task
 
 
 # --- bad data and divergence ---------------------------------------------------------------
@@ -327,13 +327,13 @@ def first_nonfinite_step(net, optimizer, ds, batch_size, key):
 
 def first_nonfinite_cost(net, optimizer, ds, batch_size, key):
     """(epoch, step, cost) of the first non-finite batch cost, as ``fit`` would meet it."""
-    step = train.make_step(net, optimizer)
+    step = steps.make_step(net, optimizer)
     _, shuffle_key = jax.random.split(key)
-    params, _, _ = train.fit(net, optimizer, ds, 0, batch_size, key)  # the initial params
+    params = train.fit(net, optimizer, ds, 0, batch_size, key).params  # the initial params
     state = optimizer.init(params)
     X, Y = jnp.asarray(ds.X_train), jnp.asarray(ds.Y_train)
     for e in range(100):
-        batches = train.epoch_batches(jax.random.fold_in(shuffle_key, e), X.shape[1], batch_size)
+        batches = steps.epoch_batches(jax.random.fold_in(shuffle_key, e), X.shape[1], batch_size)
         for k, idx in enumerate(np.asarray(batches)):
             params, state, c = step(params, state, X[:, idx], Y[:, idx])
             if not np.isfinite(c):

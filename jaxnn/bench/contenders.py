@@ -4,9 +4,9 @@ Each contender ``name(net, m)`` builds its state for batch size m and returns
 ``(run, peak_bytes)``: ``run(inner)`` does ``inner`` steps and blocks until
 they are done; ``peak_bytes`` is its peak memory for one step, -1 if unknown.
 
-* ``hand``: ``jaxnn.train.make_step`` with hand backprop and ``jaxnn.optim.adam``;
+* ``hand``: ``jaxnn.steps.make_step`` with hand backprop and ``jaxnn.optim.adam``;
 * ``autodiff``: ``jax.value_and_grad(jaxnn.cost)`` with ``optax.adam``;
-* ``epoch``: ``jaxnn.train.make_epoch``, a whole epoch of hand steps in one
+* ``epoch``: ``jaxnn.steps.make_epoch``, a whole epoch of hand steps in one
   ``lax.scan``, reported per step;
 * ``torch``: PyTorch eager, ``torch.nn`` + ``torch.optim.Adam`` (skipped with a
   note when torch is not installed; it is no dependency of jaxnn);
@@ -24,8 +24,25 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxnn import optim, train
+from jaxnn import optim, steps
 from jaxnn.network import Network, init_params
+
+__all__ = [
+    "BATCH_SIZES",
+    "CONTENDERS",
+    "EPOCH_BATCHES",
+    "LEARNING_RATE",
+    "SIZES",
+    "autodiff",
+    "data",
+    "epoch",
+    "hand",
+    "network",
+    "numpy_hand",
+    "numpy_step",
+    "step_flops",
+    "torch_eager",
+]
 
 SIZES = (784, 512, 512, 10)
 BATCH_SIZES = (32, 256, 2048)
@@ -54,7 +71,7 @@ def data(m: int, sizes, seed=0):
     return X, Y, labels
 
 
-def xla_peak(jitted, *args) -> int:
+def _xla_peak(jitted, *args) -> int:
     """XLA's buffer assignment for one call: temporaries, arguments and outputs, in bytes."""
     mem = jitted.lower(*args).compile().memory_analysis()
     if mem is None:
@@ -67,8 +84,8 @@ def _jax_step(net, optimizer, gradients, m):
     X, Y = jnp.asarray(X), jnp.asarray(Y)
     params = init_params(jax.random.PRNGKey(0), net, dtype=jnp.float32)
     state = optimizer.init(params)
-    step = train.make_step(net, optimizer, gradients)
-    peak = xla_peak(step, params, state, X, Y)
+    step = steps.make_step(net, optimizer, gradients)
+    peak = _xla_peak(step, params, state, X, Y)
     carry = [params, state]
 
     def run(inner):
@@ -82,22 +99,26 @@ def _jax_step(net, optimizer, gradients, m):
 
 
 def hand(net, m):
+    """The hand step, ``jaxnn.steps.make_step`` with ``jaxnn.optim.adam``: ``(run, peak)``."""
     return _jax_step(net, optim.adam(LEARNING_RATE), "hand", m)
 
 
 def autodiff(net, m):
+    """``jax.value_and_grad(jaxnn.cost)`` with ``optax.adam``: ``(run, peak)``."""
     return _jax_step(net, optax.adam(LEARNING_RATE), "autodiff", m)
 
 
 def epoch(net, m):
+    """``jaxnn.steps.make_epoch``, EPOCH_BATCHES hand steps in one ``lax.scan``: ``(run, peak)``,
+    ``run`` counting steps."""
     X, Y, _ = data(m * EPOCH_BATCHES, net.sizes)
     X, Y = jnp.asarray(X), jnp.asarray(Y)
     params = init_params(jax.random.PRNGKey(0), net, dtype=jnp.float32)
     optimizer = optim.adam(LEARNING_RATE)
     state = optimizer.init(params)
-    run_epoch = train.make_epoch(net, optimizer, m)
+    run_epoch = steps.make_epoch(net, optimizer, m)
     key = jax.random.PRNGKey(1)
-    peak = xla_peak(run_epoch, params, state, X, Y, key)
+    peak = _xla_peak(run_epoch, params, state, X, Y, key)
     carry = [params, state]
 
     def run(inner):  # inner counts steps; an epoch is EPOCH_BATCHES of them
@@ -111,14 +132,16 @@ def epoch(net, m):
 
 
 def torch_eager(net, m):
+    """PyTorch eager, ``torch.nn`` + ``torch.optim.Adam`` (seeded): ``(run, -1)``."""
     import torch
 
-    torch.manual_seed(0)
     layers = []
-    for l in range(net.L):
-        layers.append(torch.nn.Linear(net.sizes[l], net.sizes[l + 1]))
-        if l < net.L - 1:
-            layers.append(torch.nn.ReLU())
+    with torch.random.fork_rng(devices=[]):  # seeded, leaving the caller's torch RNG as it was
+        torch.manual_seed(0)
+        for l in range(net.L):
+            layers.append(torch.nn.Linear(net.sizes[l], net.sizes[l + 1]))
+            if l < net.L - 1:
+                layers.append(torch.nn.ReLU())
     model = torch.nn.Sequential(*layers)
     opt = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
     loss_fn = torch.nn.CrossEntropyLoss()
@@ -176,10 +199,14 @@ def numpy_hand(net, m):
         t[0] += 1
         numpy_step(params, V, S, t[0], X, Y)
 
-    tracemalloc.start()
-    one_step()
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
+    if tracemalloc.is_tracing():  # the caller's own tracing: not stopped, no peak
+        one_step()
+        peak = -1
+    else:
+        tracemalloc.start()
+        one_step()
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
 
     def run(inner):
         for _ in range(inner):

@@ -29,6 +29,14 @@ from jaxnn.backpropagation import backprop
 from jaxnn.network import Network, cost, init_params
 from jaxnn.per_example import clipped_mean_grads, per_example_grad_norms, per_example_grads
 
+__all__ = [
+    "FUNCTIONS",
+    "MAX_NORM",
+    "SIZES",
+    "bench_per_example",
+    "markdown",
+]
+
 SIZES = (784, 512, 512, 10)
 MAX_NORM = 1.0
 

@@ -3,6 +3,12 @@
 import json
 import os
 
+__all__ = [
+    "check_outputs",
+    "markdown",
+    "write_outputs",
+]
+
 
 def markdown(report: dict) -> str:
     """The report as a markdown table, one row per (batch, contender)."""
@@ -27,12 +33,12 @@ def markdown(report: dict) -> str:
             f"| {r['examples_per_s']:,.0f} | {peak} |"
         )
     lines.append("")
-    lines += xla_lines(report.get("xla_products", {}))
+    lines += _xla_lines(report.get("xla_products", {}))
     lines += [f"- {n}" for n in report["notes"]]
     return "\n".join(lines) + "\n"
 
 
-def xla_lines(products: dict) -> list[str]:
+def _xla_lines(products: dict) -> list[str]:
     """``dot_report`` in words: where XLA sends each gradient's matrix products."""
     lines = []
     for name, d in products.items():

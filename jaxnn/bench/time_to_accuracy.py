@@ -31,6 +31,14 @@ import sys
 import tempfile
 import time
 
+__all__ = [
+    "CONTENDERS",
+    "DEFAULTS",
+    "markdown",
+    "run_time_to_accuracy",
+    "write_split",
+]
+
 CONTENDERS = ("jaxnn-cold", "jaxnn-warm", "sklearn", "torch")
 DEFAULTS = {
     "dataset": "digits",

@@ -5,9 +5,11 @@ each figure is the median over rounds. ``dot_report`` shows how XLA compiles the
 hand and the autodiff gradients' products (the evidence behind BP2's transpose).
 """
 
+import importlib.metadata
 import os
 import platform
 import re
+import sys
 import time
 
 import jax
@@ -25,6 +27,13 @@ from jaxnn.bench.contenders import (
     step_flops,
 )
 from jaxnn.network import cost, init_params
+
+__all__ = [
+    "dot_report",
+    "machine",
+    "matmul_peak",
+    "run_benchmark",
+]
 
 
 def matmul_peak(sizes=(512, 1024, 2048), rounds=7) -> dict:
@@ -92,59 +101,20 @@ def run_benchmark(
     PyTorch's OpenMP threads spin after each parallel region by default; in a
     process that also runs XLA's thread pool (or on a busy machine), the spinning
     threads take the cores the next contender needs and PyTorch itself slows
-    down 8-10x. ``OMP_WAIT_POLICY=PASSIVE`` (set here unless already set, before
-    torch is imported) makes them sleep instead, as a mixed process should.
+    down 8-10x. ``OMP_WAIT_POLICY=PASSIVE``, set before torch is imported, makes
+    them sleep instead, as a mixed process should. That is the process's business:
+    ``jaxnn bench`` sets it for its own (unless already set); this function leaves
+    the environment as it is, and ``machine()`` reports what it was.
     """
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     net = network(sizes)
     limit = matmul_peak(matmul_sizes)
     results, notes = [], []
     for m in batch_sizes:
-        runs = {}
-        for name in contenders:
-            try:
-                runs[name] = CONTENDERS[name](net, m)
-            except ImportError as e:
-                notes.append(f"{name} skipped at batch {m}: {e}")
-        inner = {}
-        for name, (run, _) in runs.items():  # warm up (compile), then size the inner loop
-            run(EPOCH_BATCHES if name == "epoch" else 1)
-            t0 = time.perf_counter()
-            run(EPOCH_BATCHES if name == "epoch" else 1)
-            per = (time.perf_counter() - t0) / (EPOCH_BATCHES if name == "epoch" else 1)
-            n = max(1, int(target_s / max(per, 1e-9)))
-            inner[name] = -(-n // EPOCH_BATCHES) * EPOCH_BATCHES if name == "epoch" else n
-        times = {name: [] for name in runs}
-        names = list(runs)
-        for r in range(rounds):
-            # Rotate who goes first, and let the previous contender's worker threads
-            # (OpenBLAS, OpenMP and XLA all spin a while after their work) go idle
-            # before the clock starts: otherwise whoever runs right after NumPy or
-            # PyTorch pays for their spinning threads on a 2-core machine.
-            for name in names[r % len(names) :] + names[: r % len(names)]:
-                run = runs[name][0]
-                time.sleep(settle_s)
-                t0 = time.perf_counter()
-                run(inner[name])
-                times[name].append((time.perf_counter() - t0) / inner[name])
-        flops = step_flops(net.sizes, m)
-        hand_median = float(np.median(times["hand"])) if "hand" in times else None
-        for name, ts in times.items():
-            median = float(np.median(ts))
-            results.append(
-                {
-                    "batch": m,
-                    "contender": name,
-                    "median_ms": median * 1e3,
-                    "gflops": flops / median / 1e9,
-                    "fraction_of_matmul": flops / median / 1e9 / limit["best_gflops"],
-                    "examples_per_s": m / median,
-                    "peak_bytes": runs[name][1],
-                    "vs_hand": median / hand_median if hand_median else None,
-                    "rounds": rounds,
-                    "inner": inner[name],
-                }
-            )
+        runs, skipped = _build(net, m, contenders)
+        notes += skipped
+        inner = {name: _inner_count(name, run, target_s) for name, (run, _) in runs.items()}
+        times = _interleaved(runs, inner, rounds, settle_s)
+        results += _rows(net, m, runs, inner, times, limit, rounds)
     return {
         "network": {
             "sizes": list(net.sizes),
@@ -161,11 +131,78 @@ def run_benchmark(
     }
 
 
+def _build(net, m, contenders):
+    """Each contender's ``(run, peak bytes)`` at batch size m, and a note for each one
+    that cannot run here (its library is not installed)."""
+    runs, skipped = {}, []
+    for name in contenders:
+        try:
+            runs[name] = CONTENDERS[name](net, m)
+        except ImportError as e:
+            skipped.append(f"{name} skipped at batch {m}: {e}")
+    return runs, skipped
+
+
+def _inner_count(name, run, target_s) -> int:
+    """Warm ``run`` up (compile), then size its inner loop: the steps (whole epochs for
+    ``epoch``) that take about ``target_s``."""
+    batches = EPOCH_BATCHES if name == "epoch" else 1
+    run(batches)
+    t0 = time.perf_counter()
+    run(batches)
+    per = (time.perf_counter() - t0) / batches
+    n = max(1, int(target_s / max(per, 1e-9)))
+    return -(-n // EPOCH_BATCHES) * EPOCH_BATCHES if name == "epoch" else n
+
+
+def _interleaved(runs, inner, rounds, settle_s) -> dict:
+    """Seconds per step of each contender, one figure per round, the order rotated."""
+    times = {name: [] for name in runs}
+    names = list(runs)
+    for r in range(rounds):
+        # Rotate who goes first, and let the previous contender's worker threads
+        # (OpenBLAS, OpenMP and XLA all spin a while after their work) go idle
+        # before the clock starts: otherwise whoever runs right after NumPy or
+        # PyTorch pays for their spinning threads on a 2-core machine.
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            run = runs[name][0]
+            time.sleep(settle_s)
+            t0 = time.perf_counter()
+            run(inner[name])
+            times[name].append((time.perf_counter() - t0) / inner[name])
+    return times
+
+
+def _rows(net, m, runs, inner, times, limit, rounds) -> list:
+    """One result per contender at batch size m: its median, and the rates it gives."""
+    flops = step_flops(net.sizes, m)
+    hand_median = float(np.median(times["hand"])) if "hand" in times else None
+    rows = []
+    for name, ts in times.items():
+        median = float(np.median(ts))
+        rows.append(
+            {
+                "batch": m,
+                "contender": name,
+                "median_ms": median * 1e3,
+                "gflops": flops / median / 1e9,
+                "fraction_of_matmul": flops / median / 1e9 / limit["best_gflops"],
+                "examples_per_s": m / median,
+                "peak_bytes": runs[name][1],
+                "vs_hand": median / hand_median if hand_median else None,
+                "rounds": rounds,
+                "inner": inner[name],
+            }
+        )
+    return rows
+
+
 def machine() -> dict:
-    """What the figures were measured on: platform, processor, library versions, cores."""
+    """What the figures were measured on: platform, processor, library versions, cores,
+    and PyTorch's threads and wait policy where it ran in this process."""
     info = {
         "platform": platform.platform(),
-        "processor": cpu_name(),
+        "processor": _cpu_name(),
         "jax": jax.__version__,
         "backend": jax.default_backend(),
         "devices": [str(d) for d in jax.devices()],
@@ -175,18 +212,18 @@ def machine() -> dict:
         info["cpus"] = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         pass
-    try:
-        import torch
-
-        info["torch"] = torch.__version__
+    try:  # its version without importing it (seconds, and its runtimes' start)
+        info["torch"] = importlib.metadata.version("torch")
+    except importlib.metadata.PackageNotFoundError:
+        info["torch"] = None
+    torch = sys.modules.get("torch")
+    if torch is not None:  # it ran in this process: how
         info["torch_threads"] = torch.get_num_threads()
         info["OMP_WAIT_POLICY"] = os.environ.get("OMP_WAIT_POLICY")
-    except ImportError:
-        info["torch"] = None
     return info
 
 
-def cpu_name() -> str:
+def _cpu_name() -> str:
     """The processor's model name (Linux), else what ``platform`` says."""
     try:
         with open("/proc/cpuinfo") as f:

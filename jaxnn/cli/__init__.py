@@ -3,7 +3,8 @@
 One module per subcommand: ``jaxnn train`` (``train``, its settings in
 ``settings``) trains a network on a dataset and writes a run directory;
 ``jaxnn verify`` (``verify``) checks the hand gradients against ``jax.grad``;
-``jaxnn bench`` (``bench``) times them. Each module has ``add(subparsers)``,
+``jaxnn bench`` (``bench``) times them; ``jaxnn predict``, ``jaxnn evaluate`` and
+``jaxnn export`` (``predict``) use a trained run. Each module has ``add(subparsers)``,
 which adds its parser and sets ``handler`` to its ``run(args)``, returning the
 exit status; ``SUBCOMMANDS`` lists them. What they share is in ``common``. To add
 a subcommand: a module with ``add`` and ``run``, and one entry in ``SUBCOMMANDS``.
@@ -31,8 +32,15 @@ import importlib.metadata
 import sys
 
 import jaxnn
-from jaxnn.cli import bench, cluster, train, verify
+from jaxnn.cli import bench, cluster, predict, train, verify
 from jaxnn.cli.common import ERROR, RunFailed, UsageError
+
+__all__ = [
+    "SUBCOMMANDS",
+    "build_parser",
+    "main",
+    "version",
+]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -53,10 +61,18 @@ def version() -> str:
     return f"jaxnn {jaxnn.__version__} ({', '.join(found)})"
 
 
-SUBCOMMANDS = [train.add, verify.add, bench.add]
+SUBCOMMANDS = [
+    train.add,
+    predict.add_predict,
+    predict.add_evaluate,
+    predict.add_export,
+    verify.add,
+    bench.add,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``jaxnn`` parser, with one subparser per entry of ``SUBCOMMANDS``."""
     parser = _Parser(
         prog="jaxnn",
         description="Dense neural networks in JAX with hand-derived backpropagation.",

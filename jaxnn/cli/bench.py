@@ -5,11 +5,16 @@ a markdown table and, with ``--json`` / ``--markdown``, writes the report and
 the table to files (never over existing ones without ``--force``).
 """
 
-STEP_CONTENDERS = ("hand", "autodiff", "epoch", "torch", "numpy")
-TTA_CONTENDERS = ("jaxnn-cold", "jaxnn-warm", "sklearn", "torch")
+import os
+
+__all__ = [
+    "add",
+    "run",
+]
 
 
 def add(subparsers) -> None:
+    """Add ``jaxnn bench``'s parser to ``subparsers``; its handler is ``run``."""
     p = subparsers.add_parser(
         "bench",
         help="time the hand-derived step beside jax.grad, PyTorch, NumPy and the matmul "
@@ -23,13 +28,13 @@ def add(subparsers) -> None:
             "own process, on the same split, network, batch size, epochs and optimizer."
         ),
     )
-    add_arguments(p)
+    _add_arguments(p)
     p.set_defaults(handler=run)
 
 
-def add_arguments(p) -> None:
+def _add_arguments(p) -> None:
     """``jaxnn bench``'s flags, each help saying what it means and its default."""
-    from jaxnn.bench import BATCH_SIZES
+    from jaxnn.bench import BATCH_SIZES, CONTENDERS, time_to_accuracy
     from jaxnn.bench.time_to_accuracy import DEFAULTS as D
 
     out = p.add_argument_group("output (both modes)")
@@ -51,8 +56,9 @@ def add_arguments(p) -> None:
         "--contenders",
         nargs="+",
         metavar="NAME",
-        help=f"which to run: of {', '.join(STEP_CONTENDERS)} (step benchmark), or of "
-        f"{', '.join(TTA_CONTENDERS)} (--time-to-accuracy); default: all of the mode's",
+        help=f"which to run: of {', '.join(CONTENDERS)} (step benchmark), or of "
+        f"{', '.join(time_to_accuracy.CONTENDERS)} (--time-to-accuracy); default: all of "
+        "the mode's",
     )
     step = p.add_argument_group("the step benchmark (the default mode)")
     step.add_argument(
@@ -106,44 +112,47 @@ def run(args) -> int:
 
     paths = (args.json_path, args.markdown_path)
     if args.time_to_accuracy:
-        report, table = time_to_accuracy(args, paths)
+        report, table = _time_to_accuracy(args, paths)
     else:
-        report, table = step_benchmark(args, paths)
+        report, table = _step_benchmark(args, paths)
     bench.write_outputs(report, table, *paths)
     print(table, end="")
     return 0
 
 
-def check_positive(**values) -> None:
+def _check_positive(**values) -> None:
     for name, value in values.items():
         if value is not None and value < 1:
             raise ValueError(f"{name.replace('_', ' ')} must be >= 1, got {value}")
 
 
-def step_benchmark(args, paths) -> tuple[dict, str]:
+def _step_benchmark(args, paths) -> tuple[dict, str]:
     from jaxnn import bench
 
-    contenders = tuple(args.contenders or STEP_CONTENDERS)
-    bad = [c for c in contenders if c not in STEP_CONTENDERS]
+    contenders = tuple(args.contenders or bench.CONTENDERS)
+    bad = [c for c in contenders if c not in bench.CONTENDERS]
     if bad:
-        raise ValueError(f"unknown contenders {bad}; valid: {', '.join(STEP_CONTENDERS)}")
+        raise ValueError(f"unknown contenders {bad}; valid: {', '.join(bench.CONTENDERS)}")
     rounds = 9 if args.rounds is None else args.rounds
-    check_positive(rounds=rounds, **{"batch size": min(args.batch_sizes)})
+    _check_positive(rounds=rounds, **{"batch size": min(args.batch_sizes)})
     bench.check_outputs(paths, args.force)
+    # PyTorch's OpenMP threads sleep, not spin, between its steps, so that they leave
+    # the other contenders the cores (see run_benchmark); before torch is imported.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     kwargs = {"xla_products": True} if args.xla_products else {}
     report = bench.run_benchmark(tuple(args.batch_sizes), contenders, rounds, **kwargs)
     return report, bench.markdown(report)
 
 
-def time_to_accuracy(args, paths) -> tuple[dict, str]:
+def _time_to_accuracy(args, paths) -> tuple[dict, str]:
     from jaxnn import bench
     from jaxnn.bench import time_to_accuracy
 
     rounds = 3 if args.rounds is None else args.rounds
-    check_positive(rounds=rounds, epochs=args.epochs, batch_size=args.batch_size)
+    _check_positive(rounds=rounds, epochs=args.epochs, batch_size=args.batch_size)
     bench.check_outputs(paths, args.force)
     report = bench.run_time_to_accuracy(
-        tuple(args.contenders or TTA_CONTENDERS),
+        tuple(args.contenders or time_to_accuracy.CONTENDERS),
         rounds,
         dataset=args.dataset,
         data=args.data,

@@ -9,10 +9,10 @@ command line turns it on, in this order of precedence:
 2. otherwise ``$XDG_CACHE_HOME/jaxnn/jax`` (``~/.cache/jaxnn/jax`` when
    ``XDG_CACHE_HOME`` is unset), the user's cache directory.
 
-Beside JAX's entries, in ``<that directory>/jaxnn-executables``, the command line
-keeps ``fit``'s two programs whole (``jaxnn.executables``): a second identical
-run loads them without tracing or lowering them (about 0.4 s of Python on the
-default network), which JAX's cache alone still does.
+Beside JAX's entries, in ``<that directory>/jaxnn-programs``, the command line
+keeps ``fit``'s two programs as JAX exports them (``jaxnn.program_cache``): a
+second identical run loads them without tracing them (about 0.3 s of Python on
+the default network), which JAX's cache alone still does.
 
 Every program is cached, however fast it compiled (JAX's default skips those
 under 1 s, which are all of a small network's programs), so a second identical
@@ -25,8 +25,10 @@ This module never prints.
 
 import os
 
+__all__ = ["ENV_DIR", "PROGRAMS", "cache_dir", "enable", "programs"]
+
 ENV_DIR = "JAX_COMPILATION_CACHE_DIR"
-EXECUTABLES = "jaxnn-executables"
+PROGRAMS = "jaxnn-programs"
 
 
 def cache_dir(environ=None) -> str:
@@ -56,14 +58,13 @@ def enable(enabled: bool = True) -> str | None:
     return directory
 
 
-def executables(settings: dict, environ=None):
-    """The ``jaxnn.executables.ExecutableCache`` of a run with these settings.
+def programs(settings: dict, environ=None):
+    """The ``jaxnn.program_cache.ProgramCache`` of a run with these settings.
 
-    Its recipe names the optimizer and its learning rate: what ``fit``'s programs
-    close over that ``fit`` does not name itself (the other hyperparameters are
-    the optimizer's defaults, in jaxnn's source, which the key covers).
+    Its recipe names the optimizer and its learning rate (``fit`` also keys its
+    programs by the optimizer's ``fingerprint``).
     """
-    from jaxnn.executables import ExecutableCache
+    from jaxnn.program_cache import ProgramCache
 
     recipe = f"optimizer={settings['optimizer']} learning_rate={settings['learning_rate']!r}"
-    return ExecutableCache(os.path.join(cache_dir(environ), EXECUTABLES), recipe)
+    return ProgramCache(os.path.join(cache_dir(environ), PROGRAMS), recipe)

@@ -20,7 +20,17 @@ import time
 
 from jaxnn.cli.common import RunFailed, UsageError, flag
 
-FLAGS = ("coordinator", "num_processes", "process_id")
+__all__ = [
+    "abandon",
+    "any_process",
+    "check_same",
+    "explain",
+    "is_writer",
+    "join",
+    "wanted",
+]
+
+_FLAGS = ("coordinator", "num_processes", "process_id")
 
 _timeout = None  # --peer-timeout, once this process has joined several
 _watchdog = None  # the running watchdog, once the processes agree (check_same)
@@ -28,7 +38,7 @@ _watchdog = None  # the running watchdog, once the processes agree (check_same)
 
 def wanted(args) -> bool:
     """True if the command asks for several processes."""
-    return args.distributed or any(getattr(args, name) is not None for name in FLAGS)
+    return args.distributed or any(getattr(args, name) is not None for name in _FLAGS)
 
 
 def join(args) -> bool:
@@ -36,7 +46,7 @@ def join(args) -> bool:
     global _timeout
     if not wanted(args):
         return False
-    given = [flag(name) for name in FLAGS if getattr(args, name) is not None]
+    given = [flag(name) for name in _FLAGS if getattr(args, name) is not None]
     if args.distributed and given:
         raise UsageError(
             f"--distributed detects the cluster by itself; drop {', '.join(given)}, or drop "

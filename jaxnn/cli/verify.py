@@ -12,10 +12,18 @@ import os
 
 from jaxnn.cli.common import RunFailed, UsageError, jsonable, write_atomic
 
-CONFIGURATION = ("depth", "hidden", "output", "loss", "fused")  # what makes a row distinct
+__all__ = [
+    "add",
+    "problems_with",
+    "run",
+    "weight_decay_line",
+]
+
+_CONFIGURATION = ("depth", "hidden", "output", "loss", "fused")  # what makes a row distinct
 
 
 def add(subparsers) -> None:
+    """Add ``jaxnn verify``'s parser to ``subparsers``; its handler is ``run``."""
     p = subparsers.add_parser(
         "verify",
         help="check the hand-derived gradients against jax.grad",
@@ -35,6 +43,8 @@ def add(subparsers) -> None:
 
 
 def run(args) -> int:
+    """Run the verify matrix and print it (a summary, or the table with ``--full``); raise
+    ``RunFailed`` (exit 1) if ``problems_with`` finds anything."""
     from jaxnn import verify  # run_matrix enables float64 for its own run
 
     if args.json and os.path.exists(args.json):
@@ -47,13 +57,30 @@ def run(args) -> int:
     else:
         more = "every row: jaxnn verify --full; every number: jaxnn verify --json PATH"
         print(verify.format_summary(rows, more=more))
+    decay = verify.check_weight_decay()
+    print(weight_decay_line(decay))
     if args.json:
         text = json.dumps(jsonable(rows), indent=2, default=_json_default) + "\n"
         write_atomic(args.json, lambda f: f.write(text))
     problems = problems_with(rows, args.expect)
+    failed = [f"{r['output']}+{r['loss']} {r['dtype']}" for r in decay if not r["ok"]]
+    if failed or not decay:
+        problems.append(f"weight decay (BP4-L2) fails for {', '.join(failed) or 'no head run'}")
     if problems:
         raise RunFailed("; ".join(problems))
     return 0
+
+
+def weight_decay_line(rows) -> str:
+    """One line: how many heads' (BP4-L2) agree with jax.grad of (C-L2), and the worst."""
+    ok = sum(r["ok"] for r in rows)
+    worst = {d: max((r["error"] for r in rows if r["dtype"] == d), default=float("nan"))
+             for d in ("float64", "float32")}  # fmt: skip
+    return (
+        f"weight decay (C-L2), (BP4-L2) against jax.grad: {ok}/{len(rows)} ok over "
+        f"{len(rows) // 2} heads x float64, float32 (worst relative error "
+        f"{worst['float64']:.1e}, {worst['float32']:.1e})"
+    )
 
 
 def problems_with(rows, expect=None) -> list:
@@ -62,7 +89,7 @@ def problems_with(rows, expect=None) -> list:
     ``all([])`` is true: a matrix that ran nothing, or fewer configurations than
     ``expect``, has verified less than it claims, so both fail as a failing row does.
     """
-    distinct = len({tuple(row.get(k) for k in CONFIGURATION) for row in rows})
+    distinct = len({tuple(row.get(k) for k in _CONFIGURATION) for row in rows})
     problems = []
     if not rows:
         problems.append("the verify matrix ran no configuration: nothing was verified")

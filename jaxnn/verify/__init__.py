@@ -19,7 +19,8 @@ Four tools, from the most general to the most specific:
   jaxnn's own backprop over every (hidden activation, output and loss, depth,
   fused) configuration at test points chosen to be hard (kinks, saturation), in
   float64 and float32; ``format_table`` renders it, ``format_summary``
-  (``summary``) condenses it to one screen.
+  (``summary``) condenses it to one screen; ``check_weight_decay``
+  (``weight_decay``) checks (BP4-L2) for every head beside it.
 
 Errors are measured per leaf as ``measures`` defines them; reports render as a
 text table (``str``), HTML (``_repr_html_``) and a plain dict (``as_dict``) by
@@ -48,6 +49,7 @@ from jaxnn.verify.summary import format_summary as format_summary
 from jaxnn.verify.taylor import LeafOrder as LeafOrder
 from jaxnn.verify.taylor import TaylorReport as TaylorReport
 from jaxnn.verify.taylor import taylor_test as taylor_test
+from jaxnn.verify.weight_decay import check_weight_decay as check_weight_decay
 
 __all__ = [
     "KINKS",
@@ -62,6 +64,7 @@ __all__ = [
     "WeakCheckWarning",
     "Worst",
     "check_gradients",
+    "check_weight_decay",
     "errors",
     "finite_difference_gradient",
     "format_summary",

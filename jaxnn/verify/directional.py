@@ -32,6 +32,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+__all__ = ["Directional", "directional", "directions", "one_sided_directional"]
+
 
 class Directional(NamedTuple):
     """Per leaf, arrays of shape (k,): hand, jvp and fd values along each direction."""
@@ -63,11 +65,6 @@ def _pair_tangents(dirs, rows, cols):
         V[cols] * (rows == i).reshape((-1,) + (1,) * (V.ndim - 1)).astype(V.dtype)
         for i, V in enumerate(dirs)
     ]
-
-
-def _along(leaves, i, v):
-    """The parameters moved along v in leaf i only."""
-    return [leaf + v if j == i else leaf for j, leaf in enumerate(leaves)]
 
 
 def directional(f, leaves, hand, dirs, h: float) -> Directional:

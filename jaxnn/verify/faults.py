@@ -50,6 +50,13 @@ from jaxnn.verify.measures import (
     passes,
 )
 
+__all__ = [
+    "FaultReport",
+    "LayerCheck",
+    "locate_fault",
+    "reference_deltas",
+]
+
 
 class LayerCheck(NamedTuple):
     """Layer l (1-based, as in the math): delta^[l], dC/dW^[l] and dC/db^[l] against references."""

@@ -7,6 +7,11 @@ from jaxnn.verify import render
 from jaxnn.verify.kinks import KinkEntries
 from jaxnn.verify.measures import Errors, format_error, format_worst
 
+__all__ = [
+    "GradientReport",
+    "LeafCheck",
+]
+
 
 class LeafCheck(NamedTuple):
     """One leaf: its errors against the reference and, optionally, finite differences.

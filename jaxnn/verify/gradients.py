@@ -19,6 +19,15 @@ from jaxnn.verify.gradient_report import LeafCheck as LeafCheck
 from jaxnn.verify.kinks import kink_entries, one_sided_partials
 from jaxnn.verify.measures import default_rtol, errors, lowest_precision
 
+__all__ = [
+    "KINK_LIMIT",
+    "GradientReport",
+    "LeafCheck",
+    "WeakCheckWarning",
+    "check_gradients",
+    "finite_difference_gradient",
+]
+
 KINK_LIMIT = 512  # at most this many disagreeing entries are examined for kinks
 
 
@@ -154,36 +163,19 @@ def check_gradients(
     """
     parts = trees.split(params)
     dtype = lowest_precision(parts.leaves)
-    eps = float(jnp.finfo(dtype).eps)
     weak_check_warnings(dtype, parts.leaves, rtol=rtol, fd_rtol=fd_rtol, h=h)
     rtol = default_rtol(dtype) if rtol is None else rtol
     f = lambda leaves: cost_fn(parts.rebuild(leaves), *args, **kwargs)
-    arrays, build, static = trees.partition_args(args, kwargs)
-
-    def f_data(leaves, arrays):
-        args_, kwargs_ = build(arrays)
-        return cost_fn(parts.rebuild(leaves), *args_, **kwargs_)
-
-    key = None if None in (parts.key, static) else (cost_fn, parts.key, static)
+    one_sided = _one_sided(cost_fn, parts, args, kwargs, dtype)
     hand = trees.hand_leaves(grad_fn(params, *args, **kwargs), parts)
     fd = finite_differences or directions is not None
-    if fd:
-        h = eps ** (1 / 3) if h is None else h
-        fd_rtol = (1e-6 if eps < 1e-15 else 1e-2) if fd_rtol is None else fd_rtol
-        if fd_atol is None:
-            fd_atol = 10 * eps * max(abs(float(f(parts.leaves))), 1.0) / h
-    else:
-        h = fd_rtol = fd_atol = None
+    h, fd_rtol, fd_atol = _difference_settings(
+        fd, dtype, h, fd_rtol, fd_atol, lambda: f(parts.leaves)
+    )
     tol = dict(rtol=rtol, atol=atol, fd_rtol=fd_rtol, fd_atol=fd_atol)
     if directions is None:
-        one_sided = lambda entries: one_sided_partials(
-            f_data, parts.leaves, arrays, entries, dtype, key
-        )
         leaves = _full(f, parts.leaves, hand, h, kinks and one_sided, tol)
     else:
-        one_sided = lambda entries: one_sided_partials(
-            f_data, parts.leaves, arrays, entries, dtype, key
-        )
         leaves = _directional(
             f, parts.leaves, hand, (directions, seed), h, kinks and one_sided, dtype, tol
         )
@@ -191,6 +183,32 @@ def check_gradients(
     return GradientReport(
         tuple(named), rtol, atol, h, fd_rtol, fd_atol, directions, tuple(parts.fixed)
     )
+
+
+def _one_sided(cost_fn, parts, args, kwargs, dtype):
+    """``entries -> (right, left, err)``: ``kinks.one_sided_partials`` of the cost in the
+    float leaves, with the array arguments traced (one compiled program per static rest)."""
+    arrays, build, static = trees.partition_args(args, kwargs)
+
+    def f_data(leaves, arrays):
+        args_, kwargs_ = build(arrays)
+        return cost_fn(parts.rebuild(leaves), *args_, **kwargs_)
+
+    key = None if None in (parts.key, static) else (cost_fn, parts.key, static)
+    return lambda entries: one_sided_partials(f_data, parts.leaves, arrays, entries, dtype, key)
+
+
+def _difference_settings(fd, dtype, h, fd_rtol, fd_atol, cost):
+    """``(h, fd_rtol, fd_atol)`` with the dtype's defaults where None, or all None without
+    finite differences; ``cost()``, C at p, is evaluated only for the default fd_atol."""
+    if not fd:
+        return None, None, None
+    eps = float(jnp.finfo(dtype).eps)
+    h = eps ** (1 / 3) if h is None else h
+    fd_rtol = (1e-6 if eps < 1e-15 else 1e-2) if fd_rtol is None else fd_rtol
+    if fd_atol is None:
+        fd_atol = 10 * eps * max(abs(float(cost())), 1.0) / h
+    return h, fd_rtol, fd_atol
 
 
 def _bad(err_abs, scale, rtol, atol):
@@ -294,34 +312,11 @@ def _directional(f, leaves, hand, k_seed, h, one_sided, dtype, tol):
     masks = [(np.zeros(k, bool), np.zeros(k, bool)) for _ in leaves]
     infos = [([], [], [], []) for _ in leaves]
     pairs = [(i, j) for i in range(len(leaves)) for j in range(k) if bad_g[i][j] or bad_f[i][j]]
-    undecided = []
     if one_sided and 0 < len(pairs) <= KINK_LIMIT:
-        right, left, err = one_sided_directional(f, leaves, pairs, dirs, dtype)
-        for (i, j), r, l, e in zip(pairs, right, left, err, strict=True):
-            margin = tol["atol"] + tol["rtol"] * d.norms[i] + e
-            if not abs(r - l) > margin:
-                continue  # smooth along v: a disagreement is a failure
-            a = d.hand[i][j]
-            between = min(r, l) - margin <= a <= max(r, l) + margin
-            # Across a kink a central difference measures the mean of the one-sided
-            # derivatives: it vouches for the cost, and the hand is judged by jvp or range.
-            fd_margin = tol["fd_atol"] + tol["fd_rtol"] * d.norms[i] + e
-            mean = abs(d.fd[i][j] - (r + l) / 2) <= fd_margin
-            masks[i][0][j] = between
-            masks[i][1][j] = between or (mean and not bad_g[i][j])
-            if not between:
-                undecided.append((i, j, a, l, r))
-            if between or masks[i][1][j]:
-                for lst, v in zip(infos[i], ((j,), a, l, r), strict=True):
-                    lst.append(v)
-    if undecided:
-        entrywise = _full(f, leaves, hand, None, one_sided, tol)
-        for i, j, a, l, r in undecided:
-            if entrywise[i].ok:
-                masks[i][0][j] = masks[i][1][j] = True
-                if j not in [ix[0] for ix in infos[i][0]]:
-                    for lst, v in zip(infos[i], ((j,), a, l, r), strict=True):
-                        lst.append(v)
+        undecided = _kinks_along(f, leaves, dirs, dtype, d, pairs, bad_g, tol, masks, infos)
+        if undecided:
+            entrywise = _full(f, leaves, hand, None, one_sided, tol)
+            _accept_entrywise(entrywise, undecided, masks, infos)
     out = []
     for i, leaf in enumerate(leaves):
         mask_g, mask_f = masks[i]
@@ -339,3 +334,44 @@ def _directional(f, leaves, hand, k_seed, h, one_sided, dtype, tol):
             )
         )
     return out
+
+
+def _kinks_along(f, leaves, dirs, dtype, d, pairs, bad_g, tol, masks, infos):
+    """Examine the disagreeing (leaf i, direction j) ``pairs`` for a kink along v_j.
+
+    Marks in place the directions accepted at a kink (``masks[i]``: jvp, fd) and
+    their (j, hand, left, right) (``infos[i]``); returns the pairs that cross a
+    kink with the hand outside the one-sided values, (i, j, hand, left, right),
+    for ``_accept_entrywise`` to decide.
+    """
+    undecided = []
+    right, left, err = one_sided_directional(f, leaves, pairs, dirs, dtype)
+    for (i, j), r, l, e in zip(pairs, right, left, err, strict=True):
+        margin = tol["atol"] + tol["rtol"] * d.norms[i] + e
+        if not abs(r - l) > margin:
+            continue  # smooth along v: a disagreement is a failure
+        a = d.hand[i][j]
+        between = min(r, l) - margin <= a <= max(r, l) + margin
+        # Across a kink a central difference measures the mean of the one-sided
+        # derivatives: it vouches for the cost, and the hand is judged by jvp or range.
+        fd_margin = tol["fd_atol"] + tol["fd_rtol"] * d.norms[i] + e
+        mean = abs(d.fd[i][j] - (r + l) / 2) <= fd_margin
+        masks[i][0][j] = between
+        masks[i][1][j] = between or (mean and not bad_g[i][j])
+        if not between:
+            undecided.append((i, j, a, l, r))
+        if between or masks[i][1][j]:
+            for lst, v in zip(infos[i], ((j,), a, l, r), strict=True):
+                lst.append(v)
+    return undecided
+
+
+def _accept_entrywise(entrywise, undecided, masks, infos):
+    """Accept each undecided direction at a kink where its leaf passes entry-wise
+    (``entrywise``, ``_full`` without differences); marks ``masks`` and ``infos``."""
+    for i, j, a, l, r in undecided:
+        if entrywise[i].ok:
+            masks[i][0][j] = masks[i][1][j] = True
+            if j not in [ix[0] for ix in infos[i][0]]:
+                for lst, v in zip(infos[i], ((j,), a, l, r), strict=True):
+                    lst.append(v)

@@ -31,6 +31,14 @@ from jax.flatten_util import ravel_pytree
 
 from jaxnn.activations import LEAKY_SLOPE
 
+__all__ = [
+    "KINKS",
+    "Kink",
+    "KinkEntries",
+    "kink_entries",
+    "one_sided_partials",
+]
+
 
 class Kink(NamedTuple):
     """An activation's kink: where it is, its one-sided slopes, and JAX's value there."""
@@ -51,21 +59,21 @@ class KinkEntries(NamedTuple):
     """Entries of a leaf accepted as "at a kink": where, the hand value, the one-sided values."""
 
     count: int
-    index: tuple  # up to ``SHOWN`` indices, each a tuple
+    index: tuple  # up to ``_SHOWN`` indices, each a tuple
     hand: tuple
     left: tuple
     right: tuple
 
 
-SHOWN = 8
+_SHOWN = 8
 
 
 def kink_entries(indices, hand, left, right) -> KinkEntries:
-    """``KinkEntries`` of the given entries (the first ``SHOWN`` kept in full)."""
-    take = lambda xs: tuple(float(x) for x in xs[:SHOWN])
+    """``KinkEntries`` of the given entries (the first ``_SHOWN`` kept in full)."""
+    take = lambda xs: tuple(float(x) for x in xs[:_SHOWN])
     return KinkEntries(
         len(indices),
-        tuple(tuple(int(i) for i in ix) for ix in indices[:SHOWN]),
+        tuple(tuple(int(i) for i in ix) for ix in indices[:_SHOWN]),
         take(hand),
         take(left),
         take(right),

@@ -28,6 +28,20 @@ from jaxnn.verify.matrix_program import PIECEWISE, evaluate
 from jaxnn.verify.matrix_program import POINTS as POINTS
 from jaxnn.verify.measures import errors, format_error, text_table
 
+__all__ = [
+    "DEPTHS",
+    "FD_DIRECTIONS",
+    "FD_RTOL",
+    "FD_STEP",
+    "GRAD_RTOL",
+    "HIDDEN_ACTIVATIONS",
+    "NOTES",
+    "OUTPUT_LOSSES",
+    "POINTS",
+    "format_table",
+    "run_matrix",
+]
+
 GRAD_RTOL = {"float64": 1e-10, "float32": 1e-4}
 FD_RTOL = 1e-6
 NOTES = {

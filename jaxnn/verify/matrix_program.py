@@ -22,6 +22,17 @@ from jaxnn import losses
 from jaxnn.backpropagation import backprop
 from jaxnn.network import Network, cost, forward_unchecked, output_cost
 
+__all__ = [
+    "DEPTHS",
+    "FD_DIRECTIONS",
+    "FD_STEP",
+    "HIDDEN_ACTIVATIONS",
+    "OUTPUT_LOSSES",
+    "PIECEWISE",
+    "POINTS",
+    "evaluate",
+]
+
 HIDDEN_ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "linear")
 # Every head with a closed form (the table's own pairs), then MSE after the other outputs.
 OUTPUT_LOSSES = (

@@ -20,6 +20,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+__all__ = [
+    "Errors",
+    "Worst",
+    "default_rtol",
+    "errors",
+    "format_error",
+    "format_worst",
+    "is_float_array",
+    "lowest_precision",
+    "passes",
+    "text_table",
+]
+
 
 class Worst(NamedTuple):
     """The entry of a leaf where |a - e| is largest: its index and both values.
@@ -45,7 +58,7 @@ class Errors(NamedTuple):
     worst: Worst | None = None  # None only for an empty leaf
 
 
-def worst_entry(actual, expected) -> Worst | None:
+def _worst_entry(actual, expected) -> Worst | None:
     """The ``Worst`` entry of ``actual`` against ``expected`` (None for an empty leaf)."""
     a = np.asarray(actual, dtype=np.float64)
     e = np.asarray(expected, dtype=np.float64)
@@ -67,7 +80,7 @@ def errors(actual, expected, scale=None) -> Errors:
     e_dtype = np.asarray(expected).dtype
     a = np.asarray(actual, dtype=np.float64)
     e = np.asarray(expected, dtype=np.float64)
-    worst = worst_entry(a, e)
+    worst = _worst_entry(a, e)
     max_abs = float(np.max(np.abs(a - e), initial=0.0)) if a.size else 0.0
     if a.size and not np.all(np.isfinite(a - e)):
         max_abs = math.nan if np.isnan(a - e).any() else math.inf

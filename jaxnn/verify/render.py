@@ -15,6 +15,12 @@ import math
 
 from jaxnn.verify.measures import text_table as text_table
 
+__all__ = [
+    "html_table",
+    "plain",
+    "text_table",
+]
+
 
 def html_table(head, rows, *, title: str = "", notes=(), ok: bool | None = None) -> str:
     """An HTML ``<table>`` of ``rows`` under ``head``, with a title and notes as paragraphs.

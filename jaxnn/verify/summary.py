@@ -16,10 +16,14 @@ import textwrap
 from jaxnn.verify.matrix import FD_DIRECTIONS, FD_RTOL, FD_STEP, GRAD_RTOL, NOTES, POINTS
 from jaxnn.verify.measures import format_error, text_table
 
-WIDTH = 100
-FAILURES_IN_FULL = 3  # failing rows shown point by point; the next ones one line each
-FAILURES_LISTED = 20
-CHECKS = (
+__all__ = [
+    "format_summary",
+]
+
+_WIDTH = 100
+_FAILURES_IN_FULL = 3  # failing rows shown point by point; the next ones one line each
+_FAILURES_LISTED = 20
+_CHECKS = (
     ("grad_rel_float64", "grad f64", GRAD_RTOL["float64"]),
     ("grad_rel_float32", "grad f32", GRAD_RTOL["float32"]),
     ("fd_rel_float64", "FD f64", FD_RTOL),
@@ -27,28 +31,28 @@ CHECKS = (
 _SHORT_LOSS = {"cross_entropy": "CE", "binary_cross_entropy": "BCE", "mse": "MSE"}
 
 
-def head_name(row) -> str:
+def _head_name(row) -> str:
     """``softmax + CE``: a row's output activation and loss, short."""
     return f"{row['output']} + {_SHORT_LOSS.get(row['loss'], row['loss'])}"
 
 
-def configuration(row) -> str:
+def _configuration(row) -> str:
     """``depth 2, relu, softmax + CE, fused True (F1)``: which configuration a row is."""
     return (
-        f"depth {row['depth']}, {row['hidden']}, {head_name(row)}, fused {row['fused']} "
+        f"depth {row['depth']}, {row['hidden']}, {_head_name(row)}, fused {row['fused']} "
         f"({row['delta_L']})"
     )
 
 
-def severity(value) -> float:
+def _severity(value) -> float:
     """An error as a number to rank by: nan (and 'nan', 'inf' as JSON keeps them) first."""
     value = float(value)
     return math.inf if math.isnan(value) else value
 
 
-def worst(rows, key):
+def _worst(rows, key):
     """The row with the largest ``row[key]``, nan winning; None for no rows."""
-    return max(rows, key=lambda r: severity(r[key]), default=None)
+    return max(rows, key=lambda r: _severity(r[key]), default=None)
 
 
 def _plural(n: int, word: str) -> str:
@@ -58,7 +62,7 @@ def _plural(n: int, word: str) -> str:
 def _counts(rows) -> str:
     sizes = [
         _plural(len({r["hidden"] for r in rows}), "hidden activation"),
-        f"{len({head_name(r) for r in rows})} output + loss",
+        f"{len({_head_name(r) for r in rows})} output + loss",
         _plural(len({r["depth"] for r in rows}), "depth"),
         "fused " + "/".join(str(f) for f in sorted({r["fused"] for r in rows}, reverse=True)),
     ]
@@ -68,7 +72,7 @@ def _counts(rows) -> str:
 def _by_head(rows):
     groups = {}
     for r in rows:
-        groups.setdefault((head_name(r), r["fused"], r["delta_L"]), []).append(r)
+        groups.setdefault((_head_name(r), r["fused"], r["delta_L"]), []).append(r)
     body = []
     for (name, fused, delta_L), group in groups.items():
         reasons = {}
@@ -81,20 +85,20 @@ def _by_head(rows):
                 str(fused),
                 delta_L,
                 f"{sum(r['ok'] for r in group)}/{len(group)}",
-                *(format_error(worst(group, key)[key]) for key, _, _ in CHECKS),
+                *(format_error(_worst(group, key)[key]) for key, _, _ in _CHECKS),
                 ", ".join(f"{why} {n}" for why, n in reasons.items()),
             ]
         )
-    head = ["output + loss", "fused", "delta^L", "pass", *(n for _, n, _ in CHECKS), "n/a checks"]
+    head = ["output + loss", "fused", "delta^L", "pass", *(n for _, n, _ in _CHECKS), "n/a checks"]
     return text_table(head, body)
 
 
 def _worst_lines(rows):
     lines = []
-    for key, name, tol in CHECKS:
-        r = worst(rows, key)
+    for key, name, tol in _CHECKS:
+        r = _worst(rows, key)
         lines.append(
-            f"  {name:<8}  {format_error(r[key]):>7} (tol {tol:.0e})  at {configuration(r)}"
+            f"  {name:<8}  {format_error(r[key]):>7} (tol {tol:.0e})  at {_configuration(r)}"
         )
     return ["worst error per check, over every configuration and point:", *lines]
 
@@ -110,7 +114,7 @@ def _status(entry) -> str:
 
 def _failure_in_full(row):
     errors = "; ".join(
-        f"{name} {format_error(row[key])} (tol {tol:.0e})" for key, name, tol in CHECKS
+        f"{name} {format_error(row[key])} (tol {tol:.0e})" for key, name, tol in _CHECKS
     )
     body = [
         [point, *(_status(row["points"][point][c]) for c in ("float64", "float32", "fd"))]
@@ -119,21 +123,21 @@ def _failure_in_full(row):
     ]
     table = text_table(["point", "grad f64", "grad f32", "FD f64"], body)
     return [
-        f"FAIL {configuration(row)}",
+        f"FAIL {_configuration(row)}",
         *_wrap(errors, "  "),
         *textwrap.indent(table, "  ").split("\n"),
     ]
 
 
 def _failure_line(row) -> str:
-    errors = ", ".join(format_error(row[key]) for key, _, _ in CHECKS)
-    return f"FAIL {configuration(row)}: {errors}"
+    errors = ", ".join(format_error(row[key]) for key, _, _ in _CHECKS)
+    return f"FAIL {_configuration(row)}: {errors}"
 
 
 def _wrap(text: str, indent: str = "") -> list:
     return textwrap.wrap(
         text,
-        width=WIDTH,
+        width=_WIDTH,
         initial_indent=indent,
         subsequent_indent=indent + "  ",
         break_on_hyphens=False,
@@ -147,8 +151,8 @@ def format_summary(rows, *, more: str = "") -> str:
     ``fused``, the passing rows out of all and the worst error of each check
     over hidden activations, depths and points, with the number of checks
     ruled n/a and why; the worst error of each check and its configuration;
-    every failing configuration (the first ``FAILURES_IN_FULL`` point by point,
-    then one line each up to ``FAILURES_LISTED``) and the meaning of its notes;
+    every failing configuration (the first 3 point by point, then one line each
+    up to 20) and the meaning of its notes;
     ``more`` (say, where the whole table is), if given; and the closing
     count, ``180/180 configurations pass``.
     """
@@ -172,11 +176,11 @@ def format_summary(rows, *, more: str = "") -> str:
     ]
     if failed:
         lines.append("")
-        for r in failed[:FAILURES_IN_FULL]:
+        for r in failed[:_FAILURES_IN_FULL]:
             lines += _failure_in_full(r)
-        lines += [_failure_line(r) for r in failed[FAILURES_IN_FULL:FAILURES_LISTED]]
-        if len(failed) > FAILURES_LISTED:
-            lines.append(f"... and {len(failed) - FAILURES_LISTED} more failing configurations")
+        lines += [_failure_line(r) for r in failed[_FAILURES_IN_FULL:_FAILURES_LISTED]]
+        if len(failed) > _FAILURES_LISTED:
+            lines.append(f"... and {len(failed) - _FAILURES_LISTED} more failing configurations")
         for code in sorted({code for r in failed for code in r["notes"]}):
             lines += _wrap(f"{code}: {NOTES.get(code, '')}")
     lines += ["", *_wrap(more), f"{len(rows) - len(failed)}/{len(rows)} configurations pass"]

@@ -53,6 +53,14 @@ from jaxnn.verify import render, trees
 from jaxnn.verify.directional import directions
 from jaxnn.verify.measures import format_error, lowest_precision
 
+__all__ = [
+    "FLOOR",
+    "LAST",
+    "LeafOrder",
+    "TaylorReport",
+    "taylor_test",
+]
+
 FLOOR = 100.0
 LAST = 3
 
@@ -178,23 +186,52 @@ def taylor_test(grad_fn, cost_fn, params, *args, seed: int = 0, **kwargs) -> Tay
     eps = float(jnp.finfo(dtype).eps)
     hand = trees.hand_leaves(grad_fn(params, *args, **kwargs), parts)
     f = lambda leaves: cost_fn(parts.rebuild(leaves), *args, **kwargs)
-    count = int(np.ceil(np.log2(1 / eps) / 2)) + 6
-    h0 = [max(float(np.linalg.norm(np.asarray(x, np.float64))), 1.0) for x in parts.leaves]
-    h0.append(max(h0))
-    scales = jnp.asarray([[s * 2.0**-n for n in range(count)] for s in h0])
-
+    scales = _steps(parts.leaves, eps)
     units = directions(seed, parts.leaves, 1)
+    c0, values, dots, ref_dots = _evaluate(f, parts.leaves, hand, units, scales)
+    c0, values = float(c0), np.asarray(values, np.float64)
+    steps = np.asarray(scales, np.float64)
+    rem, found = _orders(dots, c0, values, steps, eps)
+    _, reference = _orders(ref_dots, c0, values, steps, eps)
+    # a direction crosses a kink where even the autodiff gradient fails on a side
+    kinked = [not ok and not ref_ok for (_, ok), (_, ref_ok) in zip(found, reference, strict=True)]
+    entrywise = None
+    if any(kinked):
+        from jaxnn.verify.gradients import check_gradients  # gradients imports more
+
+        entrywise = check_gradients(grad_fn, cost_fn, params, *args, **kwargs)
+    out = _leaf_orders(parts, found, kinked, entrywise, steps, rem)
+    return TaylorReport(tuple(out[:-1]), out[-1], jnp.dtype(dtype).name, tuple(parts.fixed))
+
+
+def _steps(leaves, eps):
+    """h_n = h0 2^-n per direction (each leaf's, then all leaves'), n = 0 .. count - 1."""
+    count = int(np.ceil(np.log2(1 / eps) / 2)) + 6
+    h0 = [max(float(np.linalg.norm(np.asarray(x, np.float64))), 1.0) for x in leaves]
+    h0.append(max(h0))
+    return jnp.asarray([[s * 2.0**-n for n in range(count)] for s in h0])
+
+
+def _directions(units, hand):
+    """Per leaf, the unit vector along a_i / ||a_i|| + u (u where a_i = 0)."""
+    dirs = []
+    for u, a in zip(units, hand, strict=True):
+        u = u[0]
+        a = a.astype(u.dtype)
+        norm = jnp.sqrt(jnp.sum(a * a))
+        v = u + jnp.where(norm > 0, a / jnp.where(norm > 0, norm, 1), 0)
+        dirs.append(v / jnp.sqrt(jnp.sum(v * v)))
+    return dirs
+
+
+def _evaluate(f, leaves, hand, units, scales):
+    """C(p), C(p + h v) at every signed step h of every direction, and <g, v> for the
+    hand gradient and ``jax.grad``'s, in one jitted call."""
 
     @jax.jit
     def run(leaves, hand, units):
         ref = jax.grad(f)(leaves)  # the autodiff reference, along the same directions
-        dirs = []
-        for u, a in zip(units, hand, strict=True):
-            u = u[0]
-            a = a.astype(u.dtype)
-            norm = jnp.sqrt(jnp.sum(a * a))
-            v = u + jnp.where(norm > 0, a / jnp.where(norm > 0, norm, 1), 0)
-            dirs.append(v / jnp.sqrt(jnp.sum(v * v)))
+        dirs = _directions(units, hand)
         # moves[i][d]: direction d's part in leaf i (d < n: leaf d alone; d = n: all leaves)
         n = len(dirs)
         moves = [
@@ -214,38 +251,35 @@ def taylor_test(grad_fn, cost_fn, params, *args, seed: int = 0, **kwargs) -> Tay
         )
         return c0, values, dot(hand), dot(ref)
 
-    c0, values, dots, ref_dots = run(parts.leaves, hand, units)
-    c0, values = float(c0), np.asarray(values, np.float64)
-    steps = np.asarray(scales, np.float64)
+    return run(leaves, hand, units)
 
+
+def _passes(order):
+    """Order above 1.5, the midpoint of 1 and 2, or None (never above rounding)."""
+    return order is None or order > 1.5
+
+
+def _orders(dots, c0, values, steps, eps):
+    """Per direction: remainders (h > 0), the worse side's (order, used), both sides ok."""
+    count = steps.shape[1]
     signed = np.concatenate([steps, -steps], axis=1)  # both sides: h > 0 and h < 0
-    passes = lambda order: order is None or order > 1.5
+    dots = np.asarray(dots, np.float64)[:, None]
+    rem = np.abs(values - c0 - signed * dots)
+    floor = FLOOR * eps * (abs(c0) + np.abs(signed * dots))
+    out = []
+    for d in range(len(steps)):
+        sides = [
+            _order(steps[d], rem[d, s], floor[d, s]) for s in (slice(0, count), slice(count, None))
+        ]
+        known = [side for side in sides if side[0] is not None]
+        worst = min(known, key=lambda side: side[0]) if known else sides[0]
+        out.append((worst, all(_passes(o) for o, _ in sides)))
+    return rem[:, :count], out
 
-    def orders(dots):
-        """Per direction: remainders (h > 0), the worse side's (order, used), both sides ok."""
-        dots = np.asarray(dots, np.float64)[:, None]
-        rem = np.abs(values - c0 - signed * dots)
-        floor = FLOOR * eps * (abs(c0) + np.abs(signed * dots))
-        out = []
-        for d in range(len(steps)):
-            sides = [
-                _order(steps[d], rem[d, s], floor[d, s])
-                for s in (slice(0, count), slice(count, None))
-            ]
-            known = [side for side in sides if side[0] is not None]
-            worst = min(known, key=lambda side: side[0]) if known else sides[0]
-            out.append((worst, all(passes(o) for o, _ in sides)))
-        return rem[:, :count], out
 
-    rem, found = orders(dots)
-    _, reference = orders(ref_dots)
-    # a direction crosses a kink where even the autodiff gradient fails on a side
-    kinked = [not ok and not ref_ok for (_, ok), (_, ref_ok) in zip(found, reference, strict=True)]
-    entrywise = None
-    if any(kinked):
-        from jaxnn.verify.gradients import check_gradients  # gradients imports more
-
-        entrywise = check_gradients(grad_fn, cost_fn, params, *args, **kwargs)
+def _leaf_orders(parts, found, kinked, entrywise, steps, rem):
+    """A ``LeafOrder`` per direction (each leaf, then all leaves); a kinked direction
+    takes the verdict of ``entrywise`` (``check_gradients``) on its leaves."""
     out = []
     names = [*parts.paths, "(all leaves)"]
     shapes = [tuple(np.shape(x)) for x in parts.leaves] + [(sum(np.size(x) for x in parts.leaves),)]
@@ -256,4 +290,4 @@ def taylor_test(grad_fn, cost_fn, params, *args, seed: int = 0, **kwargs) -> Tay
             ok = all(leaf.ok for leaf in judged)
         leaf = LeafOrder(names[d], shapes[d], order, ok, tuple(steps[d]), tuple(rem[d]), used)
         out.append(leaf._replace(kink=kinked[d]))
-    return TaylorReport(tuple(out[:-1]), out[-1], jnp.dtype(dtype).name, tuple(parts.fixed))
+    return out

@@ -15,6 +15,13 @@ import numpy as np
 
 from jaxnn.verify.measures import is_float_array
 
+__all__ = [
+    "Split",
+    "hand_leaves",
+    "partition_args",
+    "split",
+]
+
 
 class Split(NamedTuple):
     """The float-array leaves of a pytree, their paths, and how to rebuild the tree."""

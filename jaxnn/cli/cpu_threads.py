@@ -1,5 +1,8 @@
 """XLA's CPU runtime on fewer threads: a small network's step is faster on one.
 
+The command line's tuning of its own process (``jaxnn train``, ``--cpu-threads``);
+no library function calls it, so importing jaxnn leaves a host's threads alone.
+
 XLA's CPU client runs each program's kernels on a pool of threads that it sizes,
 once, when JAX starts its backends: one thread per core the process may run on
 (its CPU affinity then), and compiles each program for it. For a small network
@@ -20,8 +23,18 @@ cores as usual).
 
 XLA also compiles for its pool: for a pool of one thread it splits no element-wise
 loop in two (``outer_dimension_partitions``), and that is most of the gain (a
-program compiled for one thread ran as fast on a pool of two). So the size of the
-pool a program was compiled for is part of ``jaxnn.executables``' keys.
+program compiled for one thread ran as fast on a pool of two). So a cache of
+compiled programs must key on the pool's size (``pool_threads``).
+
+All of this rests on XLA behaviour that is not documented, seen in jax 0.10.2:
+the pool is sized from the affinity at the CPU client's creation, and its threads
+are named ``tf_XLAEigen`` (``POOL_THREAD``, read from ``/proc/self/task``). If
+XLA changes either, nothing breaks, only the gain goes: a pool sized otherwise
+keeps XLA's default size (the narrowed affinity is undone all the same), and a
+pool under another name counts 0 in ``pool_threads``, as on a system that does not
+list threads (``jaxnn train`` then reports ``cpu_threads: 0``, "not known").
+``tests/test_cpu_threads.py`` checks the pool's size and that an unknown name
+degrades so.
 
 ``threads_for(net, batch_size)`` is the rule ``jaxnn train`` uses: one thread
 when a step's matrix products are small (``ONE_THREAD_MAX_FLOPS``), else XLA's
@@ -33,6 +46,15 @@ This module never prints.
 import os
 
 from jaxnn.network import Network
+
+__all__ = [
+    "ONE_THREAD_MAX_FLOPS",
+    "POOL_THREAD",
+    "pool_threads",
+    "start_backends",
+    "step_flops",
+    "threads_for",
+]
 
 POOL_THREAD = "tf_XLAEigen"  # the name XLA's CPU client gives its pool's threads
 # The most matrix-product FLOPs in one step (forward, BP2 and BP4) at which a
@@ -54,8 +76,8 @@ def threads_for(net: Network, batch_size: int) -> int | None:
 
 
 def pool_threads() -> int:
-    """The threads of XLA's CPU pool in this process (0 before the backends start,
-    or where the system does not say: not Linux)."""
+    """The threads of XLA's CPU pool in this process: 0 before the backends start,
+    where the system does not say (not Linux), or if XLA names them otherwise."""
     return sum(_name(tid) == POOL_THREAD for tid in _threads())
 
 

@@ -441,17 +441,10 @@ def fit(
     ptypes = param_types(net) if params is None else jax.tree.map(_type, params)
     stypes = jax.eval_shape(optimizer.init, ptypes) if opt_state is None else opt_state
     state_types = [_type(x, rep) for x in jax.tree.leaves((ptypes, stypes))]
-    dtype = np.dtype(ptypes[0]["W"].dtype)
-    sets = {"train": share.m_train} | {s: getattr(share, f"m_{s}") for s in sections}
-    host = host_data(share, dtype, net, ptypes, [s for s in sets if s != "train"])
-    placed = {s: sharded.place(*host[s], m, mesh, axis) for s, m in sets.items()}
-    data_args = [*placed["train"], None, None]
-    for s in sets:
-        data_args += [] if s == "train" else list(placed[s])
+    data_args, sizes = _placed_sets(share, sections, net, ptypes, mesh, axis)
     key_data, key_impl = _key_data(key)
     key_data = parallel.replicate(key_data, mesh)
     state_tree = jax.tree.structure((ptypes, stypes))
-    sizes = tuple(sets[s] for s in ("train", *sections))
     settings = (net, batch_size, gradients, mesh, axis, sizes, state_tree, key_impl,
                 float(weight_decay), sections)  # fmt: skip
     programs = build(net, optimizer, *settings[1:])
@@ -462,18 +455,7 @@ def fit(
     epoch_args = (*state_types, *data_args)
     init, epoch = compile_programs(programs, init_args, epoch_args, name, name and program_cache)
 
-    if params is None:  # made on the mesh; a given opt_state is placed there
-        state = init(key_data)
-        if opt_state is not None:
-            made_params, _ = jax.tree.unflatten(state_tree, state)
-            state = jax.tree.leaves((made_params, parallel.replicate(opt_state, mesh)))
-    else:
-        params = parallel.replicate(params, mesh)
-        if opt_state is None:
-            opt_state = jax.jit(optimizer.init, out_shardings=rep)(params)
-        else:
-            opt_state = parallel.replicate(opt_state, mesh)
-        state = jax.tree.leaves((params, opt_state))
+    state = _start_state(init, key_data, params, opt_state, state_tree, optimizer, mesh)
 
     steps = share.m_train // batch_size
     history = list(history)
@@ -495,6 +477,37 @@ def fit(
     if best is None:
         return FitResult(params, opt_state, history)
     return FitResult(params, opt_state, history, best.params, best.epoch, stopped_early)
+
+
+def _placed_sets(share, sections, net, ptypes, mesh, axis) -> tuple[list, tuple]:
+    """The epoch program's data arguments (the training set's ``X, Y, weights``, two
+    places for the key and the epoch, then each other evaluated set's), placed over the
+    mesh, and the sets' sizes (the training set's, then ``sections``')."""
+    dtype = np.dtype(ptypes[0]["W"].dtype)
+    sets = {"train": share.m_train} | {s: getattr(share, f"m_{s}") for s in sections}
+    host = host_data(share, dtype, net, ptypes, [s for s in sets if s != "train"])
+    placed = {s: sharded.place(*host[s], m, mesh, axis) for s, m in sets.items()}
+    data_args = [*placed["train"], None, None]
+    for s in sets:
+        data_args += [] if s == "train" else list(placed[s])
+    return data_args, tuple(sets[s] for s in ("train", *sections))
+
+
+def _start_state(init, key_data, params, opt_state, state_tree, optimizer, mesh) -> list:
+    """The state's leaves to start from, on the mesh: made by ``init`` unless ``params``
+    are given (then ``optimizer.init`` unless ``opt_state`` is); given values placed."""
+    if params is None:  # made on the mesh; a given opt_state is placed there
+        state = init(key_data)
+        if opt_state is None:
+            return state
+        made_params, _ = jax.tree.unflatten(state_tree, state)
+        return jax.tree.leaves((made_params, parallel.replicate(opt_state, mesh)))
+    params = parallel.replicate(params, mesh)
+    if opt_state is None:
+        opt_state = jax.jit(optimizer.init, out_shardings=parallel.replicated(mesh))(params)
+    else:
+        opt_state = parallel.replicate(opt_state, mesh)
+    return jax.tree.leaves((params, opt_state))
 
 
 class Best(NamedTuple):

@@ -49,9 +49,38 @@ use_compilation_cache()
 
 
 @pytest.fixture(autouse=True, scope="session")
+def compilation_cache_opened():
+    """JAX opens its cache at the first compile, in the directory set then, and keeps it:
+    compile once before any test, so that a ``jaxnn train`` run in this process (which
+    points the setting at its own directory) cannot be the one that opens it."""
+    jax.jit(lambda x: x + 1)(1.0)
+
+
+CACHE_SETTINGS = (
+    "jax_enable_compilation_cache",
+    "jax_compilation_cache_dir",
+    "jax_persistent_cache_min_compile_time_secs",
+    "jax_persistent_cache_min_entry_size_bytes",
+)
+
+
+@pytest.fixture(autouse=True)
+def keep_cache_settings():
+    """The compilation cache's settings as they were before each test: a ``jaxnn train``
+    run in this process (``jaxnn.cli.cache.enable``) sets them for its own process, and
+    ``--no-compilation-cache`` would otherwise turn the cache off for every later test."""
+    saved = {name: getattr(jax.config, name) for name in CACHE_SETTINGS}
+    yield
+    for name, value in saved.items():
+        if getattr(jax.config, name) != value:
+            jax.config.update(name, value)
+
+
+@pytest.fixture(autouse=True, scope="session")
 def private_caches(tmp_path_factory):
-    """The caches of ``jaxnn train`` runs in these tests (JAX's, and the executables
-    kept beside it) go to a directory of the session, never to the user's own."""
+    """The caches of ``jaxnn train`` runs in these tests (its programs kept with
+    ``jax.export``, and JAX's own in the processes the tests start) go to a directory of
+    the session, never to the user's own."""
     saved = {k: os.environ.get(k) for k in ("XDG_CACHE_HOME", "JAX_COMPILATION_CACHE_DIR")}
     os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
     os.environ.pop("JAX_COMPILATION_CACHE_DIR", None)

@@ -190,6 +190,7 @@ def resume_fails(run_dir, words):
     assert snapshot(run_dir) == before
 
 
+@pytest.mark.slow
 def test_resume_without_valid_history(one_epoch, tmp_path):
     """A checkpoint whose meta has no history (saved here over epoch 1) cannot be resumed."""
 
@@ -250,6 +251,7 @@ def test_out_that_is_a_file(tmp_path):
     assert path.read_text() == "mine" and os.listdir(tmp_path) == ["file"]
 
 
+@pytest.mark.slow
 def test_train_with_autodiff_gradients(one_epoch, tmp_path):
     """``--gradients autodiff`` trains with jax.grad: the run's parameters are bitwise
     those of fit(gradients="autodiff"), and not those of the hand-gradient run."""

@@ -164,6 +164,7 @@ def test_train_mnist_from_files(tmp_path):
     assert json.loads((out / "metrics.json").read_text())["network"]["sizes"] == [12, 4, 10]
 
 
+@pytest.mark.slow
 def test_resume_is_bitwise_exact(tmp_path):
     """--epochs 2 then --resume --epochs 4 ends exactly where --epochs 4 does."""
     split, whole = tmp_path / "split", tmp_path / "whole"
@@ -355,6 +356,7 @@ def test_bad_data_is_one_line(tmp_path, case):
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_divergence_keeps_last_good_checkpoint(tmp_path):
     """A learning rate of 1e6 overflows the cost: exit status 1, one line naming the first
     non-finite batch cost, found here by single steps; the epochs before it kept and

@@ -73,6 +73,7 @@ def digits_run(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_a_digits_run_is_a_model_of_raw_pixels(digits_run):
     record = model.read_record(digits_run)
     assert record["data"] == {"dataset": "digits", "scaling": "one mean and std over all pixels"}

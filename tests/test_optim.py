@@ -220,6 +220,7 @@ def test_first_step_closed_form(name, kwargs):
     assert_trees_close(updates, first, rtol=1e-15, what=name)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", [jnp.float64, jnp.float32])
 def test_training_trajectories_equal_optax_equivalents(dtype):
     """1000 steps of training a jaxnn network, every step of every case in CASES

@@ -94,6 +94,7 @@ def wine_run(files, tmp_path_factory):
 # --- train: the run directory is a model ------------------------------------------------
 
 
+@pytest.mark.slow
 def test_train_on_a_csv_writes_a_model(files, wine_run):
     out, stdout = wine_run
     assert re.fullmatch(
@@ -163,6 +164,7 @@ def test_load_run_takes_a_dataframe_by_column_name(files, wine_run):
         model.predict(frame.drop(columns="proline"))
 
 
+@pytest.mark.slow
 def test_load_run_restores_another_epoch(files, tmp_path):
     out = tmp_path / "run"
     train_run(out, files / "wine.csv", *SMALL, "--epochs", "3")
@@ -173,6 +175,7 @@ def test_load_run_restores_another_epoch(files, tmp_path):
         jaxnn.load_run(out, epoch=7)
 
 
+@pytest.mark.slow
 def test_two_classes_train_one_sigmoid_unit(files, tmp_path):
     out = tmp_path / "two"
     train_run(out, files / "wine2.csv", *SMALL, "--epochs", "3")
@@ -197,6 +200,7 @@ def diabetes_run(files, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_regression_predicts_on_the_targets_scale(files, diabetes_run):
     out = diabetes_run
     model = jaxnn.load_run(out)
@@ -383,6 +387,7 @@ def test_usage_errors_are_one_line(files, tmp_path, monkeypatch, argv, message):
 # --- resuming: always with --resume, whatever state a kill left ---------------------------
 
 
+@pytest.mark.slow
 def test_resume_on_a_new_or_empty_directory_starts_fresh(files, tmp_path, wine_run):
     for out in (tmp_path / "new", tmp_path / "empty"):
         if out.name == "empty":
@@ -467,6 +472,7 @@ def early_run(files, tmp_path_factory):
     return out, stdout
 
 
+@pytest.mark.slow
 def test_early_stopping_records_and_keeps_the_best_epoch(early_run):
     out, stdout = early_run
     metrics = read_json(out / "metrics.json")
@@ -500,6 +506,7 @@ def test_a_best_epoch_never_due_for_a_save_is_saved_at_the_next(files, early_run
         np.testing.assert_array_equal(x, y)
 
 
+@pytest.mark.slow
 def test_resume_with_early_stopping_is_bitwise(files, early_run, tmp_path):
     whole = read_json(early_run[0] / "metrics.json")
     best = whole["best_epoch"]
@@ -520,6 +527,7 @@ def test_resume_with_early_stopping_is_bitwise(files, early_run, tmp_path):
 # --- weight decay and the schedule: the run is fit's, with optax's schedule ---------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("schedule", ["cosine", "warmup-cosine"])
 def test_weight_decay_and_schedule_are_fits(files, tmp_path, schedule):
     out = tmp_path / schedule
@@ -556,6 +564,7 @@ def test_weight_decay_and_schedule_are_fits(files, tmp_path, schedule):
 # --- the same split as scikit-learn's MLPClassifier ---------------------------------------
 
 
+@pytest.mark.slow
 def test_accuracy_beside_scikit_learns_mlp_on_the_same_split(files, tmp_path):
     """jaxnn and scikit-learn's MLPClassifier, the same network and optimizer (13-16-3,
     relu, Adam 1e-3, batch 16, 60 epochs, no weight decay), on the same split and the
@@ -653,6 +662,7 @@ def test_checkpoints_keep_an_epoch_beyond_the_newest(tmp_path):
 # --- docs/own-data.md runs as written ------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_docs_own_data_md_runs_as_written(tmp_path, monkeypatch):
     """docs/own-data.md's blocks in order, in a fresh directory: the Python that writes the
     CSVs; each ``jaxnn`` command of the shell block (in this process, float64), printing the

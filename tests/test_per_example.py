@@ -112,6 +112,7 @@ def test_max_norm_must_be_positive(bad):
         jaxnn.clipped_mean_grads(params, X, Y, net, bad)
 
 
+@pytest.mark.slow
 def test_benchmark_reports_every_function_and_the_hand_norms_plan_less_memory():
     """The benchmark's memory figures come from XLA's compiled plan (deterministic, not
     timed): the hand norms never hold the m per-example gradients that vmap(grad) does."""

@@ -152,6 +152,7 @@ def test_fingerprint_reads_hyperparameters_without_tracing():
         fingerprint(object())
 
 
+@pytest.mark.slow
 def test_fit_with_the_cache_equals_fit_without_fresh_loaded_and_resumed(tmp_path):
     net, ds, _ = toy_data("softmax")
     opt, key = optim.adam(1e-2), jax.random.key(0)
@@ -171,6 +172,7 @@ def test_fit_with_the_cache_equals_fit_without_fresh_loaded_and_resumed(tmp_path
         assert result.history == plain.history
 
 
+@pytest.mark.slow
 def test_two_learning_rates_under_one_recipe_never_share_a_program(tmp_path):
     net, ds, _ = toy_data("softmax")
     key = jax.random.key(0)
@@ -201,6 +203,7 @@ def test_an_optimizer_it_cannot_read_is_traced_and_nothing_is_kept(tmp_path):
     assert not tmp_path.exists() or not list(tmp_path.glob("*.jaxexport"))
 
 
+@pytest.mark.slow
 def test_the_start_compiled_for_speed_gives_the_default_compiles_bits():
     """fit's start compiles with INIT_COMPILER_OPTIONS on the CPU (LLVM level 1: a
     program run once); its params and optimizer state equal the default compile's, bit
@@ -229,6 +232,7 @@ def test_a_program_jax_cannot_export_runs_unstored(tmp_path):
     assert not list(tmp_path.glob("*.jaxexport"))
 
 
+@pytest.mark.slow
 def test_weight_decay_and_train_metrics_never_share_a_program(tmp_path):
     net, ds, _ = toy_data("softmax")
     key, opt = jax.random.key(0), optim.adam(1e-2)

@@ -74,6 +74,7 @@ def val_data(head="softmax", m=60, seed=0):
     return net, types.SimpleNamespace(**fields)
 
 
+@pytest.mark.slow
 def test_fit_with_weight_decay_hand_equals_autodiff_and_shrinks_the_weights():
     net, ds = val_data()
     key = jax.random.key(0)
@@ -97,6 +98,7 @@ def test_bad_hyperparameters_are_named(bad, words):
         train.fit(net, optim.adam(1e-2), ds, 1, 10, jax.random.key(0), **bad)
 
 
+@pytest.mark.slow
 def test_validation_metrics_best_epoch_and_its_params():
     net, ds = val_data()
     key, opt = jax.random.key(1), optim.adam(5e-2)
@@ -116,6 +118,7 @@ def test_validation_metrics_best_epoch_and_its_params():
     assert "train_accuracy" not in again.history[-1]  # only when asked
 
 
+@pytest.mark.slow
 def test_patience_stops_early_and_resume_is_bitwise():
     net, ds = val_data(m=40)
     key, opt = jax.random.key(2), optim.adam(0.3)  # fast: overfits soon

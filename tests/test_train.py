@@ -248,6 +248,7 @@ FLOORS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(FLOORS))
 def test_bundled_dataset_trains(name):
     hidden, learning_rate, batch_size, epochs, metric, floor = FLOORS[name]
@@ -341,6 +342,7 @@ def first_nonfinite_cost(net, optimizer, ds, batch_size, key):
     raise AssertionError("no divergence")
 
 
+@pytest.mark.slow
 def test_divergence_names_epoch_and_step():
     """sgd at a = 100 on a linear head overflows; fit stops at the first bad batch, before
     the callback sees that epoch."""
@@ -363,6 +365,7 @@ def test_poisoned_params_stop_at_the_first_step():
         train.fit(net, optim.sgd(0.1), ds, 2, 8, jax.random.key(0), params=params)
 
 
+@pytest.mark.slow
 def test_callback_can_stop_training():
     net, ds, _ = toy_data("sigmoid")
     result = train.fit(
@@ -371,6 +374,7 @@ def test_callback_can_stop_training():
     assert [r["epoch"] for r in result.history] == [1, 2, 3]
 
 
+@pytest.mark.slow
 def test_fit_takes_integer_class_labels_as_one_hot():
     """Integer labels of shape (m,) train exactly as their one-hot columns do; a label
     out of range, or labels for a head other than softmax + cross-entropy, is refused."""

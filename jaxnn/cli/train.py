@@ -105,7 +105,19 @@ def run(args) -> int:
         from jaxnn.program_cache import source_digest
 
         source_digest()
-    prefetch(PREFETCH)
+    loading = prefetch(PREFETCH)
+    try:
+        return _run(args)
+    finally:
+        # No import left running in the background once the command returns: a caller
+        # (a test, a notebook) goes on in this process, and CPython 3.11's ast module
+        # is not safe beside another thread's imports ("AST constructor recursion depth
+        # mismatch", seen in CI).
+        loading.join()
+
+
+def _run(args) -> int:
+    """``run`` once the background imports are started."""
     job = prepare(args)
     if cluster.is_writer():
         if not job.resuming:

@@ -9,7 +9,8 @@ The package, from the bottom up (imports only ever point down this list):
 * math: ``validation`` (input checks), ``activations`` (sigma, sigma'),
   ``losses`` (costs, grad_a C, the table of output heads), ``network`` (spec,
   init, forward, cost), ``backpropagation`` (BP1-BP4), ``regularization`` (weight
-  decay: (C-L2), (BP4-L2)), ``hand_gradients``
+  decay: (C-L2), (BP4-L2)), ``weighted`` (a weighted mean cost: (C-W), (BP1-W)),
+  ``hand_gradients``
   (``jax.custom_vjp``: the cost, and the network as a block of any model),
   ``rows`` (the same for ``(m, n)`` data, one example per row), ``per_example``
   (per-example gradients, norms and clipping from the deltas), ``sharding``
@@ -22,7 +23,8 @@ The package, from the bottom up (imports only ever point down this list):
   (the user's own CSV, TSV, Parquet or .npz files), ``checkpoint`` (orbax);
 * tools: ``verify`` (gradient checks, fault localisation, the matrix), ``bench``,
   ``onnx_export`` (a model as an ONNX graph), ``model`` (a finished run as a model,
-  to predict with);
+  to predict with), ``sklearn`` (scikit-learn's MLPClassifier and MLPRegressor,
+  trained by jaxnn);
 * the command line: ``cli``, the only part that prints.
 
 The training modules, ``jaxnn.verify`` and ``jaxnn.bench`` load on first use, so
@@ -76,6 +78,8 @@ _LAZY_MODULES = (
     "tabular",
     "onnx_export",
     "model",
+    "weighted",
+    "sklearn",
 )
 # Public functions of lazy submodules, re-exported by name.
 _LAZY_NAMES = {

@@ -185,18 +185,31 @@ class MomentumState(NamedTuple):
     mu: Any  # V, with the params' structure and dtypes
 
 
-def momentum(learning_rate: ScalarOrSchedule, beta: float = 0.9) -> optax.GradientTransformation:
+def momentum(
+    learning_rate: ScalarOrSchedule, beta: float = 0.9, *, nesterov: bool = False
+) -> optax.GradientTransformation:
     r"""Gradient descent with momentum in the seed's damped (EMA) form.
 
     .. math::
       V \leftarrow \beta V + (1 - \beta) \, dW   \qquad \text{(OPT-M1)} \\
       W \leftarrow W - a V                        \qquad \text{(OPT-M2)}
 
-    with V starting at 0, so the first step is ``a (1 - beta) dW``.
+    with V starting at 0, so the first step is ``a (1 - beta) dW``. With
+    ``nesterov=True`` the step looks ahead along the new V (Nesterov's momentum in
+    the same EMA form):
+
+    .. math::
+      W \leftarrow W - a (\beta V + (1 - \beta) \, dW)   \qquad \text{(OPT-M3)}
+
+    It equals ``optax.sgd(a (1 - beta), momentum=beta, nesterov=True)`` and
+    scikit-learn's ``nesterovs_momentum`` at the rate ``a (1 - beta)``: with
+    T = V / (1 - beta), OPT-M1 is T <- beta T + dW, and OPT-M3 is
+    -a (1 - beta) (dW + beta T).
 
     Args:
       learning_rate: a float > 0, or a schedule of the update count.
       beta: the EMA decay, in [0, 1); ``beta=0`` is ``sgd``.
+      nesterov: take the step OPT-M3 instead of OPT-M2.
 
     Returns:
       An ``optax.GradientTransformation``; its state is ``MomentumState(count, mu)``.
@@ -231,7 +244,13 @@ def momentum(learning_rate: ScalarOrSchedule, beta: float = 0.9) -> optax.Gradie
         _check_grads(grads, state.mu, "momentum")
         a = _learning_rate_at(learning_rate, state.count)
         V = jax.tree.map(lambda dW, V: (1 - beta) * dW + beta * V, grads, state.mu)  # (OPT-M1)
-        updates = jax.tree.map(lambda V: _descend(a, V), V)  # (OPT-M2)
+        if nesterov:
+            look_ahead = lambda dW, V: beta * V + (1 - beta) * dW
+            updates = jax.tree.map(
+                lambda dW, V: _descend(a, look_ahead(dW, V)), grads, V
+            )  # (OPT-M3)
+        else:
+            updates = jax.tree.map(lambda V: _descend(a, V), V)  # (OPT-M2)
         return _like(updates, grads), MomentumState(_increment(state.count), _like(V, state.mu))
 
     return optax.GradientTransformation(init_fn, update_fn)

@@ -81,6 +81,6 @@ def value_and_backprop_weighted(
     cache, per_example = _per_example(params, X, Y, net)
     s = jnp.sum(w)
     c = jnp.sum(w * per_example) / s + l2_penalty(params, s, weight_decay)  # (C-W), (C-L2)
-    delta = output_error(cache, Y, net) * (w / s)  # (BP1-W)
+    delta = output_error(cache, Y, net) * (w / s)[None, :]  # (BP1-W)
     grads = backward_from(params, cache, delta, net).grads  # BP2-BP4
     return c, l2_grads(grads, params, s, weight_decay)  # (BP4-L2)

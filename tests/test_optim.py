@@ -567,3 +567,39 @@ def test_pytorch_mappings_in_the_docs(torch):
 def test_docstring_examples():
     result = doctest.testmod(optim, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted >= 5 and result.failed == 0
+
+
+def test_nesterov_momentum_equals_optax_nesterov_sgd_at_learning_rate_times_1_minus_beta():
+    """(OPT-M3): with T = V / (1 - beta), W -= a (beta V + (1 - beta) dW) is optax's
+    Nesterov step -a (1 - beta) (dW + beta T); 1000 steps of training within 1e-12."""
+    a, beta = 0.5, 0.9
+    _, traj = train(
+        {
+            "jaxnn": (optim.momentum(a, beta, nesterov=True), 1.0),
+            "optax.sgd": (optax.sgd(a * (1 - beta), momentum=beta, nesterov=True), 1.0),
+        },
+        jnp.float64,
+    )
+    assert_trees_close(traj["jaxnn"], traj["optax.sgd"], rtol=1e-12, what="nesterov")
+
+
+def test_nesterov_momentum_equals_scikit_learns_sgd_optimizer():
+    """scikit-learn's SGDOptimizer (undamped, nesterov=True) at rate a (1 - beta): a third
+    implementation, NumPy, over 50 steps of random gradients."""
+    from sklearn.neural_network._stochastic_optimizers import SGDOptimizer
+
+    rng = np.random.default_rng(3)
+    params = [rng.normal(size=(3, 2)), rng.normal(size=2)]
+    theirs = [p.copy() for p in params]
+    sk = SGDOptimizer(theirs, 0.05, momentum=0.8, nesterov=True)
+    opt = optim.momentum(0.05 / (1 - 0.8), 0.8, nesterov=True)
+    ours, state = [jnp.asarray(p) for p in params], None
+    state = opt.init(ours)
+    for _ in range(50):
+        grads = [rng.normal(size=p.shape) for p in params]
+        sk.update_params(theirs, grads)
+        updates, state = opt.update([jnp.asarray(g) for g in grads], state)
+        ours = [p + u for p, u in zip(ours, updates, strict=True)]
+    for p, q in zip(ours, theirs, strict=True):
+        np.testing.assert_allclose(p, q, rtol=1e-12, atol=1e-13)
+    assert not np.allclose(theirs[0], params[0])  # the steps moved the weights

@@ -27,16 +27,17 @@ the learning rate is divided by 5 instead, until it is below 1e-6). A non-finite
 loss stops the run too; the caller raises.
 """
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from jax import lax
 
 from jaxnn import optim
 from jaxnn.metrics import metrics
-from jaxnn.network import Network, forward_unchecked
+from jaxnn.network import Network, Params, forward_unchecked
 from jaxnn.steps import GRADIENTS
 from jaxnn.weighted import value_and_backprop_weighted, weighted_cost
 
@@ -134,7 +135,7 @@ def capacity(max_iter: int) -> int:
     return 1 << max(0, max_iter - 1).bit_length()
 
 
-def make_optimizer(static: Static, hyper: Hyper):
+def make_optimizer(static: Static, hyper: Hyper) -> optax.GradientTransformation:
     """The solver as a jaxnn optimizer (its rate fixed: see ``_epoch`` for sgd's schedules).
 
     ``sgd``: scikit-learn's momentum is undamped, v <- mu v - a_t g; the seed's EMA form
@@ -152,7 +153,7 @@ def make_optimizer(static: Static, hyper: Hyper):
     return optim.momentum(a0 / (1 - mu), mu, nesterov=static.nesterov)
 
 
-def zero_state(static: Static, hyper: Hyper, params) -> object:
+def zero_state(static: Static, hyper: Hyper, params: Params) -> Any:
     """The solver's starting state for ``params``: its ``init``, as NumPy zeros, with
     no compile (``jax.eval_shape`` gives the structure)."""
     optimizer = make_optimizer(static, hyper)
@@ -220,16 +221,16 @@ def _epoch(static: Static, hyper: Hyper, state, X, Y, m, key):
 def run(
     static: Static,
     hyper: Hyper,
-    params,
-    opt_state,
-    best_params,
+    params: Params,
+    opt_state: Any,
+    best_params: Params,
     progress: Progress,
     X: jax.Array,
     Y: jax.Array,
-    m,
+    m: int | jax.Array,
     X_val: jax.Array,
     Y_val: jax.Array,
-    m_val,
+    m_val: int | jax.Array,
     key: jax.Array,
 ) -> Result:
     """Up to ``hyper.epochs`` epochs from ``params``; see the module docstring.
@@ -308,7 +309,7 @@ _RUN = {
 }
 
 
-def run_jit(*args) -> Result:
+def run_jit(*args: Any) -> Result:
     """``run``, jitted (``static`` is its static argument), with ``CPU_COMPILER_OPTIONS``
     on the CPU."""
     return _RUN["cpu" if jax.default_backend() == "cpu" else "other"](*args)

@@ -253,3 +253,54 @@ def test_the_iteration_limit_warns_as_scikit_learn_does():
         warnings.simplefilter("always")
         MLPClassifier(hidden_layer_sizes=(3,), max_iter=2).fit(X, TARGETS["binary"][2])
     assert any(issubclass(w.category, ConvergenceWarning) for w in caught)
+
+
+def test_verbose_prints_scikit_learns_lines(capsys):
+    MLPClassifier(hidden_layer_sizes=(3,), max_iter=3, verbose=True).fit(X, TARGETS["binary"][2])
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(",")[0] for line in lines] == [f"Iteration {i}" for i in (1, 2, 3)]
+    assert all(float(line.split("= ")[1]) > 0 for line in lines)
+
+
+@pytest.mark.slow
+def test_two_worker_processes_cross_validate_and_grid_search():
+    """n_jobs=2: the estimators travel to loky's worker processes and back (pickled as
+    NumPy), and score as they do in this process."""
+    from sklearn.model_selection import cross_val_score
+
+    ours, _, y = TARGETS["multiclass"]
+    est = ours(hidden_layer_sizes=(5,), max_iter=10, random_state=0)
+    one = cross_val_score(est, X, y, cv=3, n_jobs=1)
+    two = cross_val_score(est, X, y, cv=3, n_jobs=2)
+    np.testing.assert_allclose(one, two, rtol=1e-6)
+    grid = GridSearchCV(est, {"alpha": [1e-4, 1.0]}, cv=3, n_jobs=2).fit(X, y)
+    assert grid.best_estimator_.n_iter_ == 10 and len(grid.cv_results_["params"]) == 2
+
+
+@pytest.mark.slow
+def test_a_pickled_estimator_predicts_in_a_fresh_process_and_trains_on(tmp_path):
+    """joblib's file holds NumPy arrays only: a new process predicts from it with no
+    compile (the forward pass is NumPy) and compiles again only to train."""
+    import joblib
+
+    from tests.helpers import run_script
+
+    ours, _, y = TARGETS["multiclass"]
+    clf = ours(hidden_layer_sizes=(5,), max_iter=10, random_state=0).fit(X, y)
+    joblib.dump(clf, tmp_path / "clf.joblib")
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "y.npy", y)
+    script = """
+import sys, joblib, jax, numpy as np
+clf = joblib.load(sys.argv[1] + "/clf.joblib")
+X = np.load(sys.argv[1] + "/X.npy")
+np.save(sys.argv[1] + "/proba.npy", clf.predict_proba(X))
+from jaxnn.sklearn import program
+assert program._RUN["cpu"]._cache_size() == 0  # predicting compiled nothing
+clf.set_params(warm_start=True, max_iter=2).fit(X, np.load(sys.argv[1] + "/y.npy"))
+print(clf.n_iter_, len(clf.loss_curve_))
+"""
+    done = run_script(script, str(tmp_path))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["2", "12"]
+    np.testing.assert_array_equal(np.load(tmp_path / "proba.npy"), clf.predict_proba(X))

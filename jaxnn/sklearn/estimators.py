@@ -14,12 +14,10 @@ the estimators never change ``jax.config``.
 """
 
 import itertools
-import numbers
 import warnings
 
 import jax
 import numpy as np
-from scipy.special import expit, softmax
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
@@ -29,46 +27,9 @@ from sklearn.utils.multiclass import check_classification_targets, type_of_targe
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
 from jaxnn.network import Network
-from jaxnn.sklearn import program
-from jaxnn.steps import GRADIENTS
+from jaxnn.sklearn import params, program
 
-__all__ = ["ACTIVATIONS", "MLPClassifier", "MLPRegressor"]
-
-# scikit-learn's activation names and jaxnn's, with the NumPy function predict uses.
-ACTIVATIONS = {
-    "relu": ("relu", lambda z: np.maximum(z, 0)),
-    "tanh": ("tanh", np.tanh),
-    "logistic": ("sigmoid", expit),
-    "identity": ("linear", lambda z: z),
-}
-# The output heads as scikit-learn chooses them: out_activation_ -> jaxnn's (activation, loss).
-HEADS = {
-    "softmax": ("softmax", "cross_entropy"),  # several classes (F1)
-    "logistic": ("sigmoid", "binary_cross_entropy"),  # two classes, or multilabel (F2)
-    "identity": ("linear", "mse"),  # regression (F3)
-}
-_OUT = {"softmax": lambda z: softmax(z, axis=1), "logistic": expit, "identity": lambda z: z}
-
-
-def _is_int(x) -> bool:
-    return isinstance(x, numbers.Integral) and not isinstance(x, bool)
-
-
-def _in(name: str, value, low: float, high: float, closed: str = "[)") -> None:
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and np.isfinite(value)
-    if ok:
-        ok = (low <= value if closed[0] == "[" else low < value) and (
-            value <= high if closed[1] == "]" else value < high
-        )
-    if not ok:
-        raise ValueError(
-            f"{name} must be a float in {closed[0]}{low}, {high}{closed[1]}, got {value!r}"
-        )
-
-
-def _choice(name: str, value, valid) -> None:
-    if value not in valid:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, valid))}; got {value!r}")
+__all__ = ["MLPClassifier", "MLPRegressor"]
 
 
 class _BaseMLP(BaseEstimator):
@@ -130,48 +91,10 @@ class _BaseMLP(BaseEstimator):
     # -- checks, before any math -------------------------------------------------------
 
     def _hidden(self) -> tuple[int, ...]:
-        sizes = self.hidden_layer_sizes
-        sizes = (sizes,) if _is_int(sizes) else sizes
-        try:
-            sizes = tuple(sizes)
-        except TypeError:
-            raise ValueError(
-                f"hidden_layer_sizes must be an int or a sequence of ints, got {sizes!r}"
-            ) from None
-        for i, n in enumerate(sizes):
-            if not _is_int(n) or n < 1:
-                raise ValueError(f"hidden_layer_sizes[{i}] must be an int >= 1, got {n!r}")
-        return tuple(int(n) for n in sizes)
+        return params.hidden_sizes(self.hidden_layer_sizes)
 
     def _check_params(self) -> None:
-        if self.solver == "lbfgs":
-            raise ValueError(
-                "solver='lbfgs' is not offered by jaxnn.sklearn (a full-batch quasi-Newton "
-                "method); use 'adam', 'sgd' or 'rmsprop'"
-            )
-        _choice("solver", self.solver, program.SOLVERS)
-        _choice("activation", self.activation, tuple(ACTIVATIONS))
-        _choice("learning_rate", self.learning_rate, program.SCHEDULES)
-        _choice("gradients", self.gradients, GRADIENTS)
-        self._hidden()
-        _in("alpha", self.alpha, 0, np.inf)
-        _in("learning_rate_init", self.learning_rate_init, 0, np.inf, "()")
-        _in("power_t", self.power_t, 0, np.inf)
-        _in("tol", self.tol, 0, np.inf)
-        _in("momentum", self.momentum, 0, 1)
-        _in("beta_1", self.beta_1, 0, 1)
-        _in("beta_2", self.beta_2, 0, 1)
-        _in("epsilon", self.epsilon, 0, np.inf, "()")
-        _in("validation_fraction", self.validation_fraction, 0, 1, "()")
-        if self.batch_size != "auto" and (not _is_int(self.batch_size) or self.batch_size < 1):
-            raise ValueError(f"batch_size must be 'auto' or an int >= 1, got {self.batch_size!r}")
-        for name in ("max_iter", "n_iter_no_change"):
-            value = getattr(self, name)
-            if not _is_int(value) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-        for name in ("shuffle", "verbose", "warm_start", "nesterovs_momentum", "early_stopping"):
-            if not isinstance(getattr(self, name), (bool, np.bool_, numbers.Integral)):
-                raise ValueError(f"{name} must be a bool, got {getattr(self, name)!r}")
+        params.check(self.get_params())
 
     def _validate(self, X, y, reset: bool):
         X, y = validate_data(
@@ -198,8 +121,8 @@ class _BaseMLP(BaseEstimator):
 
     def _network(self, n_x: int, n_out: int) -> Network:
         hidden = self._hidden()
-        act, loss = HEADS[self.out_activation_]
-        acts = (ACTIVATIONS[self.activation][0],) * len(hidden) + (act,)
+        act, loss = params.HEADS[self.out_activation_]
+        acts = (params.ACTIVATIONS[self.activation][0],) * len(hidden) + (act,)
         return Network((n_x, *hidden, n_out), acts, loss)
 
     def _fit(self, X, Y, incremental: bool):
@@ -408,10 +331,10 @@ class _BaseMLP(BaseEstimator):
         X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False)
         A = X.toarray() if hasattr(X, "toarray") else X
         A = np.asarray(A, np.float64)
-        hidden = ACTIVATIONS[self.activation][1]
+        hidden = params.ACTIVATIONS[self.activation][1]
         for i, (W, b) in enumerate(zip(self.coefs_, self.intercepts_, strict=True)):
             Z = A @ np.asarray(W, np.float64) + np.asarray(b, np.float64)
-            A = _OUT[self.out_activation_](Z) if i == len(self.coefs_) - 1 else hidden(Z)
+            A = params.OUT[self.out_activation_](Z) if i == len(self.coefs_) - 1 else hidden(Z)
         return A
 
     def __sklearn_tags__(self):
@@ -470,13 +393,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         there will be) is required on the first call, as in scikit-learn."""
         self._check_params()
         if not hasattr(self, "classes_"):
-            if classes is None and type_of_target(y).startswith("multilabel") is False:
+            multilabel = type_of_target(y).startswith("multilabel")
+            if classes is None and not multilabel:
                 raise ValueError("classes must be passed on the first call to partial_fit.")
-            self._label_binarizer = LabelBinarizer()
-            if type_of_target(y).startswith("multilabel"):
-                self._label_binarizer.fit(y)
-            else:
-                self._label_binarizer.fit(classes)
+            self._label_binarizer = LabelBinarizer().fit(y if multilabel else classes)
             self.classes_ = self._label_binarizer.classes_
         return self._fit(*self._targets(X, y, incremental=True), incremental=True)
 

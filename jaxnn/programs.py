@@ -15,8 +15,12 @@ is split over the batch axis inside the epoch (``jaxnn.parallel.take_batch``).
 * ``epoch(*state leaves, X, Y, weights, key_data, e, X_test, Y_test, test weights,
   ...) -> (*state leaves, report)``: ``jaxnn.steps.epoch_fn`` (a ``lax.scan`` of
   steps over the batches of ``epoch_key(key, e)``), then ``jaxnn.metrics.metrics``
-  on the test set (and on the training and validation sets, if asked) and
-  ``epoch_report``, one vector: an epoch is one dispatch and one transfer.
+  on the test set (and on the validation set, if given) and ``epoch_report``, one
+  vector: an epoch is one dispatch and one transfer. The training set's metrics,
+  if asked, are running ones: each step also gives its batch's
+  ``jaxnn.metrics.task_sums`` from its own forward pass (before its update), and
+  ``jaxnn.metrics.running_metrics`` adds them up over the epoch's batches, as
+  ``train_cost`` is the mean of the batch costs; no second pass over the training set.
 
 Both take and give flat lists of arrays (the state's tree is ``state_tree``), and
 the key as its raw data, so that ``jaxnn.program_cache`` can keep them on disk
@@ -31,7 +35,7 @@ import optax
 from jax.sharding import Mesh
 
 from jaxnn import parallel
-from jaxnn.metrics import epoch_report, metrics
+from jaxnn.metrics import epoch_report, metrics, running_metrics, task_sums
 from jaxnn.network import Network, init_params
 from jaxnn.steps import epoch_fn, epoch_key, memoized
 
@@ -74,15 +78,18 @@ def build(
     ``sizes``: the real examples of the training set and of each set in ``sections``
     (``jaxnn.metrics.SECTIONS``, in that order; the sets may be padded); ``key_impl``:
     the PRNG implementation of a typed key, None for a raw one; ``weight_decay``: L2
-    on the weights (C-L2), (BP4-L2). The epoch takes the training set as ``X, Y,
-    weights`` and then each evaluated set but the training set as ``X, Y, weights``.
+    on the weights (C-L2), (BP4-L2); ``"train"`` in ``sections``: the training set's
+    running metrics (the steps' ``task_sums``, ``running_metrics``). The epoch takes
+    the training set as ``X, Y, weights`` and then each evaluated set but the
+    training set as ``X, Y, weights``.
     """
     rep, bat = parallel.replicated(mesh), parallel.batch_sharding(mesh, axis)
     take = parallel.take_batch(mesh, axis)
     m_train, m_eval = sizes[0], dict(zip(sections, sizes[1:], strict=True))
-    epoch = epoch_fn(
-        net, optimizer, batch_size, gradients, take, examples=m_train, weight_decay=weight_decay
-    )
+    # The training set's metrics run over the epoch's batches: each step's own output.
+    sums = (lambda A, Y: task_sums(A, Y, net)) if "train" in sections else None
+    epoch = epoch_fn(net, optimizer, batch_size, gradients, take, examples=m_train,
+                     weight_decay=weight_decay, output=sums)  # fmt: skip
     n = state_tree.num_leaves
     others = [section for section in sections if section != "train"]
 
@@ -96,13 +103,19 @@ def build(
 
     def train_epoch(*args):
         params, opt_state = jax.tree.unflatten(state_tree, args[:n])
-        X, Y, w, key_data, e, *rest = args[n:]
-        params, opt_state, costs = epoch(params, opt_state, X, Y, epoch_key(key_of(key_data), e))
-        sets = {
-            "train": (X, Y, w),
-            **{s: tuple(rest[3 * i : 3 * i + 3]) for i, s in enumerate(others)},
+        # The training set's weights go unused: its batches draw only its m_train real
+        # examples. Every set still comes as X, Y, weights, one layout for all.
+        X, Y, _, key_data, e, *rest = args[n:]
+        params, opt_state, costs, *batch_sums = epoch(
+            params, opt_state, X, Y, epoch_key(key_of(key_data), e)
+        )
+        sets = {s: tuple(rest[3 * i : 3 * i + 3]) for i, s in enumerate(others)}
+        evaluated = {
+            s: running_metrics(batch_sums[0], net)
+            if s == "train"
+            else metrics(params, *sets[s], net, m_eval[s])
+            for s in sections
         }
-        evaluated = {s: metrics(params, *sets[s], net, m_eval[s]) for s in sections}
         return [*jax.tree.leaves((params, opt_state)), epoch_report(params, costs, evaluated, net)]
 
     platform = jax.default_backend() if mesh is None else mesh.devices.flat[0].platform

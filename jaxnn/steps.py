@@ -5,6 +5,10 @@ A step is one optimizer update on one batch; an epoch is the step over
 ``jaxnn.train`` for the choice of minibatches). ``step_fn`` and ``epoch_fn`` are
 the plain functions; ``make_step`` and ``make_epoch`` jit them on one device,
 ``jaxnn.parallel`` with shardings over a mesh, ``jaxnn.programs`` for ``fit``.
+
+A step may also return a function of its batch's output A^[L] (``output``, e.g.
+``jaxnn.metrics.task_sums`` for ``fit``'s running training metrics), taken from the
+forward pass its cost and gradients come from: no second forward pass.
 """
 
 import functools
@@ -14,8 +18,9 @@ import jax
 import optax
 from jax import lax
 
-from jaxnn.network import Network, cost
-from jaxnn.regularization import penalised_cost, value_and_backprop_l2
+from jaxnn.backpropagation import backward
+from jaxnn.network import Network, check_inputs, forward_unchecked, output_cost
+from jaxnn.regularization import l2_grads, l2_penalty
 from jaxnn.validation import check_batch_size
 
 __all__ = [
@@ -53,22 +58,57 @@ def memoized(build: Callable) -> Callable:
     return get
 
 
-def value_and_grad_fn(net: Network, gradients: str, weight_decay: float = 0.0) -> Callable:
+def value_and_grad_fn(
+    net: Network, gradients: str, weight_decay: float = 0.0, output: Callable | None = None
+) -> Callable:
     """``(params, X, Y) -> (cost, grads)`` by hand backprop or by ``jax.value_and_grad``.
 
     ``weight_decay`` lambda > 0: the penalised cost (C-L2) and its gradient (BP4-L2),
-    ``jaxnn.regularization``.
+    ``jaxnn.regularization``. ``output(A, Y)``: a function of the batch's output
+    A^[L] and its targets (as ``check_inputs`` gives them); then ``(params, X, Y) ->
+    ((cost, output(A, Y)), grads)``, A^[L] from the same forward pass as the cost.
+
+    Hand: one forward pass (F-Z), (F-A), its cost (C-M) and BP1-BP4 on its cache, as
+    ``jaxnn.regularization.value_and_backprop_l2``, no ``jax.grad``. Autodiff:
+    ``jax.value_and_grad`` of the same forward and cost, A^[L] as its ``aux``.
     """
+    if gradients not in GRADIENTS:
+        valid = ", ".join(GRADIENTS)
+        raise ValueError(f"unknown gradients {gradients!r}; valid: {valid}")
+    # As value_and_backprop_l2: a weight decay of 0 adds nothing (no term of 0 * W).
+    decayed = not (isinstance(weight_decay, (int, float)) and weight_decay == 0)
+
+    def forward_cost(params, X, Y):
+        X, Y = check_inputs(params, X, net, Y)
+        cache = forward_unchecked(params, X, net)  # (F-Z), (F-A)
+        c = output_cost(cache, Y, net)  # (C-M)
+        if decayed:
+            c = c + l2_penalty(params, X.shape[1], weight_decay)  # (C-L2)
+        return c, (cache, X.shape[1], Y)
+
+    def with_output(c, grads, A, Y):
+        return (c, grads) if output is None else ((c, output(A, Y)), grads)
+
     if gradients == "hand":
-        return lambda params, X, Y: value_and_backprop_l2(params, X, Y, net, weight_decay)
-    if gradients == "autodiff":
-        if weight_decay == 0:
-            return lambda params, X, Y: jax.value_and_grad(cost)(params, X, Y, net)
-        return lambda params, X, Y: jax.value_and_grad(penalised_cost)(
-            params, X, Y, net, weight_decay
-        )
-    valid = ", ".join(GRADIENTS)
-    raise ValueError(f"unknown gradients {gradients!r}; valid: {valid}")
+
+        def hand(params, X, Y):
+            c, (cache, m, Y) = forward_cost(params, X, Y)
+            grads = backward(params, cache, Y, net).grads  # (BP1)-(BP4)
+            if decayed:
+                grads = l2_grads(grads, params, m, weight_decay)  # (BP4-L2)
+            return with_output(c, grads, cache.A[-1], Y)
+
+        return hand
+
+    def cost_and_output(params, X, Y):
+        c, (cache, _, Y) = forward_cost(params, X, Y)
+        return c, (cache.A[-1], Y)
+
+    def autodiff(params, X, Y):
+        (c, (A, Y)), grads = jax.value_and_grad(cost_and_output, has_aux=True)(params, X, Y)
+        return with_output(c, grads, A, Y)
+
+    return autodiff
 
 
 def step_fn(
@@ -76,17 +116,23 @@ def step_fn(
     optimizer: optax.GradientTransformation,
     gradients: str = "hand",
     weight_decay: float = 0.0,
+    output: Callable | None = None,
 ) -> Callable:
     """``step(params, opt_state, X, Y) -> (params, opt_state, cost)``, not jitted.
 
-    See ``make_step``, which jits it.
+    See ``make_step``, which jits it. ``output(A, Y)``: a function of the batch's
+    output A^[L], from the step's own forward pass (before the update), and its
+    targets; then the step returns ``(params, opt_state, cost, output(A, Y))``.
     """
-    value_and_grad = value_and_grad_fn(net, gradients, weight_decay)
+    value_and_grad = value_and_grad_fn(net, gradients, weight_decay, output)
 
     def step(params, opt_state, X, Y):
-        c, grads = value_and_grad(params, X, Y)
+        value, grads = value_and_grad(params, X, Y)
         updates, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, c
+        params = optax.apply_updates(params, updates)
+        if output is None:
+            return params, opt_state, value
+        return params, opt_state, *value
 
     return step
 
@@ -163,6 +209,7 @@ def epoch_fn(
     *,
     examples: int | None = None,
     weight_decay: float = 0.0,
+    output: Callable | None = None,
 ) -> Callable:
     """The epoch of ``make_epoch``, not jitted.
 
@@ -171,8 +218,11 @@ def epoch_fn(
     splits it over a mesh's devices. ``examples``: the number m of real examples,
     the first m columns of X and Y; any columns after them are padding that no
     batch draws (``jaxnn.sharded`` pads the sets to a multiple of the devices).
-    Default: all columns. ``weight_decay``: as ``make_step``'s."""
-    step = step_fn(net, optimizer, gradients, weight_decay)
+    Default: all columns. ``weight_decay``: as ``make_step``'s. ``output``: as
+    ``step_fn``'s; then the epoch returns ``(params, opt_state, costs, outputs)``,
+    ``outputs`` the step's ``output`` of every batch, stacked (one row per batch)
+    as the costs are."""
+    step = step_fn(net, optimizer, gradients, weight_decay, output)
     take = take or (lambda rows, idx: rows[idx].T)
 
     def epoch(params, opt_state, X, Y, key):
@@ -183,11 +233,10 @@ def epoch_fn(
         X_rows, Y_rows = X.T, Y.T
 
         def body(carry, idx):
-            params, opt_state = carry
-            params, opt_state, c = step(params, opt_state, take(X_rows, idx), take(Y_rows, idx))
-            return (params, opt_state), c
+            params, opt_state, *per_batch = step(*carry, take(X_rows, idx), take(Y_rows, idx))
+            return (params, opt_state), tuple(per_batch)
 
-        (params, opt_state), costs = lax.scan(body, (params, opt_state), batches)
-        return params, opt_state, costs
+        (params, opt_state), per_batch = lax.scan(body, (params, opt_state), batches)
+        return params, opt_state, *per_batch
 
     return epoch

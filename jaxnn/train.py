@@ -399,16 +399,21 @@ def fit(
       best_params: resuming with a validation set: the params of the history's best
         epoch (its checkpoint), so the result's ``best_params`` is right even when
         no later epoch beats it.
-      train_metrics: also evaluate the task's metrics on the training set after
-        each epoch (``train_accuracy``, or ``train_r2`` and ``train_mse``), in the
-        same program (one more forward pass over the training set per epoch).
+      train_metrics: also report the task's metrics on the training set
+        (``train_accuracy``, or ``train_r2`` and ``train_mse``) as running metrics,
+        as ``train_cost`` is: over the examples of the epoch's batches, each batch
+        taken with the params before its update (the Keras convention), from the
+        steps' own forward passes (``jaxnn.metrics.running_metrics``), so nearly
+        free; not the metrics of the params after the epoch (``evaluate`` gives
+        those).
 
     Returns:
       ``FitResult(params, opt_state, history, best_params, best_epoch,
       stopped_early)``. ``history`` has one dict per epoch: ``epoch`` (from 1),
       ``train_cost`` (the mean of that epoch's batch costs, each taken before its
       step), ``test_<name>`` for every metric of ``evaluate`` on the test set, and
-      ``val_<name>`` and ``train_<name>`` where asked.
+      ``val_<name>`` (after the epoch, as ``test_``) and ``train_<name>`` (running,
+      see ``train_metrics``) where asked.
 
     Raises:
       ValueError: bad arguments or data (see ``check_data``), before training.

@@ -137,7 +137,9 @@ def complete_message(job, history: list, written: list) -> str:
 
 def plot(path: str, history: list, metric: str, title: str, best: int | None = None) -> None:
     """curves.png: the costs (train, validation, test) and the metric (train, validation,
-    test) per epoch; with ``best``, a line at the best epoch."""
+    test) per epoch; with ``best``, a line at the best epoch. The training set's cost
+    and metric are running ones, over the epoch's batches, each before its update
+    (``jaxnn.train.fit``); the others are the params' after the epoch."""
     from matplotlib.figure import Figure  # Agg canvas; pyplot's global state never touched
 
     epochs = [r["epoch"] for r in history]
@@ -149,7 +151,9 @@ def plot(path: str, history: list, metric: str, title: str, best: int | None = N
     ax_cost.plot(epochs, series("train_cost"), label="train (mean of batches)")
     label = _METRIC_NAMES[metric]
     if has(f"train_{metric}"):
-        ax_metric.plot(epochs, series(f"train_{metric}"), color="C0", label="train")
+        ax_metric.plot(
+            epochs, series(f"train_{metric}"), color="C0", label="train (running, over batches)"
+        )
     if has("val_cost"):
         ax_cost.plot(epochs, series("val_cost"), color="C1", label="validation")
         ax_metric.plot(epochs, series(f"val_{metric}"), color="C1", label="validation")

@@ -1,8 +1,8 @@
 """jaxnn.sklearn: scikit-learn's own MLP as the witness.
 
-With ``solver="sgd"`` and ``shuffle=False`` both libraries take the same batches from
-the same initial weights (jaxnn draws them from scikit-learn's random stream), so a
-fit must equal scikit-learn's step for step: parameters and loss curve within 1e-12
+With ``solver="sgd"`` both libraries take the same batches from the same initial
+weights (jaxnn draws both from scikit-learn's random stream), so a fit must equal
+scikit-learn's step for step: parameters and loss curve within 1e-12
 (float64), the same number of epochs under every stopping rule. With Adam the two
 differ only where the seed puts eps (inside the bias correction; scikit-learn's
 outside it). The hand gradient equals ``gradients="autodiff"`` within 1e-10.
@@ -66,6 +66,27 @@ def test_sgd_with_nesterovs_momentum_is_scikit_learns_fit(target):
         np.testing.assert_allclose(a.predict(X), b.predict(X), rtol=1e-12)
     else:
         np.testing.assert_array_equal(a.predict(X), b.predict(X))
+
+
+def test_shuffled_batches_and_several_targets_are_scikit_learns():
+    """shuffle=True (the default): the same permutations from the same random_state;
+    three regression targets: the same steps, and the loss reported per output."""
+    a, b = both("multiclass", shuffle=True)
+    assert_same_fit(a, b)
+    Y3 = np.c_[TARGETS["regression"][2], X[:, 1], X[:, 2] - X[:, 3]]
+    settings = {**COMMON, "shuffle": True, "tol": 0.05}
+    a, b = MLPRegressor(**settings).fit(X, Y3), skl.MLPRegressor(**settings).fit(X, Y3)
+    assert_same_fit(a, b)
+    assert a.n_iter_ < COMMON["max_iter"]
+
+
+def test_a_long_fit_in_several_calls_is_one_fit(monkeypatch):
+    """Above ``ORDER_ENTRIES`` row indices a fit runs as several calls of the program;
+    the calls continue one another exactly (and scikit-learn's stream with them)."""
+    whole = both("binary", shuffle=True)[1]
+    monkeypatch.setattr(program, "ORDER_ENTRIES", 3 * program.padded_size(50))  # 3 epochs
+    ours, _, y = TARGETS["binary"]
+    assert_same_fit(ours(**{**COMMON, "shuffle": True}).fit(X, y), whole)
 
 
 CASES = [
@@ -240,6 +261,10 @@ def test_bad_parameters_are_named_before_any_math(settings, message):
 
 def test_partial_fit_rules_and_divergence_are_clear_errors():
     y = TARGETS["binary"][2]
+    with pytest.raises(ValueError, match="sample_weight is not offered"):
+        MLPClassifier().partial_fit(X, y, np.ones(50), classes=[0, 1])
+    with pytest.raises(ValueError, match="loss must be 'squared_error'"):
+        MLPRegressor("poisson").fit(X, X[:, 0])
     with pytest.raises(ValueError, match="classes must be passed on the first call"):
         MLPClassifier().partial_fit(X, y)
     with pytest.raises(ValueError, match="partial_fit does not support early_stopping"):

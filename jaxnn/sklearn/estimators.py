@@ -13,6 +13,7 @@ Training runs in float32, or in float64 when JAX's x64 mode is on and X is float
 the estimators never change ``jax.config``.
 """
 
+import dataclasses
 import itertools
 import warnings
 
@@ -138,8 +139,8 @@ class _BaseMLP(BaseEstimator):
                 f"the network's layer sizes changed from {self._sizes()} to {net.sizes}: "
                 "fit again with warm_start=False"
             )
+        self._random_state = check_random_state(self.random_state)  # every call, as theirs
         if first:
-            self._random_state = check_random_state(self.random_state)
             params = _init(self._random_state, net.sizes, self.activation, dtype)
             self.t_, self.loss_curve_ = 0, []
             self._progress = None
@@ -149,15 +150,41 @@ class _BaseMLP(BaseEstimator):
             else:
                 self.validation_scores_ = self.best_validation_score_ = None
                 self.best_loss_ = np.inf
+        else:
+            params = self._params(dtype)
         X_train, Y_train, X_val, Y_val = self._split(X, Y)
-        if first:  # after the split, as scikit-learn draws them
-            seed = int(self._random_state.randint(np.iinfo(np.int32).max))
-            self._shuffle_key = np.asarray(jax.random.PRNGKey(seed))
-        m, m_val = X_train.shape[0], (0 if X_val is None else X_val.shape[0])
-        B = self._batch(m)
+        m = X_train.shape[0]
         n_pad = program.padded_size(m)
+        total = 1 if incremental else self.max_iter
+        chunk = max(1, min(total, program.ORDER_ENTRIES // n_pad))
+        static = self._static(net, m, n_pad, chunk)
+        hyper = self._hyper(dtype, chunk)
+        opt_state = None
+        if incremental and getattr(self, "_opt_leaves", None) is not None:
+            opt_state = self._opt_state(static, hyper, params)
+        if opt_state is None:  # a new optimizer, as scikit-learn's fit (not partial_fit)
+            opt_state = program.zero_state(static, hyper, params)
+        sets = (_pad(X_train, n_pad, dtype), _pad(Y_train, n_pad, dtype), m)
+        if self.early_stopping:
+            rows = program.padded_size(X_val.shape[0])
+            sets += (_pad(X_val, rows, dtype), _pad(Y_val, rows, dtype), X_val.shape[0])
+        else:
+            sets += (np.zeros((1, n_x), dtype), np.zeros((1, n_out), dtype), 1)
+        state = (params, opt_state, params, self._start_progress(dtype, not incremental))
+        run = _Run([], [], False, True)
+        order = np.arange(m)
+        while len(run.losses) < total and not run.stopped and run.finite:
+            epochs = min(chunk, total - len(run.losses))
+            state, order = self._run_chunk(
+                static, hyper._replace(epochs=epochs), state, sets, order, run
+            )
+        self._finish(state, run, m, incremental)
+        return self
+
+    def _static(self, net: Network, m: int, n_pad: int, epochs: int) -> program.Static:
+        B = self._batch(m)
         batch = n_pad if B >= m else B  # a whole-set batch: its shape follows the padding
-        static = program.Static(
+        return program.Static(
             net,
             self.solver,
             bool(self.nesterovs_momentum),
@@ -167,40 +194,32 @@ class _BaseMLP(BaseEstimator):
             bool(self.shuffle),
             bool(self.early_stopping),
             self.gradients,
-            program.capacity(self.max_iter),
+            program.capacity(epochs),
         )
-        epochs = 1 if incremental else self.max_iter
-        hyper = self._hyper(dtype, epochs)
-        opt_state = None
-        if not first:
-            params = self._params(dtype)
-            if incremental and getattr(self, "_opt_leaves", None) is not None:
-                opt_state = self._opt_state(static, hyper, params)
-        if opt_state is None:  # a new optimizer, as scikit-learn's fit (not partial_fit)
-            opt_state = program.zero_state(static, hyper, params)
-        progress = self._start_progress(dtype, fresh_rate=not incremental)
-        val = (
-            (X_val, Y_val, m_val)
-            if self.early_stopping
-            else (np.zeros((1, n_x)), np.zeros((1, n_out)), 1)
+
+    def _run_chunk(self, static, hyper, state, sets, order, run):
+        """Up to ``hyper.epochs`` epochs in one call of the program; ``run`` gathers them."""
+        X, Y, m, X_val, Y_val, m_val = sets
+        epochs = int(hyper.epochs)
+        if static.shuffle:
+            drawn = self._random_state.get_state()
+            orders = program.shuffled_orders(self._random_state, order, X.shape[0], epochs)
+        else:
+            orders = np.zeros((1, X.shape[0]), np.int32)
+        result = jax.device_get(
+            program.run_jit(static, hyper, *state, X, Y, m, X_val, Y_val, m_val, orders)
         )
-        result = program.run_jit(
-            static,
-            hyper,
-            params,
-            opt_state,
-            params,
-            progress,
-            _pad(X_train, n_pad, dtype),
-            _pad(Y_train, n_pad, dtype),
-            m,
-            _pad(val[0], program.padded_size(val[0].shape[0]), dtype),
-            _pad(val[1], program.padded_size(val[0].shape[0]), dtype),
-            val[2],
-            self._shuffle_key,
-        )
-        self._finish(jax.device_get(result), m, incremental)
-        return self
+        done = int(result.epochs)
+        if static.shuffle:
+            if done < epochs:  # leave the stream where scikit-learn's would be
+                self._random_state.set_state(drawn)
+                orders = program.shuffled_orders(self._random_state, order, X.shape[0], done)
+            order = orders[done - 1, :m] if done else order
+        run.losses.extend(float(x) for x in result.losses[:done])
+        run.scores.extend(float(x) for x in result.scores[:done])
+        run.stopped, run.finite = bool(result.stopped), bool(result.finite)
+        state = (result.params, result.opt_state, result.best_params, result.progress)
+        return state, order
 
     def _split(self, X, Y):
         if not self.early_stopping:
@@ -258,45 +277,42 @@ class _BaseMLP(BaseEstimator):
             np.asarray(best_loss, dtype),
             np.asarray(best_score, dtype),
             np.int32(0 if p is None else p["no_improvement"]),
-            np.int32(0 if p is None else p["epochs_drawn"]),
             np.asarray(self.t_, dtype),
         )
 
-    def _finish(self, result: program.Result, m: int, incremental: bool) -> None:
-        epochs = int(result.epochs)
-        if not bool(result.finite):
+    def _finish(self, state, run: "_Run", m: int, incremental: bool) -> None:
+        params, opt_state, best_params, p = state
+        epochs = len(run.losses)
+        if not run.finite:
             raise ValueError(
                 f"training diverged: the loss or a parameter became NaN or Inf in epoch "
                 f"{len(self.loss_curve_) + epochs}; lower learning_rate_init (now "
                 f"{self.learning_rate_init!r}) or scale the features"
             )
-        losses = [float(x) for x in result.losses[:epochs]]
-        self.loss_curve_ += losses
+        self.loss_curve_ += run.losses
         self.n_iter_ = epochs
         self.t_ += epochs * m
-        self.loss_ = losses[-1]
-        p = result.progress
+        self.loss_ = run.losses[-1]
         self._progress = {
             "learning_rate": float(p.learning_rate),
             "no_improvement": int(p.no_improvement),
-            "epochs_drawn": int(p.epochs_drawn),
         }
-        params = result.params
         if self.early_stopping:
-            self.validation_scores_ += [float(x) for x in result.scores[:epochs]]
+            self.validation_scores_ += run.scores
             self.best_validation_score_ = float(p.best_score)
-            params = result.best_params
+            params = best_params
         else:
             self.best_loss_ = float(p.best_loss)
         self.coefs_ = [np.asarray(layer["W"]).T for layer in params]
         self.intercepts_ = [np.asarray(layer["b"])[:, 0] for layer in params]
-        self._opt_leaves = [np.asarray(x) for x in jax.tree.leaves(result.opt_state)]
+        self._opt_leaves = [np.asarray(x) for x in jax.tree.leaves(opt_state)]
         self.n_layers_ = len(self.coefs_) + 1
-        if self.verbose:
-            start = len(self.loss_curve_) - epochs
-            for i, loss in enumerate(losses, start=start + 1):
-                print(f"Iteration {i}, loss = {loss:.8f}")
-        if not incremental and epochs == self.max_iter and not bool(result.stopped):
+        if self.verbose:  # scikit-learn's lines, after the run (one program) returns
+            for i, loss in enumerate(run.losses):
+                print(f"Iteration {i + 1}, loss = {loss:.8f}")
+                if self.early_stopping:
+                    print(f"Validation score: {run.scores[i]:f}")
+        if not incremental and epochs == self.max_iter and not run.stopped:
             warnings.warn(
                 f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and the "
                 "optimization hasn't converged yet.",
@@ -341,6 +357,24 @@ class _BaseMLP(BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True
         return tags
+
+
+def _no_sample_weight(sample_weight) -> None:
+    if sample_weight is not None:
+        raise ValueError(
+            "sample_weight is not offered by jaxnn.sklearn (scikit-learn's check that weights "
+            "equal repeated rows cannot hold for shuffled minibatches); pass None"
+        )
+
+
+@dataclasses.dataclass
+class _Run:
+    """What the calls of one fit gathered: each epoch's loss and validation score."""
+
+    losses: list
+    scores: list
+    stopped: bool  # the stopping rule ended the run
+    finite: bool  # no loss or parameter became NaN or Inf
 
 
 def _init(random_state, sizes, activation: str, dtype) -> list:
@@ -388,10 +422,12 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         self._check_params()
         return self._fit(*self._targets(X, y, incremental=False), incremental=False)
 
-    def partial_fit(self, X, y, classes=None):
+    def partial_fit(self, X, y, sample_weight=None, classes=None):
         """One epoch on ``(X, y)``, continuing from the last call; ``classes`` (every label
-        there will be) is required on the first call, as in scikit-learn."""
+        there will be) is required on the first call, as in scikit-learn.
+        ``sample_weight`` is not offered (None only)."""
         self._check_params()
+        _no_sample_weight(sample_weight)
         if not hasattr(self, "classes_"):
             multilabel = type_of_target(y).startswith("multilabel")
             if classes is None and not multilabel:
@@ -453,10 +489,11 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 class MLPRegressor(RegressorMixin, _BaseMLP):
     """scikit-learn's ``MLPRegressor``, trained by jaxnn's hand-derived backpropagation.
 
-    Identity outputs with the squared error (C1, F3), one or several targets. jaxnn's
-    squared error sums over the outputs (the seed's 1/2 sum_j); scikit-learn's also
-    divides by the number of outputs, so with several targets the loss and its
-    gradient are that many times scikit-learn's. Parameters as ``MLPClassifier``'s.
+    Identity outputs with the squared error (C1, F3), one or several targets; ``loss``
+    is ``"squared_error"`` only (scikit-learn 1.9's first parameter; its ``"poisson"``
+    is not offered). The gradient is of the seed's 1/2 sum over the outputs, as
+    scikit-learn's; ``loss_curve_`` divides that term by the number of outputs, as
+    scikit-learn reports it. Other parameters as ``MLPClassifier``'s.
 
     Example:
       >>> from sklearn.datasets import load_diabetes
@@ -467,15 +504,74 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
       True
     """
 
+    def __init__(
+        self,
+        loss="squared_error",
+        hidden_layer_sizes=(100,),
+        activation="relu",
+        *,
+        solver="adam",
+        alpha=0.0001,
+        batch_size="auto",
+        learning_rate="constant",
+        learning_rate_init=0.001,
+        power_t=0.5,
+        max_iter=200,
+        shuffle=True,
+        random_state=None,
+        tol=1e-4,
+        verbose=False,
+        warm_start=False,
+        momentum=0.9,
+        nesterovs_momentum=True,
+        early_stopping=False,
+        validation_fraction=0.1,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-8,
+        n_iter_no_change=10,
+        max_fun=15000,
+        gradients="hand",
+    ):
+        self.loss = loss
+        super().__init__(
+            hidden_layer_sizes,
+            activation,
+            solver=solver,
+            alpha=alpha,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            learning_rate_init=learning_rate_init,
+            power_t=power_t,
+            max_iter=max_iter,
+            shuffle=shuffle,
+            random_state=random_state,
+            tol=tol,
+            verbose=verbose,
+            warm_start=warm_start,
+            momentum=momentum,
+            nesterovs_momentum=nesterovs_momentum,
+            early_stopping=early_stopping,
+            validation_fraction=validation_fraction,
+            beta_1=beta_1,
+            beta_2=beta_2,
+            epsilon=epsilon,
+            n_iter_no_change=n_iter_no_change,
+            max_fun=max_fun,
+            gradients=gradients,
+        )
+
     def fit(self, X, y):
         """Train on ``X`` ``(n_samples, n_features)`` and targets ``y`` ``(n_samples,)`` or
         ``(n_samples, n_targets)``; returns self."""
         self._check_params()
         return self._fit(*self._targets(X, y, incremental=False), incremental=False)
 
-    def partial_fit(self, X, y):
-        """One epoch on ``(X, y)``, continuing from the last call."""
+    def partial_fit(self, X, y, sample_weight=None):
+        """One epoch on ``(X, y)``, continuing from the last call. ``sample_weight`` is not
+        offered (None only)."""
         self._check_params()
+        _no_sample_weight(sample_weight)
         return self._fit(*self._targets(X, y, incremental=True), incremental=True)
 
     def _targets(self, X, y, incremental: bool):

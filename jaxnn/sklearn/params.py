@@ -2,6 +2,7 @@
 tables that map scikit-learn's choices onto jaxnn's."""
 
 import numbers
+from typing import Any
 
 import numpy as np
 from scipy.special import expit, softmax
@@ -48,7 +49,7 @@ def _choice(name: str, value, valid) -> None:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, valid))}; got {value!r}")
 
 
-def hidden_sizes(sizes) -> tuple[int, ...]:
+def hidden_sizes(sizes: Any) -> tuple[int, ...]:
     """``hidden_layer_sizes`` as a tuple of ints >= 1 (an int is one layer), or a ValueError
     naming the entry."""
     sizes = (sizes,) if _is_int(sizes) else sizes
@@ -67,6 +68,11 @@ def hidden_sizes(sizes) -> tuple[int, ...]:
 def check(settings: dict) -> None:
     """Raise a ValueError naming the first parameter of ``settings`` (``get_params()``)
     that is out of its range, with the valid choices."""
+    if settings.get("loss", "squared_error") != "squared_error":
+        raise ValueError(
+            f"loss must be 'squared_error' (the only loss of jaxnn.sklearn's regressor), got "
+            f"{settings['loss']!r}"
+        )
     if settings["solver"] == "lbfgs":
         raise ValueError(
             "solver='lbfgs' is not offered by jaxnn.sklearn (a full-batch quasi-Newton "

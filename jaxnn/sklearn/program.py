@@ -14,12 +14,14 @@ function, so a fit costs one dispatch whatever its number of epochs, and
   network, the solver, the batch's shape, the number of steps per epoch.
 
 An epoch (scikit-learn's ``_fit_stochastic``): a permutation of the m real
-examples (or their order, ``shuffle=False``), ``ceil(m / B)`` batches of it, the
+examples drawn from scikit-learn's random stream (``shuffled_orders``; their order
+with ``shuffle=False``), ``ceil(m / B)`` batches of it, the
 last one partial; each batch one step of the weighted cost (C-W) with weight
 decay (C-L2) and its hand gradient (BP1-W), BP2-BP4, (BP4-L2), or
 ``jax.value_and_grad`` of the same cost with ``gradients="autodiff"``. The epoch's
 loss is the mean of the batch costs weighted by their sizes, as scikit-learn's
-``loss_curve_``. After each epoch the stopping rule of scikit-learn's
+``loss_curve_`` (whose squared error is also divided by the number of outputs: its
+gradient is not, so the steps are the same). After each epoch the stopping rule of scikit-learn's
 ``_update_no_improvement_count`` and ``trigger_stopping``: the training loss (or,
 with early stopping, the validation score) must improve by ``tol`` within
 ``n_iter_no_change`` epochs, else the run stops (``learning_rate="adaptive"``:
@@ -38,11 +40,13 @@ from jax import lax
 from jaxnn import optim
 from jaxnn.metrics import metrics
 from jaxnn.network import Network, Params, forward_unchecked
+from jaxnn.regularization import l2_penalty
 from jaxnn.steps import GRADIENTS
 from jaxnn.weighted import value_and_backprop_weighted, weighted_cost
 
 __all__ = [
     "CPU_COMPILER_OPTIONS",
+    "ORDER_ENTRIES",
     "PAD",
     "SCHEDULES",
     "SOLVERS",
@@ -55,12 +59,16 @@ __all__ = [
     "padded_size",
     "run",
     "run_jit",
+    "shuffled_orders",
     "zero_state",
 ]
 
 SOLVERS = ("adam", "sgd", "rmsprop")
 SCHEDULES = ("constant", "invscaling", "adaptive")  # scikit-learn's learning_rate, for sgd
 PAD = 32  # the fewest rows a padded set has (``padded_size``)
+# The most row indices (epochs x padded rows) one call takes in ``orders``: 128 MiB of
+# int32. A longer fit of a large set runs as several calls of up to that many epochs.
+ORDER_ENTRIES = 2**25
 ADAPTIVE_FLOOR = 1e-6  # learning_rate="adaptive" stops once the rate is at or below this
 ADAPTIVE_FACTOR = 5.0  # ... and divides it by this each time the loss stalls
 
@@ -102,7 +110,6 @@ class Progress(NamedTuple):
     best_loss: float  # lowest training loss so far (inf at the start)
     best_score: float  # highest validation score so far (-inf at the start)
     no_improvement: int  # epochs in a row without an improvement by tol
-    epochs_drawn: int  # epochs run since the first fit: epoch e is shuffled by fold_in(key, e)
     samples: float  # t_, examples seen since the first fit (invscaling's time step)
 
 
@@ -127,6 +134,25 @@ def padded_size(m: int) -> int:
     if m > 2**16:
         return -(-m // 2**12) * 2**12
     return max(PAD, 1 << (m - 1).bit_length())
+
+
+def shuffled_orders(
+    random_state: np.random.RandomState, order: np.ndarray, rows: int, epochs: int
+) -> np.ndarray:
+    """The order of the rows in each of ``epochs`` epochs, ``(epochs, rows)`` int32, drawn
+    as scikit-learn's ``_fit_stochastic`` draws them: each epoch shuffles the last
+    epoch's ``order`` (of the m real rows) by ``random_state.shuffle`` of ``arange(m)``
+    (``sklearn.utils.shuffle``), so a ``random_state`` gives scikit-learn's batches. The
+    padding rows ``m .. rows - 1`` follow in every epoch."""
+    m = len(order)
+    orders = np.empty((epochs, rows), np.int32)
+    orders[:, m:] = np.arange(m, rows)
+    for e in range(epochs):
+        idx = np.arange(m)
+        random_state.shuffle(idx)
+        order = order[idx]
+        orders[e, :m] = order
+    return orders
 
 
 def capacity(max_iter: int) -> int:
@@ -182,18 +208,13 @@ def _score(params, X, Y, w, m, net: Network) -> jax.Array:
     return jnp.sum(w * right) / m
 
 
-def _epoch(static: Static, hyper: Hyper, state, X, Y, m, key):
+def _epoch(static: Static, hyper: Hyper, state, X, Y, m, order):
     """One epoch: ``(params, opt_state, loss)``; see the module docstring."""
     params, opt_state, learning_rate = state
     B, n_pad = static.batch, X.shape[0]
     value_and_grad = _value_and_grad(static)
     optimizer = make_optimizer(static, hyper)
     scale = learning_rate / hyper.learning_rate_init  # a_t / a_0: 1 but for sgd's schedules
-    rows = jnp.arange(n_pad)
-    if static.shuffle:  # a uniform permutation of the real rows, then the padding
-        order = jnp.argsort(jnp.where(rows < m, jax.random.uniform(key, (n_pad,)), 2.0))
-    else:
-        order = rows
     order = jnp.concatenate([order, jnp.full((static.steps * B - n_pad,), n_pad - 1)])
     n_batches = -(-m // B)
 
@@ -203,6 +224,9 @@ def _epoch(static: Static, hyper: Hyper, state, X, Y, m, key):
             idx = lax.dynamic_slice(order, (k * B,), (B,))
             w = (k * B + jnp.arange(B) < m).astype(X.dtype)  # (BP1-W): the partial batch
             c, grads = value_and_grad(params, X[idx].T, Y[idx].T, w, static.net, hyper.alpha)
+            if static.net.loss == "mse":  # scikit-learn reports the squared error per output
+                penalty = l2_penalty(params, jnp.sum(w), hyper.alpha)  # (C-L2)
+                c = (c - penalty) / static.net.sizes[-1] + penalty
             if static.schedule != "constant":
                 grads = jax.tree.map(lambda g: g * scale.astype(g.dtype), grads)
             updates, opt_state = optimizer.update(grads, opt_state, params)
@@ -231,14 +255,15 @@ def run(
     X_val: jax.Array,
     Y_val: jax.Array,
     m_val: int | jax.Array,
-    key: jax.Array,
+    orders: jax.Array,
 ) -> Result:
     """Up to ``hyper.epochs`` epochs from ``params``; see the module docstring.
 
     ``X`` ``(padded m, n_x)`` and ``Y`` ``(padded m, n_L)``: rows, one example each,
     the first m real; the same for the validation set (ignored unless
-    ``static.early_stopping``). ``key``: the shuffling key; epoch e of the whole
-    history is shuffled with ``fold_in(key, e)``.
+    ``static.early_stopping``). ``orders`` ``(capacity, padded m)``: row e the order
+    in which epoch e of this call takes the rows (``shuffled_orders``), unused unless
+    ``static.shuffle``.
     """
     dtype = X.dtype
     w_val = (jnp.arange(X_val.shape[0]) < m_val).astype(dtype)
@@ -250,9 +275,9 @@ def run(
 
     def body(carry):
         params, opt_state, best, p, losses, scores, e, _, _ = carry
-        ekey = jax.random.fold_in(key, p.epochs_drawn)
+        order = orders[e] if static.shuffle else jnp.arange(X.shape[0])
         params, opt_state, loss = _epoch(
-            static, hyper, (params, opt_state, p.learning_rate), X, Y, m, ekey
+            static, hyper, (params, opt_state, p.learning_rate), X, Y, m, order
         )
         samples = p.samples + m
         if static.early_stopping:  # _update_no_improvement_count, on the validation score
@@ -285,7 +310,6 @@ def run(
             jnp.asarray(best_loss, dtype),
             jnp.asarray(best_score, dtype),
             no_improvement.astype(p.no_improvement.dtype),
-            p.epochs_drawn + 1,
             samples,
         )
         losses, scores = losses.at[e].set(loss), scores.at[e].set(score)

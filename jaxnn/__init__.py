@@ -1,8 +1,10 @@
 """jaxnn: dense networks in JAX with hand-derived backpropagation, verified against jax.grad.
 
 Parameters are plain pytrees: ``params[l]`` is ``{"W": (n^[l+1], n^[l]), "b": (n^[l+1], 1)}``,
-layer ``l + 1`` of the seeds' 1-based math. Inputs are ``(n_x, m)``, one example per column;
-``jaxnn.rows`` takes ``(m, n_x)``, one per row, with the same parameters.
+layer ``l + 1`` of the seeds' 1-based math (``b`` may be ``(n^[l+1],)``, as Flax and
+Equinox hold it; ``from_flax``, ``from_equinox`` convert their parameters). Inputs are
+``(n_x, m)``, one example per column; ``jaxnn.rows`` takes ``(m, n_x)``, one per row,
+with the same parameters.
 
 The package, from the bottom up (imports only ever point down this list):
 
@@ -12,8 +14,9 @@ The package, from the bottom up (imports only ever point down this list):
   decay: (C-L2), (BP4-L2)), ``weighted`` (a weighted mean cost: (C-W), (BP1-W)),
   ``hand_gradients``
   (``jax.custom_vjp``: the cost, and the network as a block of any model),
-  ``rows`` (the same for ``(m, n)`` data, one example per row), ``per_example``
-  (per-example gradients, norms and clipping from the deltas), ``sharding``
+  ``per_example`` (per-example gradients, norms and clipping from the deltas),
+  ``rows`` (the same for ``(m, n)`` data, one example per row), ``interop``
+  (Flax and Equinox parameters as jaxnn's, and back), ``sharding``
   (sums over examples on any mesh), ``optim`` (optax transformations, on any pytree);
 * training: ``steps`` (step and epoch), ``metrics`` (cost and task metrics on any
   mesh), ``parallel`` (meshes), ``distributed`` (several processes: jax.distributed,
@@ -46,6 +49,10 @@ from jaxnn.backpropagation import output_delta as output_delta
 from jaxnn.backpropagation import value_and_backprop as value_and_backprop
 from jaxnn.hand_gradients import cost_with_hand_gradients as cost_with_hand_gradients
 from jaxnn.hand_gradients import network_with_hand_gradients as network_with_hand_gradients
+from jaxnn.interop import from_equinox as from_equinox
+from jaxnn.interop import from_flax as from_flax
+from jaxnn.interop import to_equinox as to_equinox
+from jaxnn.interop import to_flax as to_flax
 from jaxnn.network import Cache as Cache
 from jaxnn.network import Network as Network
 from jaxnn.network import Params as Params
@@ -57,6 +64,7 @@ from jaxnn.network import predict as predict
 from jaxnn.per_example import clipped_mean_grads as clipped_mean_grads
 from jaxnn.per_example import per_example_grad_norms as per_example_grad_norms
 from jaxnn.per_example import per_example_grads as per_example_grads
+from jaxnn.validation import checked as checked
 
 __version__ = "0.1.0"
 
@@ -98,11 +106,14 @@ __all__ = [
     "backprop",
     "backward",
     "check_gradients",
+    "checked",
     "clipped_mean_grads",
     "cost",
     "cost_with_hand_gradients",
     "forward",
     "forward_unchecked",
+    "from_equinox",
+    "from_flax",
     "init_params",
     "load_run",
     "locate_fault",
@@ -115,6 +126,8 @@ __all__ = [
     "predict",
     "rows",
     "taylor_test",
+    "to_equinox",
+    "to_flax",
     "value_and_backprop",
     *_LAZY_MODULES,
 ]

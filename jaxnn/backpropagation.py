@@ -27,7 +27,15 @@ from jax import lax
 from jax.typing import ArrayLike
 
 from jaxnn import activations, losses
-from jaxnn.network import Cache, Network, Params, check_inputs, forward_unchecked, output_cost
+from jaxnn.network import (
+    Cache,
+    Network,
+    Params,
+    bias_like,
+    check_inputs,
+    forward_unchecked,
+    output_cost,
+)
 from jaxnn.sharding import sum_over_examples
 
 __all__ = [
@@ -105,13 +113,14 @@ def propagate(
 
 
 def layer_grads(params: Params, cache: Cache, deltas: list[jax.Array]) -> Params:
-    """BP3 and BP4 from every layer's delta, in the params' container and dtypes."""
+    """BP3 and BP4 from every layer's delta, in the params' container, shapes and dtypes
+    (a bias held as ``(n,)`` gets a ``(n,)`` gradient)."""
     # Cast to the params' dtypes, as jax.grad does: float32 params with float64 data
     # (x64 on) must not get float64 gradients, which would promote them on update.
     grads = [
         {
             "W": sum_over_examples(delta, A_prev, 1).astype(layer["W"].dtype),  # (BP4)
-            "b": jnp.sum(delta, axis=1, keepdims=True).astype(layer["b"].dtype),  # (BP3)
+            "b": bias_like(jnp.sum(delta, axis=1), layer["b"]),  # (BP3), in b's own shape
         }
         for layer, delta, A_prev in zip(params, deltas, cache.A, strict=False)
     ]
@@ -183,7 +192,9 @@ def value_and_backprop(
       params: one ``{"W", "b"}`` dict per layer (see ``init_params``).
       X: ``(n_x, m)`` inputs, one example per column (a vector: one example).
       Y: ``(n_L, m)`` targets; for softmax with cross-entropy, or integer class
-        labels of shape ``(m,)``.
+        labels of shape ``(m,)``. For one example (a vector X): ``(n_L,)``, or a
+        scalar (a class label; the target when n_L = 1), so ``jax.vmap`` over
+        examples gives per-example gradients.
       net: the ``Network``.
       fused: use the closed form of delta^[L] (F1-F3) where one exists; False
         always goes through BP1, G (.) sigma'(Z^[L]) or, for softmax, the
@@ -193,7 +204,7 @@ def value_and_backprop(
       The scalar cost and gradients with exactly the params' structure, shapes
       and dtypes.
     """
-    X, Y = check_inputs(params, X, net, Y)
+    X, Y = check_inputs(params, X, net, Y, twin="jaxnn.rows.value_and_backprop")
     cache = forward_unchecked(params, X, net)
     return output_cost(cache, Y, net), backward(params, cache, Y, net, fused=fused).grads
 

@@ -61,6 +61,10 @@ from jaxnn.network import (
     output_cost,
 )
 
+# The row-layout counterparts, for error hints.
+_ROWS_COST = "jaxnn.rows.cost_with_hand_gradients"
+_ROWS_BLOCK = "jaxnn.rows.network_with_hand_gradients"
+
 __all__ = [
     "cost_with_hand_gradients",
     "cotangent_like",
@@ -154,11 +158,13 @@ def cost_with_hand_gradients(net: Network, fused: bool = True) -> Callable[..., 
 
     @jax.custom_vjp
     def cost(params, X, Y):
-        X2, Y2 = check_inputs(params, X, net, Y)
+        """The mean cost (C-M) of ``net`` on X ``(n_x, m)`` and Y ``(n_L, m)`` (or ``(m,)``
+        labels; one example: vectors); ``jax.grad`` runs BP1-BP4, not autodiff."""
+        X2, Y2 = check_inputs(params, X, net, Y, twin=_ROWS_COST)
         return output_cost(forward_unchecked(params, X2, net), Y2, net)
 
     def cost_fwd(params, X, Y):
-        X2, Y2 = check_inputs(params, X, net, Y)
+        X2, Y2 = check_inputs(params, X, net, Y, twin=_ROWS_COST)
         cache = forward_unchecked(params, X2, net)
         return output_cost(cache, Y2, net), (params, cache, X, Y, Y2)
 
@@ -183,7 +189,8 @@ def network_with_hand_gradients(net: Network) -> Callable[[Params, jax.Array], j
     loss) and ``jax.grad`` of the whole runs the hand formulas for its part.
 
     Args:
-      net: the ``Network``; its loss is not used (the cost is the caller's).
+      net: the ``Network``; its loss is not used (the cost is the caller's), so it may
+        be None: ``jaxnn.Network(sizes, activations)``.
 
     Returns:
       ``f(params, X)``, equal to ``jaxnn.predict(params, X, net)``: X is
@@ -200,12 +207,15 @@ def network_with_hand_gradients(net: Network) -> Callable[[Params, jax.Array], j
 
     @jax.custom_vjp
     def network(params, X):
-        X2, _ = check_inputs(params, X, net)
+        """A^[L] of ``net`` for X ``(n_x, m)``, one example per column (a vector: one
+        example, giving a vector); its VJP runs BP1 with the incoming cotangent
+        G = dC/dA^[L], then BP2-BP4 and dC/dX (BP2-X). Forward mode raises ``TypeError``."""
+        X2, _ = check_inputs(params, X, net, twin=_ROWS_BLOCK)
         A = forward_unchecked(params, X2, net).A[-1]
         return A[:, 0] if np.ndim(X) == 1 else A
 
     def network_fwd(params, X):
-        X2, _ = check_inputs(params, X, net)
+        X2, _ = check_inputs(params, X, net, twin=_ROWS_BLOCK)
         cache = forward_unchecked(params, X2, net)
         A = cache.A[-1]
         return (A[:, 0] if np.ndim(X) == 1 else A), (params, cache, X)

@@ -23,6 +23,7 @@ from jax.typing import ArrayLike
 from jaxnn import activations, losses
 from jaxnn.validation import (
     as_columns,
+    as_real_array,
     as_rows,
     check_int,
     check_key,
@@ -39,7 +40,9 @@ __all__ = [
     "Layer",
     "Network",
     "Params",
+    "bias_like",
     "check_inputs",
+    "column_bias",
     "cost",
     "forward",
     "forward_unchecked",
@@ -68,15 +71,19 @@ class Network:
       sizes: ``(n0, n1, ..., nL)``; n0 is the number of inputs n_x.
       activations: one name per layer (``len(sizes) - 1`` of them), from
         ``jaxnn.activations.ACTIVATIONS``.
-      loss: ``"mse"``, ``"binary_cross_entropy"`` or ``"cross_entropy"``.
+      loss: ``"mse"``, ``"binary_cross_entropy"`` or ``"cross_entropy"``; or None
+        (the default) for a network with no cost of its own, a block of a larger model
+        (``jaxnn.network_with_hand_gradients``, ``forward``, ``predict``), whose
+        ``cost`` and ``backprop`` raise a ValueError that says so.
 
     Example:
       >>> net = Network((64, 32, 10), ("relu", "softmax"), "cross_entropy")
+      >>> block = Network((64, 32, 10), ("relu", "linear"))  # no loss: a block
     """
 
     sizes: tuple[int, ...]
     activations: tuple[str, ...]
-    loss: str
+    loss: str | None = None
 
     def __post_init__(self):
         sizes, acts = self.sizes, self.activations
@@ -102,8 +109,8 @@ class Network:
                 activations.get(name)
             except ValueError as e:
                 raise ValueError(f"layer {l}: {e}") from None
-        loss = losses.get(self.loss)
-        if loss.outputs is not None and acts[-1] not in loss.outputs:
+        loss = losses.get(self.loss) if self.loss is not None else None
+        if loss is not None and loss.outputs is not None and acts[-1] not in loss.outputs:
             raise ValueError(
                 f"loss {self.loss!r} needs an output activation in {loss.outputs}, "
                 f"got {acts[-1]!r} for layer {len(acts)}"
@@ -231,29 +238,64 @@ LAYOUTS = ("columns", "rows")
 
 
 def check_inputs(
-    params: Any, X: ArrayLike, net: Network, Y: Any = _NO_TARGETS, *, layout: str = "columns"
+    params: Any,
+    X: ArrayLike,
+    net: Network,
+    Y: Any = _NO_TARGETS,
+    *,
+    layout: str = "columns",
+    twin: str | None = None,
 ) -> tuple[Any, Any]:
     """Validate params, X and Y before any math; return X and Y as 2-D arrays.
 
     ``layout="columns"`` (the seeds'): X is ``(n_x, m)`` and Y ``(n_L, m)``;
-    ``"rows"`` (``jaxnn.rows``): ``(m, n_x)`` and ``(m, n_L)``. A vector is one
-    example. For softmax with cross-entropy, Y may be integer class labels of
-    shape ``(m,)``, returned one-hot in the params' dtype (``jaxnn.validation.one_hot``).
-    Without Y (the forward pass) the second value is None; a Y given as None
-    is an error, as is a Y with no examples (the cost is a mean over m >= 1).
+    ``"rows"`` (``jaxnn.rows``): ``(m, n_x)`` and ``(m, n_L)``. A vector X is one
+    example, with a vector Y ``(n_L,)``, or a scalar: an integer class label for
+    softmax with cross-entropy, the target itself when n_L = 1 (so ``jax.vmap``
+    over examples works, as in Equinox). For softmax with cross-entropy, Y may be
+    integer class labels of shape ``(m,)``, returned one-hot in the params' dtype
+    (``jaxnn.validation.one_hot``). Without Y (the forward pass) the second value
+    is None; a Y given as None is an error, as is a Y with no examples (the cost
+    is a mean over m >= 1), and any Y for a network without a loss. ``twin``
+    names the caller's counterpart in the other layout, for the error hints.
     """
     _check_network(net)
     check_params(params, net.sizes)
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}; valid layouts: {LAYOUTS}")
     rows = layout == "rows"
-    as_2d = as_rows if rows else as_columns
+    as_2d = functools.partial(as_rows if rows else as_columns, twin=twin)
     examples = 0 if rows else 1  # the axis of examples
     X2 = as_2d(X, net.sizes[0], "X", "n_x")
     if Y is _NO_TARGETS:
         return X2, None
-    if is_labels(Y) and np.ndim(X) == 2:
-        if (net.activations[-1], net.loss) != ("softmax", "cross_entropy"):
+    if net.loss is None:
+        raise ValueError(
+            f"this network has no loss (loss=None, sizes {net.sizes}), so it has no cost: "
+            "it is a block (jaxnn.network_with_hand_gradients, predict, forward); give "
+            f"jaxnn.Network a loss, one of {tuple(losses.LOSSES)}, to take a cost or its gradients"
+        )
+    one_example = np.ndim(X) == 1
+    labels = (net.activations[-1], net.loss) == ("softmax", "cross_entropy")
+    if one_example and Y is not None and np.ndim(Y) == 0:
+        Y = as_real_array(Y, "Y")
+        if labels and is_labels(Y, ndim=0):
+            Y = jnp.reshape(Y, (1,))  # one example's label; one-hot below
+        elif net.sizes[-1] == 1 and not labels:
+            Y = jnp.reshape(Y, (1,))  # the one output's target
+        else:
+            raise ValueError(
+                f"Y has shape () and dtype {np.dtype(Y.dtype)}: one example's target is a "
+                f"vector ({net.sizes[-1]},) (n_L), or a scalar: an integer class label for "
+                "softmax with cross_entropy, or the target itself when n_L = 1; this "
+                f"network has {net.activations[-1]} with {net.loss} and n_L = {net.sizes[-1]}"
+            )
+        if labels:
+            dtype = params[-1]["W"].dtype
+            return X2, one_hot(Y, net.sizes[-1], dtype, axis=examples ^ 1, name="Y (class label)")
+        return X2, as_2d(Y, net.sizes[-1], "Y", "n_L")
+    if is_labels(Y) and not one_example:
+        if not labels:
             raise ValueError(
                 f"Y has shape {shape_of(Y)} and an integer dtype: class labels, which need a "
                 f"softmax output with cross_entropy; this network has "
@@ -287,6 +329,18 @@ def check_inputs(
     return X2, Y2
 
 
+def column_bias(b: jax.Array) -> jax.Array:
+    """b^[l] as the ``(n^[l], 1)`` column (F-Z) adds to every example: a bias held as
+    ``(n^[l],)`` (Flax's and Equinox's shape) gains its axis, ``(n^[l], 1)`` is as it is."""
+    return b if b.ndim == 2 else b[:, None]
+
+
+def bias_like(db: jax.Array, b: jax.Array) -> jax.Array:
+    """A bias gradient ``(n^[l], 1)`` or ``(n^[l],)`` in the shape and dtype of the bias
+    ``b`` it is for, as ``jax.grad`` returns it."""
+    return jnp.reshape(db, b.shape).astype(b.dtype)
+
+
 def forward_unchecked(params: Params, X: jax.Array, net: Network) -> Cache:
     """``forward`` without its input checks, for code that has checked them (or is traced).
 
@@ -294,7 +348,7 @@ def forward_unchecked(params: Params, X: jax.Array, net: Network) -> Cache:
     """
     Zs, As = [], [X]
     for l, (layer, act_name) in enumerate(zip(params, net.activations, strict=True)):
-        Z = layer["W"] @ As[l] + layer["b"]  # (F-Z)
+        Z = layer["W"] @ As[l] + column_bias(layer["b"])  # (F-Z)
         Zs.append(Z)
         As.append(activations.get(act_name).fn(Z))  # (F-A)
     return Cache(Zs, As)
@@ -306,13 +360,14 @@ def forward(params: Params, X: ArrayLike, net: Network) -> Cache:
     Equations (F-Z) and (F-A). Returns a ``Cache`` of the Z^[1..L] and the
     A^[0..L], with A^[0] = X. A vector X of length n_x is taken as one example.
     """
-    X, _ = check_inputs(params, X, net)
+    X, _ = check_inputs(params, X, net, twin="jaxnn.rows.forward")
     return forward_unchecked(params, X, net)
 
 
 def predict(params: Params, X: ArrayLike, net: Network) -> jax.Array:
     """A^[L], the network's output; a vector X gives a vector."""
-    A = forward(params, X, net).A[-1]
+    X2, _ = check_inputs(params, X, net, twin="jaxnn.rows.predict")
+    A = forward_unchecked(params, X2, net).A[-1]
     return A[:, 0] if np.ndim(X) == 1 else A
 
 
@@ -330,6 +385,8 @@ def cost(params: Params, X: ArrayLike, Y: ArrayLike, net: Network) -> jax.Array:
     cross-entropy, (C3) cross-entropy. Computed from Z^[L] through log-sigmoid
     or log-softmax, so it stays finite and exact for |Z| in the thousands.
     For softmax with cross-entropy, Y may be integer class labels of shape (m,).
+    One example: X a vector ``(n_x,)`` with Y ``(n_L,)`` or a scalar (a class
+    label, or the target when n_L = 1), so ``jax.vmap`` over examples works.
     """
-    X, Y = check_inputs(params, X, net, Y)
+    X, Y = check_inputs(params, X, net, Y, twin="jaxnn.rows.cost")
     return output_cost(forward_unchecked(params, X, net), Y, net)

@@ -21,37 +21,91 @@ n^[l] x n^[l-1]`` array; ``per_example_grads`` does, since that is what it
 returns. Derivations in ``docs/derivations.md``, "Per-example gradients".
 """
 
+from collections.abc import Sequence
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import ArrayLike
 
 from jaxnn.backpropagation import layer_grads, output_error, propagate
 from jaxnn.network import Cache, Network, Params, check_inputs, forward_unchecked
 
 __all__ = [
+    "check_max_norm",
+    "clip_scales",
     "clipped_mean_grads",
+    "grads_from_errors",
+    "norms_from_errors",
     "per_example_grad_norms",
     "per_example_grads",
 ]
 
 
 def _example_errors(
-    params: Params, X: ArrayLike, Y: ArrayLike, net: Network, fused: bool = True
+    params: Params, X: ArrayLike, Y: ArrayLike, net: Network, fused: bool, twin: str
 ) -> tuple[Cache, list[jax.Array]]:
     """``(cache, errors)``: the forward cache and every layer's e^[l] = dC_x/dZ^[l] per column."""
-    X, Y = check_inputs(params, X, net, Y)
+    X, Y = check_inputs(params, X, net, Y, twin=twin)
     cache = forward_unchecked(params, X, net)
     errors, _ = propagate(params, cache, output_error(cache, Y, net, fused=fused), net)
     return cache, errors
 
 
-def _norms_from_errors(cache: Cache, errors: list[jax.Array]) -> jax.Array:
-    """||g_x|| for every example x, shape (m,), from the errors and activations alone   (PE-N)."""
+def grads_from_errors(
+    params: Params, cache: Cache, errors: Sequence[jax.Array], examples: int = 1
+) -> Params:
+    """Every example's own gradient (PE-G) from its errors e^[l] and activations a^[l-1].
+
+    ``examples`` is the axis of examples in ``errors`` and ``cache.A``: 1 for
+    columns (this module), 0 for rows (``jaxnn.rows``). Each leaf gains a leading
+    axis m; a bias held as ``(n,)`` gets ``(m, n)``, one held as ``(n, 1)`` gets
+    ``(m, n, 1)``.
+    """
+    product = "im,jm->mij" if examples == 1 else "mi,mj->mij"
+    grads = [
+        {
+            "W": jnp.einsum(product, e, A_prev).astype(layer["W"].dtype),  # (PE-G)
+            "b": jnp.reshape(  # (PE-G), each example's e_x in b's own shape
+                jnp.moveaxis(e, examples, 0), (e.shape[examples], *layer["b"].shape)
+            ).astype(layer["b"].dtype),
+        }
+        for layer, e, A_prev in zip(params, errors, cache.A, strict=False)
+    ]
+    return tuple(grads) if isinstance(params, tuple) else grads
+
+
+def norms_from_errors(cache: Cache, errors: Sequence[jax.Array], examples: int = 1) -> jax.Array:
+    """||g_x|| for every example x, shape (m,), from the errors and activations alone   (PE-N).
+
+    ``examples``: the axis of examples, as in ``grads_from_errors``.
+    """
+    units = 1 - examples
     squared = sum(
-        jnp.sum(e * e, axis=0) * (jnp.sum(A_prev * A_prev, axis=0) + 1)  # (PE-N)
+        jnp.sum(e * e, axis=units) * (jnp.sum(A_prev * A_prev, axis=units) + 1)  # (PE-N)
         for e, A_prev in zip(errors, cache.A, strict=False)
     )
     return jnp.sqrt(squared)
+
+
+def check_max_norm(max_norm: float | jax.Array) -> None:
+    """Raise ValueError unless ``max_norm`` is a positive number (a traced one passes)."""
+    if isinstance(max_norm, jax.core.Tracer):
+        return
+    try:
+        number = not isinstance(max_norm, (str, bytes)) and np.ndim(max_norm) == 0
+        positive = number and float(max_norm) > 0
+    except (TypeError, ValueError):
+        positive = False
+    if not positive:
+        raise ValueError(f"max_norm must be a positive number, got {max_norm!r}")
+
+
+def clip_scales(norms: jax.Array, max_norm: float | jax.Array) -> jax.Array:
+    """s_x / m for every example, (PE-C): s_x = min(1, max_norm / ||g_x||), 1 for g_x = 0."""
+    m = norms.shape[0]
+    safe = jnp.where(norms > 0, norms, 1)
+    return jnp.where(norms > max_norm, max_norm / safe, 1) / m  # (PE-C): s_x / m
 
 
 def per_example_grads(
@@ -60,18 +114,12 @@ def per_example_grads(
     """Each example's own gradient: the params' structure, every leaf with a leading axis m.
 
     Leaf ``[l]["W"][x]`` is dC_x/dW^[l+1] = e_x a_x^T and ``[l]["b"][x]`` is
-    dC_x/db^[l+1] = e_x (PE-G), with C_x example x's cost; their mean over x is
-    ``jaxnn.backprop``'s result. X is ``(n_x, m)``, Y ``(n_L, m)`` or ``(m,)`` labels.
+    dC_x/db^[l+1] = e_x (PE-G), in the bias's own shape, with C_x example x's
+    cost; their mean over x is ``jaxnn.backprop``'s result. X is ``(n_x, m)``,
+    Y ``(n_L, m)`` or ``(m,)`` labels (``jaxnn.rows.per_example_grads`` takes rows).
     """
-    cache, errors = _example_errors(params, X, Y, net, fused)
-    grads = [
-        {
-            "W": jnp.einsum("im,jm->mij", e, A_prev).astype(layer["W"].dtype),  # (PE-G)
-            "b": e.T[:, :, None].astype(layer["b"].dtype),  # (PE-G)
-        }
-        for layer, e, A_prev in zip(params, errors, cache.A, strict=False)
-    ]
-    return tuple(grads) if isinstance(params, tuple) else grads
+    cache, errors = _example_errors(params, X, Y, net, fused, "jaxnn.rows.per_example_grads")
+    return grads_from_errors(params, cache, errors)
 
 
 def per_example_grad_norms(
@@ -82,8 +130,8 @@ def per_example_grad_norms(
     Equal to the norms of ``per_example_grads`` flattened, computed from one
     forward pass and BP1-BP2 (no BP4): ||e_x||^2 ||a_x||^2 per W, ||e_x||^2 per b.
     """
-    cache, errors = _example_errors(params, X, Y, net, fused)
-    return _norms_from_errors(cache, errors)
+    cache, errors = _example_errors(params, X, Y, net, fused, "jaxnn.rows.per_example_grad_norms")
+    return norms_from_errors(cache, errors)
 
 
 def clipped_mean_grads(
@@ -91,7 +139,7 @@ def clipped_mean_grads(
     X: ArrayLike,
     Y: ArrayLike,
     net: Network,
-    max_norm: float,
+    max_norm: float | jax.Array,
     *,
     fused: bool = True,
 ) -> Params:
@@ -104,17 +152,14 @@ def clipped_mean_grads(
     ``max_norm`` at least every ||g_x||, this is ``jaxnn.backprop``'s result.
 
     Args:
-      params, X, Y, net: as ``jaxnn.backprop``.
+      params, X, Y, net: as ``jaxnn.backprop`` (``jaxnn.rows.clipped_mean_grads``
+        takes rows).
       max_norm: the clipping norm C > 0 (a Python number, or an array under jit).
       fused: as ``jaxnn.backprop``.
     """
-    if not isinstance(max_norm, jax.core.Tracer) and not float(max_norm) > 0:
-        raise ValueError(f"max_norm must be a positive number, got {max_norm!r}")
-    cache, errors = _example_errors(params, X, Y, net, fused)
-    norms = _norms_from_errors(cache, errors)
-    m = norms.shape[0]
-    safe = jnp.where(norms > 0, norms, 1)
-    scale = jnp.where(norms > max_norm, max_norm / safe, 1) / m  # (PE-C): s_x / m
+    check_max_norm(max_norm)
+    cache, errors = _example_errors(params, X, Y, net, fused, "jaxnn.rows.clipped_mean_grads")
+    scale = clip_scales(norms_from_errors(cache, errors), max_norm)  # (PE-C): s_x / m
     return layer_grads(
         params, cache, [e * scale[None, :] for e in errors]
     )  # (BP3), (BP4) of (PE-C)

@@ -35,13 +35,20 @@ from jax.typing import ArrayLike
 from jaxnn import activations, losses
 from jaxnn.backpropagation import Backward
 from jaxnn.hand_gradients import cotangent_like, reverse_mode_only, scale_grads, target_grad
-from jaxnn.network import Cache, Network, Params, check_inputs
+from jaxnn.network import Cache, Network, Params, bias_like, check_inputs
+from jaxnn.per_example import (
+    check_max_norm,
+    clip_scales,
+    grads_from_errors,
+    norms_from_errors,
+)
 from jaxnn.sharding import sum_over_examples
 
 __all__ = [
     "backprop",
     "backward",
     "backward_from",
+    "clipped_mean_grads",
     "cost",
     "cost_with_hand_gradients",
     "forward",
@@ -50,19 +57,36 @@ __all__ = [
     "network_with_hand_gradients",
     "output_cost",
     "output_error",
+    "per_example_grad_norms",
+    "per_example_grads",
     "predict",
     "propagate",
+    "row_bias",
     "value_and_backprop",
 ]
 
 _UNITS = 1  # the axis of units in a row-layout array; examples are on axis 0
+# The column-layout counterparts of the hand-gradient functions, for error hints.
+_COLUMNS_COST = "jaxnn.cost_with_hand_gradients"
+_COLUMNS_BLOCK = "jaxnn.network_with_hand_gradients"
+
+
+def __dir__() -> list[str]:
+    """The module's public names only (``__all__``), not what it imports."""
+    return sorted(__all__)
+
+
+def row_bias(b: jax.Array) -> jax.Array:
+    """b^[l]^T as the ``(1, n^[l])`` row (F-Z-R) adds to every example, from a bias held
+    as ``(n^[l], 1)`` or as ``(n^[l],)`` (Flax's and Equinox's shape)."""
+    return b.T if b.ndim == 2 else b[None, :]
 
 
 def forward_unchecked(params: Params, X: jax.Array, net: Network) -> Cache:
     """``forward`` without its input checks; X must already be ``(m, n_x)``."""
     Zs, As = [], [X]
     for l, (layer, act_name) in enumerate(zip(params, net.activations, strict=True)):
-        Z = As[l] @ layer["W"].T + layer["b"].T  # (F-Z-R)
+        Z = As[l] @ layer["W"].T + row_bias(layer["b"])  # (F-Z-R)
         Zs.append(Z)
         As.append(activations.apply(activations.get(act_name), Z, axis=_UNITS))  # (F-A)
     return Cache(Zs, As)
@@ -71,13 +95,14 @@ def forward_unchecked(params: Params, X: jax.Array, net: Network) -> Cache:
 def forward(params: Params, X: ArrayLike, net: Network) -> Cache:
     """The forward pass for rows: ``Z^[l] = A^[l-1] W^[l]^T + b^[l]^T`` (F-Z-R), ``A^[l] =
     sigma(Z^[l])`` (F-A); the cache holds ``(m, n^[l])`` matrices, ``A[0]`` = X."""
-    X, _ = check_inputs(params, X, net, layout="rows")
+    X, _ = check_inputs(params, X, net, layout="rows", twin="jaxnn.forward")
     return forward_unchecked(params, X, net)
 
 
 def predict(params: Params, X: ArrayLike, net: Network) -> jax.Array:
     """A^[L], ``(m, n_L)``; a vector X (one example) gives a vector."""
-    A = forward(params, X, net).A[-1]
+    X2, _ = check_inputs(params, X, net, layout="rows", twin="jaxnn.predict")
+    A = forward_unchecked(params, X2, net).A[-1]
     return A[0] if np.ndim(X) == 1 else A
 
 
@@ -89,7 +114,7 @@ def output_cost(cache: Cache, Y: jax.Array, net: Network) -> jax.Array:
 
 def cost(params: Params, X: ArrayLike, Y: ArrayLike, net: Network) -> jax.Array:
     """``jaxnn.cost`` for ``(m, n_x)`` inputs and ``(m, n_L)`` targets (or ``(m,)`` labels)."""
-    X, Y = check_inputs(params, X, net, Y, layout="rows")
+    X, Y = check_inputs(params, X, net, Y, layout="rows", twin="jaxnn.cost")
     return output_cost(forward_unchecked(params, X, net), Y, net)
 
 
@@ -120,11 +145,11 @@ def propagate(
 
 
 def layer_grads(params: Params, cache: Cache, deltas: list[jax.Array]) -> Params:
-    """BP3 and BP4 for rows, in the params' container and dtypes."""
+    """BP3 and BP4 for rows, in the params' container, shapes and dtypes."""
     grads = [
         {
             "W": sum_over_examples(delta, A_prev, 0).astype(layer["W"].dtype),  # (BP4-R)
-            "b": jnp.sum(delta, axis=0)[:, None].astype(layer["b"].dtype),  # (BP3-R)
+            "b": bias_like(jnp.sum(delta, axis=0), layer["b"]),  # (BP3-R), in b's own shape
         }
         for layer, delta, A_prev in zip(params, deltas, cache.A, strict=False)
     ]
@@ -150,7 +175,7 @@ def value_and_backprop(
 ) -> tuple[jax.Array, Params]:
     """``(cost, grads)`` for rows: ``jaxnn.value_and_backprop`` with X ``(m, n_x)`` and Y
     ``(m, n_L)`` or ``(m,)`` labels. The gradients have the params' structure and shapes."""
-    X, Y = check_inputs(params, X, net, Y, layout="rows")
+    X, Y = check_inputs(params, X, net, Y, layout="rows", twin="jaxnn.value_and_backprop")
     cache = forward_unchecked(params, X, net)
     return output_cost(cache, Y, net), backward(params, cache, Y, net, fused=fused).grads
 
@@ -160,6 +185,51 @@ def backprop(
 ) -> Params:
     """Gradients of ``jaxnn.rows.cost`` by BP1-BP4 for rows; see ``value_and_backprop``."""
     return value_and_backprop(params, X, Y, net, fused=fused)[1]
+
+
+def _example_errors(
+    params: Params, X: ArrayLike, Y: ArrayLike, net: Network, fused: bool, twin: str
+) -> tuple[Cache, list[jax.Array]]:
+    """``(cache, errors)`` for rows: every layer's e^[l], row x = dC_x/dz^[l] (no 1/m)."""
+    X, Y = check_inputs(params, X, net, Y, layout="rows", twin=twin)
+    cache = forward_unchecked(params, X, net)
+    errors, _ = propagate(params, cache, output_error(cache, Y, net, fused=fused), net)
+    return cache, errors
+
+
+def per_example_grads(
+    params: Params, X: ArrayLike, Y: ArrayLike, net: Network, *, fused: bool = True
+) -> Params:
+    """``jaxnn.per_example_grads`` for rows: each example's own gradient (PE-G), every leaf
+    with a leading axis m, from X ``(m, n_x)`` and Y ``(m, n_L)`` or ``(m,)`` labels."""
+    cache, errors = _example_errors(params, X, Y, net, fused, "jaxnn.per_example_grads")
+    return grads_from_errors(params, cache, errors, examples=0)  # (PE-G), rows
+
+
+def per_example_grad_norms(
+    params: Params, X: ArrayLike, Y: ArrayLike, net: Network, *, fused: bool = True
+) -> jax.Array:
+    """``jaxnn.per_example_grad_norms`` for rows: each example's gradient norm, (m,)   (PE-N)."""
+    cache, errors = _example_errors(params, X, Y, net, fused, "jaxnn.per_example_grad_norms")
+    return norms_from_errors(cache, errors, examples=0)  # (PE-N), along each row
+
+
+def clipped_mean_grads(
+    params: Params,
+    X: ArrayLike,
+    Y: ArrayLike,
+    net: Network,
+    max_norm: float | jax.Array,
+    *,
+    fused: bool = True,
+) -> Params:
+    """``jaxnn.clipped_mean_grads`` for rows: the mean of the per-example gradients, each
+    clipped to L2 norm ``max_norm`` (PE-C), by scaling the rows of every delta before
+    (BP3-R) and (BP4-R); no per-example gradient is formed."""
+    check_max_norm(max_norm)
+    cache, errors = _example_errors(params, X, Y, net, fused, "jaxnn.clipped_mean_grads")
+    scale = clip_scales(norms_from_errors(cache, errors, examples=0), max_norm)  # (PE-C)
+    return layer_grads(params, cache, [e * scale[:, None] for e in errors])  # (BP3-R), (BP4-R)
 
 
 def cost_with_hand_gradients(net: Network, fused: bool = True) -> Callable[..., jax.Array]:
@@ -172,11 +242,13 @@ def cost_with_hand_gradients(net: Network, fused: bool = True) -> Callable[..., 
 
     @jax.custom_vjp
     def cost(params, X, Y):
-        X2, Y2 = check_inputs(params, X, net, Y, layout="rows")
+        """The mean cost (C-M) of ``net`` on rows X ``(m, n_x)`` and Y ``(m, n_L)`` (or
+        ``(m,)`` labels; one example: vectors); ``jax.grad`` runs (BP1-R)-(BP4-R)."""
+        X2, Y2 = check_inputs(params, X, net, Y, layout="rows", twin=_COLUMNS_COST)
         return output_cost(forward_unchecked(params, X2, net), Y2, net)
 
     def cost_fwd(params, X, Y):
-        X2, Y2 = check_inputs(params, X, net, Y, layout="rows")
+        X2, Y2 = check_inputs(params, X, net, Y, layout="rows", twin=_COLUMNS_COST)
         cache = forward_unchecked(params, X2, net)
         return output_cost(cache, Y2, net), (params, cache, X, Y, Y2)
 
@@ -199,12 +271,15 @@ def network_with_hand_gradients(net: Network) -> Callable[[Params, jax.Array], j
 
     @jax.custom_vjp
     def network(params, X):
-        X2, _ = check_inputs(params, X, net, layout="rows")
+        """A^[L] of ``net`` for rows X ``(m, n_x)`` (a vector: one example, giving a
+        vector); its VJP runs (BP1-R) with the incoming cotangent, then (BP2-R)-(BP4-R)
+        and (BP2-X-R). Forward mode raises ``TypeError``."""
+        X2, _ = check_inputs(params, X, net, layout="rows", twin=_COLUMNS_BLOCK)
         A = forward_unchecked(params, X2, net).A[-1]
         return A[0] if np.ndim(X) == 1 else A
 
     def network_fwd(params, X):
-        X2, _ = check_inputs(params, X, net, layout="rows")
+        X2, _ = check_inputs(params, X, net, layout="rows", twin=_COLUMNS_BLOCK)
         cache = forward_unchecked(params, X2, net)
         A = cache.A[-1]
         return (A[0] if np.ndim(X) == 1 else A), (params, cache, X)

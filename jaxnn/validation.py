@@ -6,11 +6,15 @@ imports nothing from jaxnn: it sits below the math so that every other module
 (network, training, tools, command line) can use it.
 """
 
+import contextvars
+import functools
+from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import checkify
 from numpy.typing import ArrayLike, DTypeLike
 
 __all__ = [
@@ -23,6 +27,7 @@ __all__ = [
     "check_key",
     "check_labels",
     "check_params",
+    "checked",
     "is_labels",
     "one_hot",
     "shape_of",
@@ -107,23 +112,25 @@ def check_finite(x: ArrayLike, name: str, rows: str = "feature", note: str = "")
         )
 
 
-def as_columns(X: Any, n: int, name: str, symbol: str) -> Any:
+def as_columns(X: Any, n: int, name: str, symbol: str, twin: str | None = None) -> Any:
     """X as a 2-D ``(n, m)`` array of real numbers; a vector of length n is one example, (n, 1).
 
     Lists become NumPy arrays; other dtypes than float, int and bool (object,
     string, complex) are a ValueError, as is any other shape, with a hint when
-    the array looks transposed.
+    the array looks transposed. ``twin``, the dotted name of the caller's
+    row-layout counterpart (such as ``"jaxnn.rows.cost"``), joins that hint.
     """
-    return _as_examples(X, n, name, symbol, rows=False)
+    return _as_examples(X, n, name, symbol, rows=False, twin=twin)
 
 
-def as_rows(X: Any, n: int, name: str, symbol: str) -> Any:
+def as_rows(X: Any, n: int, name: str, symbol: str, twin: str | None = None) -> Any:
     """X as a 2-D ``(m, n)`` array of real numbers, one example per row (``jaxnn.rows``);
-    a vector of length n is one example, (1, n). Otherwise as ``as_columns``."""
-    return _as_examples(X, n, name, symbol, rows=True)
+    a vector of length n is one example, (1, n). Otherwise as ``as_columns`` (``twin``:
+    the caller's column-layout counterpart)."""
+    return _as_examples(X, n, name, symbol, rows=True, twin=twin)
 
 
-def _as_examples(X, n: int, name: str, symbol: str, rows: bool):
+def _as_examples(X, n: int, name: str, symbol: str, rows: bool, twin: str | None = None):
     """``as_columns`` (examples on axis 1) or ``as_rows`` (examples on axis 0)."""
     shape_m = f"m x {symbol}" if rows else f"{symbol} x m"
     if X is None:
@@ -142,16 +149,19 @@ def _as_examples(X, n: int, name: str, symbol: str, rows: bool):
             hint = (
                 "; examples go in rows here (jaxnn.rows), so transpose it"
                 if rows
-                else "; examples go in columns, so transpose it, or use jaxnn.rows"
+                else "; examples go in columns, so transpose it"
             )
+            if twin is not None:
+                hint += f", or call {twin}, which takes " + ("columns" if rows else "rows")
         raise ValueError(f"{name} has shape {shape}, the network expects {expect}{hint}")
     return X
 
 
-def is_labels(Y: Any) -> bool:
-    """Integer class labels: a 1-D array of integers, one per example."""
+def is_labels(Y: Any, ndim: int = 1) -> bool:
+    """Integer class labels: an array of integers with ``ndim`` axes, 1 for one label per
+    example, 0 for one example's label."""
     dtype = getattr(Y, "dtype", None)
-    return dtype is not None and len(shape_of(Y)) == 1 and jnp.issubdtype(dtype, jnp.integer)
+    return dtype is not None and len(shape_of(Y)) == ndim and jnp.issubdtype(dtype, jnp.integer)
 
 
 def check_labels(labels: ArrayLike, n_classes: int, name: str = "labels") -> np.ndarray:
@@ -216,6 +226,16 @@ def one_hot(
         n_classes = check_int(n_classes, "n_classes")
         hot = jax.nn.one_hot(labels, n_classes, dtype=dtype, axis=axis)
         valid = (labels >= 0) & (labels < n_classes) & (labels == jnp.round(labels))
+        if _CHECKING.get():  # inside jaxnn.checked: name the label instead of NaN
+            bad = ~valid
+            checkify.check(
+                ~jnp.any(bad),
+                f"{name} must be from 0 to {n_classes - 1} ({n_classes} classes); the first "
+                "that is not is label {label} (example {example}), {count} in all",
+                count=jnp.sum(bad),
+                label=labels[jnp.argmax(bad)],
+                example=jnp.argmax(bad),
+            )
         return jnp.where(jnp.expand_dims(valid, axis), hot, jnp.nan)
     values = check_labels(labels, n_classes, name)
     if isinstance(labels, jax.Array):  # keep it where it is
@@ -228,7 +248,8 @@ def check_params(params: Any, sizes: tuple) -> None:
     """Raise ValueError unless params has one {"W", "b"} per layer with the shapes of ``sizes``.
 
     Layer l (from 1) needs ``W`` of shape ``(n^[l], n^[l-1])`` and ``b`` of shape
-    ``(n^[l], 1)``, both floating-point arrays.
+    ``(n^[l], 1)`` or ``(n^[l],)`` (as Flax and Equinox hold biases), both
+    floating-point arrays. Gradients come back in each bias's own shape.
     """
     if not isinstance(params, (list, tuple)):
         raise ValueError(
@@ -241,14 +262,22 @@ def check_params(params: Any, sizes: tuple) -> None:
             got = sorted(layer) if isinstance(layer, dict) else type(layer).__name__
             raise ValueError(f"layer {l}: expected a dict with keys 'W' and 'b', got {got}")
         n_out, n_in = sizes[l], sizes[l - 1]
-        for name, want, what in (
-            ("W", (n_out, n_in), f"n^[{l}] x n^[{l - 1}]"),
-            ("b", (n_out, 1), f"n^[{l}] x 1"),
+        for name, wants, what in (
+            ("W", [(n_out, n_in)], f"n^[{l}] x n^[{l - 1}]"),
+            ("b", [(n_out, 1), (n_out,)], f"n^[{l}] x 1, or n^[{l}] as Flax and Equinox hold it"),
         ):
             got = shape_of(layer[name])
-            if got != want:
+            if got not in wants:
+                expects = " or ".join(str(w) for w in wants)
+                hint = ""
+                if name == "W" and got == (n_in, n_out):
+                    hint = (
+                        "; W is (out, in), so transpose it (Flax's kernel is (in, out): "
+                        "jaxnn.from_flax converts Flax parameters)"
+                    )
                 raise ValueError(
-                    f"layer {l}: {name} has shape {got}, the network expects {want} ({what})"
+                    f"layer {l}: {name} has shape {got}, the network expects {expects} "
+                    f"({what}){hint}"
                 )
             dtype = getattr(layer[name], "dtype", None)
             if dtype is None:  # a list: jnp would fail inside the matmul
@@ -271,3 +300,35 @@ def check_batch_size(batch_size: Any, m: int) -> None:
             f"batch size {batch_size} is larger than the training set ({m} examples); "
             f"use at most {m}"
         )
+
+
+# True while a function wrapped by ``checked`` is being traced: the traced checks
+# (``one_hot``'s labels) then add ``checkify.check``s. A context variable, set and
+# reset around the trace, so nothing outside that call sees it.
+_CHECKING = contextvars.ContextVar("jaxnn_checking", default=False)
+
+
+def checked(fn: Callable[..., Any]) -> Callable[..., tuple[checkify.Error, Any]]:
+    """``fn`` with jaxnn's checks of traced values on: ``(error, result)``, by ``checkify``.
+
+    Under ``jax.jit`` values cannot be inspected on the host, so an integer class
+    label out of range gives a NaN cost, not an error. Wrapped by ``checked``, any
+    jaxnn function (or a function calling them) returns a ``checkify.Error`` as well,
+    which names the first bad label and its example; ``error.throw()`` raises it as
+    a ``checkify.JaxRuntimeError``, ``error.get()`` gives the message or None. The
+    checks cost a reduction over the labels; without ``checked`` there are none.
+
+    Example:
+      >>> error, cost = jax.jit(jaxnn.checked(jaxnn.cost))(params, X, labels, net)
+      >>> error.throw()  # Y (class labels) must be from 0 to 9 (10 classes); the first ...
+    """
+
+    @functools.wraps(fn)
+    def with_checks(*args: Any, **kwargs: Any) -> Any:
+        token = _CHECKING.set(True)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            _CHECKING.reset(token)
+
+    return checkify.checkify(with_checks, errors=checkify.user_checks)

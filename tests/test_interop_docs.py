@@ -42,6 +42,9 @@ HARNESS = textwrap.dedent(
     assert leaf.sharding.is_fully_replicated, leaf.sharding
     assert scope["X_sharded"].sharding.shard_shape((64, 8)) == (16, 8)
     assert str(scope["mesh"].axis_types[0]).endswith("Explicit"), scope["mesh"].axis_types
+    # the Equinox MLP's hand gradients came back in its own tree; b is (out,).
+    assert scope["mlp_hand"].layers[0].bias.shape == (32,)
+    assert [p["b"].shape for p in scope["mlp_params"]] == [(32,), (3,)]
     # training happened in every framework.
     assert scope["eqx_costs"][-1] < scope["eqx_costs"][0]
     assert scope["nnx_costs"][-1] < scope["nnx_costs"][0]

@@ -305,7 +305,7 @@ BAD_NET = jaxnn.Network((3, 4, 2), ("tanh", "softmax"), "cross_entropy")
 def _bad_inputs():
     params, X, Y = data(BAD_NET, m=5)
     W1_wrong = [{"W": params[0]["W"].T, "b": params[0]["b"]}, params[1]]
-    b2_wrong = [params[0], {"W": params[1]["W"], "b": params[1]["b"][:, 0]}]
+    b2_wrong = [params[0], {"W": params[1]["W"], "b": params[1]["b"][:1]}]  # (2,) is fine
     return {
         "X-rows": (
             (params, X[:2], Y),
@@ -336,7 +336,8 @@ def _bad_inputs():
         ),
         "b-shape": (
             (b2_wrong, X, Y),
-            r"layer 2: b has shape \(2,\), the network expects \(2, 1\) \(n\^\[2\] x 1\)",
+            r"layer 2: b has shape \(1, 1\), the network expects \(2, 1\) or \(2,\) "
+            r"\(n\^\[2\] x 1, or n\^\[2\] as Flax and Equinox hold it\)",
         ),
     }
 

@@ -152,7 +152,7 @@ WORDS = {
     # parameters (PARAM_KINDS)
     "list_W": r"^layer 1: W is a list; parameters must be arrays",
     "int_W": r"^layer 1: W has dtype int64; parameters must be floating point",
-    "b_vector": r"^layer 2: b has shape \(2,\), the network expects \(2, 1\)",
+    "b_row": r"^layer 2: b has shape \(1, 2\), the network expects \(2, 1\) or \(2,\)",
     "W_transposed": r"^layer 1: W has shape \(3, 4\), the network expects \(4, 3\)",
     "missing_b": r"^layer 2: expected a dict with keys 'W' and 'b', got \['W'\]",
     "extra_layer": r"^params has 3 layers, the network has 2",
@@ -231,8 +231,8 @@ def param_variant(kind, rng):
         p[0]["W"] = p[0]["W"].tolist()
     elif kind == "int_W":
         p[0]["W"] = p[0]["W"].astype(int)
-    elif kind == "b_vector":
-        p[1]["b"] = p[1]["b"][:, 0]
+    elif kind == "b_row":  # (n,) and (n, 1) are biases; a row (1, n) is not
+        p[1]["b"] = p[1]["b"].T
     elif kind == "W_transposed":
         p[0]["W"] = p[0]["W"].T
     elif kind == "missing_b":
@@ -249,7 +249,7 @@ def param_variant(kind, rng):
 
 
 PARAM_KINDS = [
-    "good", "tuple", "jax", "float32", "nan", "list_W", "int_W", "b_vector", "W_transposed",
+    "good", "tuple", "jax", "float32", "nan", "list_W", "int_W", "b_row", "W_transposed",
     "missing_b", "extra_layer", "one_layer_dict", "none", "object_W",
 ]  # fmt: skip
 

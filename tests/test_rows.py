@@ -218,7 +218,11 @@ def test_rows_errors_name_the_layout():
         rows.backprop(params, X, Y.T, net)
     with pytest.raises(
         ValueError,
-        match=r"examples go in columns, so transpose it, or use "
-        "jaxnn.rows",
+        match=r"examples go in columns, so transpose it, or call "
+        "jaxnn.rows.cost, which takes rows",
     ):
         jaxnn.cost(params, X, Y, net)
+    with pytest.raises(ValueError, match=r"or call jaxnn.rows.clipped_mean_grads, which takes"):
+        jaxnn.clipped_mean_grads(params, X, Y, net, max_norm=1.0)
+    with pytest.raises(ValueError, match=r"so transpose it, or call jaxnn.cost, which takes col"):
+        rows.cost(params, X.T, Y.T, net)

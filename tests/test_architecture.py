@@ -303,7 +303,7 @@ def printing(source: str):
 
 # Printing outside jaxnn.cli, each with its reason: scikit-learn's estimators print
 # their epochs' losses when, and only when, the user sets ``verbose`` (its API's contract).
-MAY_PRINT = {"jaxnn.sklearn.estimators": 1}  # module: the number of print calls allowed
+MAY_PRINT = {"jaxnn.sklearn.estimators": 2}  # module: the number of print calls allowed
 
 
 def test_only_the_command_line_prints():

@@ -149,6 +149,7 @@ FENCE = re.compile(r"^(?P<indent> *)```(?P<lang>[\w-]*)\n(?P<body>.*?)^(?P=inden
 PYTHON = {
     "README.md": [
         "tests/test_own_data.py",  # the "Your own data" block: docs/own-data.md's, run there
+        "here",  # the scikit-learn estimators
         "tests/test_readme.py",
     ],
     "docs/interop.md": ["tests/test_interop_docs.py"] * 7,
@@ -161,6 +162,7 @@ PYTHON = {
     ],
     "docs/own-data.md": ["tests/test_own_data.py"] * 2,  # in order, with the commands
     "docs/verifying.md": ["here, slow", "here", "here", "here", "here"],  # slow: the matrix
+    "docs/sklearn.md": ["here", "here, slow"],  # slow: a grid search, 21 fits
 }
 SHELL = {
     "docs/own-data.md": [

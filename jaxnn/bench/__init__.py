@@ -10,6 +10,8 @@ Three modes; the first two run by ``jaxnn bench`` (``jaxnn.cli.bench``):
   and with a filled compilation cache, scikit-learn's MLPClassifier and
   PyTorch eager, each in a process of its own, on the same split, network,
   batch size, epochs and optimizer (``time_to_accuracy``);
+* jaxnn.sklearn beside scikit-learn (``sklearn_fits``, ``jaxnn bench --sklearn``):
+  single fits and a grid search, swapping the import, each in a fresh process;
 * per-example gradients (``per_example``, ``python scripts/bench_per_example.py``):
   the hand norms and clipped mean beside one ``backprop`` and ``vmap(grad)``.
 
@@ -26,6 +28,7 @@ from jaxnn.bench.contenders import step_flops as step_flops
 from jaxnn.bench.report import check_outputs as check_outputs
 from jaxnn.bench.report import markdown as markdown
 from jaxnn.bench.report import write_outputs as write_outputs
+from jaxnn.bench.sklearn_fits import run_sklearn as run_sklearn
 from jaxnn.bench.time_to_accuracy import run_time_to_accuracy as run_time_to_accuracy
 from jaxnn.bench.timing import dot_report as dot_report
 from jaxnn.bench.timing import machine as machine
@@ -45,6 +48,7 @@ __all__ = [
     "network",
     "numpy_step",
     "run_benchmark",
+    "run_sklearn",
     "run_time_to_accuracy",
     "step_flops",
     "write_outputs",

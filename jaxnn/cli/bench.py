@@ -1,6 +1,7 @@
 """``jaxnn bench``: the benchmarks (``jaxnn.bench``) on the command line.
 
-Two modes: the step benchmark (default) and ``--time-to-accuracy``. Each prints
+Three modes: the step benchmark (default), ``--time-to-accuracy`` and ``--sklearn``
+(``jaxnn.bench.sklearn_fits``: jaxnn.sklearn beside scikit-learn). Each prints
 a markdown table and, with ``--json`` / ``--markdown``, writes the report and
 the table to files (never over existing ones without ``--force``).
 """
@@ -50,7 +51,7 @@ def _add_arguments(p) -> None:
         type=int,
         metavar="N",
         help="rounds, each running every contender once; figures are medians over them; "
-        "default: 9 for the step benchmark, 3 for --time-to-accuracy",
+        "default: 9 for the step benchmark, 3 for --time-to-accuracy and --sklearn",
     )
     out.add_argument(
         "--contenders",
@@ -104,6 +105,13 @@ def _add_arguments(p) -> None:
         "--learning-rate", type=float, metavar="A", default=D["learning_rate"],
         help=f"Adam's learning rate; default: {D['learning_rate']}",
     )  # fmt: skip
+    p.add_argument_group("jaxnn.sklearn beside scikit-learn").add_argument(
+        "--sklearn",
+        action="store_true",
+        help="time jaxnn.sklearn's MLPClassifier and MLPRegressor beside scikit-learn's, as "
+        "a user swapping the import would: single fits on four datasets and a GridSearchCV "
+        "on digits (n_jobs 1 and 2), each in a fresh process, times and held-out scores",
+    )
 
 
 def run(args) -> int:
@@ -111,7 +119,9 @@ def run(args) -> int:
     from jaxnn import bench
 
     paths = (args.json_path, args.markdown_path)
-    if args.time_to_accuracy:
+    if args.sklearn:
+        report, table = _sklearn(args, paths)
+    elif args.time_to_accuracy:
         report, table = _time_to_accuracy(args, paths)
     else:
         report, table = _step_benchmark(args, paths)
@@ -162,3 +172,16 @@ def _time_to_accuracy(args, paths) -> tuple[dict, str]:
         learning_rate=args.learning_rate,
     )
     return report, time_to_accuracy.markdown(report)
+
+
+def _sklearn(args, paths) -> tuple[dict, str]:
+    from jaxnn import bench
+    from jaxnn.bench import sklearn_fits
+
+    if args.time_to_accuracy or args.contenders:
+        raise ValueError("--sklearn takes neither --time-to-accuracy nor --contenders")
+    rounds = 3 if args.rounds is None else args.rounds
+    _check_positive(rounds=rounds)
+    bench.check_outputs(paths, args.force)
+    report = sklearn_fits.run_sklearn(rounds)
+    return report, sklearn_fits.markdown(report)

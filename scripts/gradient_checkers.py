@@ -13,8 +13,14 @@ time, compilation included). Checkers:
 * ``gradcheck``: torch.autograd.gradcheck of a torch.autograd.Function whose
   forward is jaxnn.cost and whose backward is the hand backward (when torch imports).
 
+The same checkers then run over ``tests/corpus_honest.py`` (issue 23: nan and
+inf, scalars, nothing to check, kinks that are not, exact zeros, mixed
+precision, costs differences cannot resolve, custom VJPs, float32 and
+bfloat16), counting false passes (ok where the gradient is wrong or nothing
+could be tested) and false alarms (not ok where it is right).
+
 Usage: ``python scripts/gradient_checkers.py [--json PATH]``; prints the
-summary table (markdown, as in docs/verifying.md) and one line per case.
+summary tables (markdown, as in docs/verifying.md) and one line per case.
 """
 
 import argparse
@@ -32,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import jaxnn  # noqa: E402
 from jaxnn.verify import check_gradients, locate_fault, taylor_test  # noqa: E402
-from tests import corpus  # noqa: E402
+from tests import corpus, corpus_honest  # noqa: E402
 
 
 def layer_of(path):
@@ -209,7 +215,103 @@ def big_network(directions=8, m=256):
         "second_s": times[1],
         "worst_rel": max(leaf.grad.max_rel for leaf in report.leaves),
         "worst_fd_rel": max(leaf.fd.max_rel for leaf in report.leaves),
+        "status": report.status,
     }
+
+
+def honest_verdict(name, case):
+    """True where the checker says ok on an ``corpus_honest`` case, False where not, None: error."""
+    args = case.args
+    if name == "check_gradients":
+        return check_gradients(case.grad, case.cost, case.params, *args).ok
+    if name == "directional (k=4)":
+        return check_gradients(case.grad, case.cost, case.params, *args, directions=4).ok
+    if name == "taylor_test":
+        return taylor_test(case.grad, case.cost, case.params, *args).ok
+    if name == "jax check_grads":
+        from jax.test_util import check_grads
+
+        @jax.custom_vjp
+        def f(p):
+            return case.cost(p, *args)
+
+        f.defvjp(
+            lambda p: (f(p), p),
+            lambda p, g: (jax.tree.map(lambda x: g * x, case.grad(p, *args)),),
+        )
+        try:
+            check_grads(f, (case.params,), order=1, modes=["rev"])
+        except AssertionError:
+            return False
+        return True
+    if name == "torch gradcheck":
+        import torch
+        from jax.flatten_util import ravel_pytree
+
+        flat, unravel = ravel_pytree(case.params)
+        dtype = torch.float64 if flat.dtype == np.float64 else torch.float32
+
+        class Cost(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, theta):
+                ctx.save_for_backward(theta)
+                p = unravel(np.asarray(theta.detach().numpy(), flat.dtype))
+                return torch.tensor(float(case.cost(p, *args)), dtype=dtype)
+
+            @staticmethod
+            def backward(ctx, g):
+                (theta,) = ctx.saved_tensors
+                p = unravel(np.asarray(theta.detach().numpy(), flat.dtype))
+                hand = np.asarray(ravel_pytree(case.grad(p, *args))[0], np.float64)
+                return g * torch.tensor(hand, dtype=dtype)
+
+        theta = torch.tensor(np.asarray(flat, np.float64), dtype=dtype, requires_grad=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return bool(torch.autograd.gradcheck(Cost.apply, (theta,), raise_exception=False))
+    raise KeyError(name)
+
+
+def evaluate_honest(names):
+    """One row per (honest case, checker): expected verdict, ok or not, error."""
+    rows = []
+    for case in corpus_honest.CASES:
+        for name in names:
+            if name == "locate_fault":
+                continue
+            try:
+                ok, error = honest_verdict(name, case), None
+            except Exception as e:  # a checker that cannot run the case
+                ok, error = None, f"{type(e).__name__}: {e}"[:120]
+            rows.append(
+                {
+                    "case": case.name,
+                    "expect": case.expected("taylor" if name == "taylor_test" else name),
+                    "checker": name,
+                    "ok": ok,
+                    "error": error,
+                }
+            )
+    return rows
+
+
+def honest_summary(rows):
+    """Per checker: false passes (ok on a wrong or untestable case), false alarms, errors."""
+    lines = [
+        "| checker | false passes | false alarms | could not run |",
+        "|---|---|---|---|",
+    ]
+    for name in dict.fromkeys(r["checker"] for r in rows):
+        mine = [r for r in rows if r["checker"] == name]
+        wrong = [r for r in mine if r["expect"] != "ok"]
+        right = [r for r in mine if r["expect"] == "ok"]  # inconclusive expected: not ok
+        passes = sum(r["ok"] is True for r in wrong)
+        alarms = sum(r["ok"] is False for r in right)
+        errs = sum(r["ok"] is None for r in mine)
+        lines.append(
+            f"| {name} | {passes}/{len(wrong)} | {alarms}/{len(right)} | {errs}/{len(mine)} |"
+        )
+    return "\n".join(lines)
 
 
 def show(r):
@@ -232,13 +334,17 @@ def main(argv=None):
     except ImportError:
         CHECKERS.pop("torch gradcheck")
     rows = evaluate(progress=show)
+    honest = evaluate_honest(CHECKERS)
     big = big_network()
     print()
     print(summary(rows))
     print()
+    print(honest_summary(honest))
+    print()
     print(f"784-512-512-10, check_gradients(directions=8): {json.dumps(big)}")
     if args.json:
-        args.json.write_text(json.dumps({"rows": rows, "big_network": big}, indent=1))
+        out = {"rows": rows, "honest": honest, "big_network": big}
+        args.json.write_text(json.dumps(out, indent=1))
 
 
 if __name__ == "__main__":

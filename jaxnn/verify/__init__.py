@@ -22,6 +22,10 @@ Four tools, from the most general to the most specific:
   (``summary``) condenses it to one screen; ``check_weight_decay``
   (``weight_decay``) checks (BP4-L2) for every head beside it.
 
+Every report has a ``status``: ok only when every float entry was tested and
+agreed, fail (naming the leaf and entry, nan and inf included), or
+inconclusive (nothing could be tested), which is not ok (``verdicts``).
+
 Errors are measured per leaf as ``measures`` defines them; reports render as a
 text table (``str``), HTML (``_repr_html_``) and a plain dict (``as_dict``) by
 ``render``. Parameters may hold non-array leaves (``trees``).

@@ -5,7 +5,16 @@ every other leaf), three numbers are compared:
 
   hand   <g_i, v>                                   (the hand gradient's leaf i)
   jvp    jax.jvp(C)(p; v), forward mode             (independent of reverse mode)
-  fd     (C(p + h v) - C(p - h v)) / 2h             (independent of JAX's rules)
+         or <jax.grad(C)(p), v>, reverse mode       (``reference="grad"``: a cost with a
+                                                     ``jax.custom_vjp``, which jvp cannot trace)
+  fd     (C(p + h v) - C(p - h v)) / 2h             (independent of JAX's rules; optional)
+
+**When differences cannot resolve the cost** (a high-frequency cost, a step that
+leaves the domain of a log, float32 rounding), they are no evidence: the
+quotient is also taken at 2h, and its own error, |fd(2h) - fd(h)| (the
+truncation error at 2h is 4 times that at h), widens its tolerance; a quotient
+that is nan or inf is unusable and left out (``fd_usable``). The autodiff
+reference alone then decides.
 
 Cost: one linearisation and 2 cost evaluations per direction, whatever the
 number of parameters: for a 784-512-512-10 network (670k parameters) 6 leaves
@@ -32,29 +41,35 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxnn.verify.kinks import sided
+
 __all__ = ["Directional", "directional", "directions", "one_sided_directional"]
 
 
 class Directional(NamedTuple):
-    """Per leaf, arrays of shape (k,): hand, jvp and fd values along each direction."""
+    """Per leaf, arrays of shape (k,): hand, reference, fd values along each direction."""
 
     hand: list
-    jvp: list
-    fd: list
+    jvp: list  # the autodiff reference: jax.jvp, or <jax.grad, v> (``reference="grad"``)
+    fd: list | None  # None without finite differences
     norms: list  # ||a_i||_2 of each hand leaf
+    fd_error: list | None = None  # |fd(2h) - fd(h)|, the quotient's own error
+    reference: str = "jvp"
 
 
 def directions(seed: int, leaves, k: int) -> list:
     """k unit directions per leaf (standard normal, normalised), drawn on the host with numpy.
 
     Drawn outside the compiled program: ``jax.random.normal`` inside it costs
-    seconds of compilation on CPU, more than the checks themselves.
+    seconds of compilation on CPU, more than the checks themselves. A leaf of one
+    entry gets +-1: a direction never vanishes.
     """
     rng = np.random.default_rng(seed)
     out = []
     for leaf in leaves:
         V = rng.standard_normal((k, *np.shape(leaf)))
-        V /= np.sqrt(np.sum(V * V, axis=tuple(range(1, V.ndim)), keepdims=True))
+        norm = np.sqrt(np.sum(V * V, axis=tuple(range(1, V.ndim)), keepdims=True))
+        V /= np.where(norm > 0, norm, 1.0)
         out.append(jnp.asarray(V, jnp.result_type(leaf)))
     return out
 
@@ -67,52 +82,89 @@ def _pair_tangents(dirs, rows, cols):
     ]
 
 
-def directional(f, leaves, hand, dirs, h: float) -> Directional:
-    """hand, jvp and central-difference values of k random directions per leaf of ``leaves``.
+def directional(
+    f, leaves, hand, dirs, h, reference: str = "auto", both_steps: bool = True
+) -> Directional:
+    """hand, reference and central-difference values of k random directions per leaf.
 
     ``f(leaves)`` is the scalar cost of the list of float leaves (everything
-    else closed over); ``dirs[i]`` holds leaf i's k directions (``directions``).
-    One jitted call.
+    else closed over); ``dirs[i]`` holds leaf i's k directions (``directions``);
+    ``h``: each leaf's step (a sequence), or None: no differences.
+    ``reference``: ``"jvp"`` (forward mode),
+    ``"grad"`` (reverse mode, <jax.grad(f), v>), or ``"auto"``: jvp, and reverse
+    mode where jvp cannot trace the cost (a ``jax.custom_vjp``). ``both_steps``:
+    also the quotient at 2h (its error estimate; else ``fd_error`` is 0). One jitted call.
     """
+    if reference == "auto":
+        try:
+            return directional(f, leaves, hand, dirs, h, "jvp", both_steps)
+        except TypeError as e:
+            if "custom_vjp" not in str(e) and "jvp" not in str(e):
+                raise
+            return directional(f, leaves, hand, dirs, h, "grad", both_steps)
     k = int(dirs[0].shape[0])
-
     n = len(leaves)
     rows, cols = np.repeat(np.arange(n), k), np.tile(np.arange(k), n)
 
     @jax.jit
     def run(leaves, hand, dirs):
         tangents = _pair_tangents(dirs, rows, cols)  # one cost in the program, not n
-        _, f_jvp = jax.linearize(f, leaves)
-        jvps = jax.vmap(f_jvp)(tangents).reshape(n, k)
-
-        def central(tangent):
-            plus = [x + h * v for x, v in zip(leaves, tangent, strict=True)]
-            minus = [x - h * v for x, v in zip(leaves, tangent, strict=True)]
-            return (f(plus) - f(minus)) / (2 * h)
-
-        fds = jax.lax.map(central, tangents, batch_size=min(n * k, 16)).reshape(n, k)
+        if reference == "jvp":
+            _, f_jvp = jax.linearize(f, leaves)
+            refs = list(jax.vmap(f_jvp)(tangents).reshape(n, k))
+        else:
+            g = jax.grad(f)(leaves)
+            refs = [jnp.tensordot(V, x, axes=x.ndim) for V, x in zip(dirs, g, strict=True)]
         hand_dots = [jnp.tensordot(V, a, axes=a.ndim) for V, a in zip(dirs, hand, strict=True)]
         norms = [jnp.sqrt(jnp.sum(jnp.square(a))) for a in hand]
-        return hand_dots, list(jvps), list(fds), norms
+        if h is None:
+            return hand_dots, refs, None, norms, None
+
+        def central(tangent_h):
+            tangent, h = tangent_h
+            at = lambda s: f(
+                [x + (s * v).astype(x.dtype) for x, v in zip(leaves, tangent, strict=True)]
+            )
+            one = (at(h) - at(-h)) / (2 * h)
+            two = (at(2 * h) - at(-2 * h)) / (4 * h) if both_steps else one
+            return jnp.stack([one, two])
+
+        steps = jnp.asarray(h, jnp.float64 if jax.config.jax_enable_x64 else jnp.float32)[rows]
+        both = jax.lax.map(central, (tangents, steps), batch_size=min(n * k, 16)).reshape(n, k, 2)
+        return (
+            hand_dots,
+            refs,
+            list(both[..., 0]),
+            norms,
+            list(jnp.abs(both[..., 1] - both[..., 0])),
+        )
 
     out = run(
         leaves,
         [jnp.asarray(a, jnp.result_type(x)) for a, x in zip(hand, leaves, strict=True)],
         dirs,
     )
-    to_np = lambda xs: [np.asarray(x, np.float64) for x in xs]
-    return Directional(*map(to_np, out[:3]), [float(n) for n in out[3]])
+    to_np = lambda xs: None if xs is None else [np.asarray(x, np.float64) for x in xs]
+    hand_dots, refs, fd, norms, fd_error = out
+    return Directional(
+        to_np(hand_dots),
+        to_np(refs),
+        to_np(fd),
+        [float(x) for x in norms],
+        to_np(fd_error),
+        reference,
+    )
 
 
 def one_sided_directional(f, leaves, pairs, dirs, dtype):
     """Right and left derivatives of f along the directions ``pairs`` [(leaf i, direction j)].
 
-    As ``kinks.one_sided_partials``, along v: jvp at p + s v for s = t, 2t, -t,
-    -2t with t = sqrt(eps) max(max|p_i|, 1), Richardson-extrapolated; returns
-    numpy arrays ``(right, left, error)`` in the order of ``pairs``.
+    As ``kinks.one_sided_partials``, along v: ``<jax.grad(f)(p + s v), v>``
+    (reverse mode, so a ``jax.custom_vjp`` cost works) judged by ``kinks.sided``
+    with t = sqrt(eps) max(max|p_i|, 1); returns numpy arrays
+    ``(right, left, error, kink)`` in the order of ``pairs``.
     """
     eps = float(jnp.finfo(dtype).eps)
-
     rows = np.asarray([i for i, _ in pairs])
     cols = np.asarray([j for _, j in pairs])
 
@@ -121,17 +173,18 @@ def one_sided_directional(f, leaves, pairs, dirs, dtype):
         tangents = _pair_tangents(dirs, rows, cols)
         size = jnp.stack([jnp.maximum(jnp.max(jnp.abs(x)), 1.0) for x in leaves])
         t = jnp.sqrt(eps) * size[rows]
+        grad = jax.grad(f)
 
         def one(tangent, t):
             def d(s):
                 moved = [x + s.astype(x.dtype) * v for x, v in zip(leaves, tangent, strict=True)]
-                return jax.jvp(f, (moved,), (tangent,))[1]
+                g = grad(moved)
+                return sum(jnp.vdot(a, v) for a, v in zip(g, tangent, strict=True))
 
-            r1, r2, l1, l2 = jax.vmap(d)(jnp.stack([t, 2 * t, -t, -2 * t]))
-            err = jnp.maximum(jnp.abs(r1 - r2), jnp.abs(l1 - l2))
-            return jnp.stack([2 * r1 - r2, 2 * l1 - l2, err])
+            return sided(d, t)
 
         return jax.vmap(one)(tangents, t)
 
-    result = np.asarray(run(leaves, dirs), np.float64)
-    return result[:, 0], result[:, 1], result[:, 2]
+    right, left, error, kink = run(leaves, dirs)
+    as64 = lambda x: np.asarray(x, np.float64)
+    return as64(right), as64(left), as64(error), np.asarray(kink, bool)

@@ -258,6 +258,28 @@ def _kink_check(hand, ref, Z, g, name, rtol, atol):
     return not (bad & ~accepted).any(), entries
 
 
+_SHAPE_EQUATION = {
+    "W": "BP4: dW^[l] = delta^[l] A^[l-1]T, shaped like W^[l] (n^[l], n^[l-1])",
+    "b": "BP3: db^[l] = sum over examples of delta^[l], keepdims: (n^[l], 1)",
+}
+
+
+def _check_shapes(params, grads) -> None:
+    """Every gradient shaped like its parameter, before any math: else a ValueError
+    naming the layer (1-based) and the equation."""
+    for l, (p, g) in enumerate(zip(params, grads, strict=True)):
+        for name in ("W", "b"):
+            if not isinstance(g, dict) or name not in g:
+                raise ValueError(f"backward_fn's grads[{l}] (layer {l + 1}) has no {name!r}")
+            got, want = np.shape(g[name]), np.shape(p[name])
+            if got != want:
+                hint = " (transposed?)" if got == want[::-1] else ""
+                raise ValueError(
+                    f"layer {l + 1}: d{name} has shape {got}, {name}^[{l + 1}] has shape {want}"
+                    f"{hint}; {_SHAPE_EQUATION[name]}"
+                )
+
+
 def locate_fault(
     params, X, Y, net: Network, backward_fn=backward, *, fused=True, rtol=None, atol=0.0
 ) -> FaultReport:
@@ -293,6 +315,7 @@ def locate_fault(
             f"backward_fn returned {len(grads)} gradients and {len(deltas)} deltas for "
             f"a network of {net.L} layers"
         )
+    _check_shapes(params, grads)
     for l in range(net.L):
         if np.shape(deltas[l]) != np.shape(cache.Z[l]):
             raise ValueError(

@@ -37,6 +37,7 @@ __all__ = [
     "KinkEntries",
     "kink_entries",
     "one_sided_partials",
+    "sided",
 ]
 
 
@@ -80,6 +81,32 @@ def kink_entries(indices, hand, left, right) -> KinkEntries:
     )
 
 
+STEPS = 3  # one-sided derivatives at s = t, t / RATIO, t / RATIO^2 on each side
+RATIO = 8.0
+PERSIST = 0.25  # a kink's jump changes by less than this fraction between the two finest steps
+
+
+def sided(d, t):
+    """``(right, left, error, kink)`` of a derivative ``d(s)`` beside s = 0, from steps of ``t``.
+
+    ``d`` is evaluated at s = +-t RATIO^-n (n < STEPS). Past a kink at 0,
+    ``d(s) = d_+ + s C'' + O(s^2)`` for s > 0: the extrapolation
+    ``(RATIO d(s) - d(RATIO s)) / (RATIO - 1)`` at the finest step is d_+ (and
+    likewise d_-), ``|d(s) - d(RATIO s)|`` its error bound. The jump
+    ``J(s) = d(s) - d(-s)`` of a real kink stays (J -> d_+ - d_-) as s shrinks;
+    a smooth cost's shrinks with s (J = 2 s C''), whatever its scale: ``kink``
+    is True only when J at the two finest steps agrees to ``PERSIST``, so a
+    cost that varies fast (large inputs, small parameters) is never called kinked.
+    """
+    s = t * RATIO ** -jnp.arange(STEPS, dtype=jnp.result_type(t))
+    right, left = jax.vmap(d)(s), jax.vmap(d)(-s)
+    extrapolate = lambda x: (RATIO * x[-1] - x[-2]) / (RATIO - 1)
+    error = jnp.maximum(jnp.abs(right[-1] - right[-2]), jnp.abs(left[-1] - left[-2]))
+    jump = right - left
+    kink = jnp.abs(jump[-1] - jump[-2]) <= PERSIST * jnp.abs(jump[-1])
+    return extrapolate(right), extrapolate(left), error, kink
+
+
 _PROGRAMS = {}  # compiled one-sided programs, by (cost function, static structure, dtype)
 
 
@@ -88,15 +115,11 @@ def one_sided_partials(f, leaves, arrays, entries, dtype, key=None):
 
     ``entries`` index the leaves raveled into one vector. For entry i,
     ``d(s) = df/dp_i`` at ``p + s e_i`` (a reverse-mode gradient, where f is
-    smooth), for s = t, 2t and -t, -2t with t = sqrt(eps) max(|p_i|, 1). Past a
-    kink at p, ``d(t) = d_+ + t C'' + O(t^2)``, so Richardson's ``2 d(t) - d(2t)``
-    is the right derivative d_+ to O(t^2) and, likewise, the left one;
-    ``|d(t) - d(2t)|`` (the first-order term, larger than the remaining error)
-    is returned as each estimate's error bound.
+    smooth), judged by ``sided`` with t = sqrt(eps) max(|p_i|, 1).
 
-    This finds a kink that a step of 2t along e_i crosses, and assumes no second
-    kink within 2t. The program is compiled once per ``key`` (a hashable
-    description of f; None: not reused). Returns numpy arrays ``(right, left, error)``.
+    This finds a kink that the steps along e_i cross, and assumes no second kink
+    within t. The program is compiled once per ``key`` (a hashable description
+    of f; None: not reused). Returns numpy arrays ``(right, left, error, kink)``.
     """
     eps = float(jnp.finfo(dtype).eps)
     cache_key = None if key is None else (key, jnp.dtype(dtype).name)
@@ -110,10 +133,8 @@ def one_sided_partials(f, leaves, arrays, entries, dtype, key=None):
 
             def one(i):
                 t = jnp.sqrt(eps) * jnp.maximum(jnp.abs(flat[i]), 1.0)
-                d = lambda s: grad(flat.at[i].add(s))[i]
-                r1, r2, l1, l2 = d(t), d(2 * t), d(-t), d(-2 * t)
-                error = jnp.maximum(jnp.abs(r1 - r2), jnp.abs(l1 - l2))
-                return 2 * r1 - r2, 2 * l1 - l2, error
+                d = lambda s: grad(flat.at[i].add(s.astype(flat.dtype)))[i]
+                return sided(d, t)
 
             return jax.lax.map(one, entries)
 
@@ -124,6 +145,6 @@ def one_sided_partials(f, leaves, arrays, entries, dtype, key=None):
     n = len(entries)
     padded = np.zeros(max(16, 1 << (n - 1).bit_length()), np.int64)  # few distinct shapes
     padded[:n] = entries
-    right, left, error = program(list(leaves), list(arrays), jnp.asarray(padded))
+    right, left, error, kink = program(list(leaves), list(arrays), jnp.asarray(padded))
     take = lambda x: np.asarray(x, np.float64)[:n]
-    return take(right), take(left), take(error)
+    return take(right), take(left), take(error), np.asarray(kink, bool)[:n]

@@ -49,6 +49,8 @@ POINTS = {
     "logit<=10": ("max", 10.0),
     "logit~50": ("rms", 50.0),
     "logit~2000": ("rms", 2000.0),
+    # the random point's network rescaled (drawn after the others: their draws are kept)
+    "logit<=20": ("max", 20.0),
 }
 FD_STEP = 1e-5
 FD_DIRECTIONS = 4
@@ -70,7 +72,7 @@ def _make_points(depth, seed):
     """Parameters, inputs, targets and FD directions for every point, stacked, float64."""
     rng = np.random.default_rng([seed, depth])
     sizes = _sizes(depth)
-    P, m, n = len(POINTS), _M, _N_OUT
+    P, m, n = len(POINTS) - 1, _M, _N_OUT  # the last point reuses the random point's draws
     params = [
         {
             "W": rng.normal(0.0, 1.0 / math.sqrt(n_in), (P, n_out, n_in)),
@@ -114,6 +116,8 @@ def _make_points(depth, seed):
     V /= np.linalg.norm(V, axis=-1, keepdims=True)
     V_kink /= np.linalg.norm(V_kink, axis=-1, keepdims=True)
     scales = np.array([[how == "max", size] for how, size in POINTS.values()])
+    again = lambda a: np.concatenate([a, a[:1]], axis=0)
+    params, X, Ys, V, V_kink = jax.tree.map(again, (params, X, Ys, V, V_kink))
     return params, X, Ys, V, V_kink, scales
 
 

@@ -25,10 +25,12 @@ __all__ = [
     "Worst",
     "default_rtol",
     "errors",
+    "first_nonfinite",
     "format_error",
     "format_worst",
     "is_float_array",
     "lowest_precision",
+    "natural_atol",
     "passes",
     "text_table",
 ]
@@ -100,8 +102,34 @@ def default_rtol(dtype) -> float:
 
 
 def passes(err: Errors, rtol, atol) -> bool:
-    """max|a - e| <= atol + rtol * max|e|; False for nan."""
+    """max|a - e| <= atol + rtol * max|e|; False for nan, and for an infinite scale
+    (an inf in the reference would make any difference pass)."""
+    if not (math.isfinite(err.max_abs) and math.isfinite(err.scale)):
+        return False
     return err.max_abs <= atol + rtol * err.scale
+
+
+def natural_atol(rtol: float, dtype, scale: float) -> float:
+    """The absolute tolerance of a leaf: min(rtol, 1000 eps) times the gradient's natural scale.
+
+    An entry whose true value is exactly 0 (a bias before a normalisation, a
+    shift of a softmax's input) is computed as a sum of terms of the size of the
+    other entries that cancel, so rounding leaves a few eps of ``scale`` (the
+    largest reference entry over every leaf, or |C| / max(|p|, 1)): a relative
+    tolerance alone would call a correct zero wrong.
+    """
+    eps = float(jnp.finfo(dtype).eps)
+    return min(rtol, 1000 * eps) * float(scale) if math.isfinite(scale) else 0.0
+
+
+def first_nonfinite(x):
+    """``(index, value)`` of the first nan or inf entry of ``x``, or None when all are finite."""
+    a = np.asarray(x, dtype=np.float64)
+    bad = np.argwhere(~np.isfinite(a))
+    if not len(bad):
+        return None
+    index = tuple(int(i) for i in bad[0])
+    return index, float(a[index])
 
 
 def is_float_array(x) -> bool:

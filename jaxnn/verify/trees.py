@@ -17,6 +17,7 @@ from jaxnn.verify.measures import is_float_array
 
 __all__ = [
     "Split",
+    "drop_empty",
     "hand_leaves",
     "partition_args",
     "split",
@@ -62,12 +63,21 @@ def _hashable(key):
 def hand_leaves(hand, parts: Split, what: str = "grad_fn's result") -> list:
     """The leaves of ``hand`` at the checked paths of ``parts``, shape-checked.
 
-    Raises ValueError naming the path that is missing or has the wrong shape.
+    Raises ValueError naming the path that is missing or has the wrong shape, or
+    the paths ``hand`` has and the parameters do not (never silently ignored).
     """
     found = {
         jax.tree_util.keystr(p): leaf
         for p, leaf in jax.tree_util.tree_flatten_with_path(hand, is_leaf=lambda x: x is None)[0]
     }
+    extra = sorted(
+        p for p, leaf in found.items() if leaf is not None and p not in {*parts.paths, *parts.fixed}
+    )
+    if extra:
+        raise ValueError(
+            f"{what} has leaves the parameters do not have: {', '.join(extra)}; return "
+            "the parameters' structure (one array per float leaf, None elsewhere)"
+        )
     leaves = []
     for path, param in zip(parts.paths, parts.leaves, strict=True):
         leaf = found.get(path)
@@ -106,3 +116,22 @@ def partition_args(args, kwargs):
 
     static = tuple(x for i, x in enumerate(leaves) if i not in where)
     return [leaves[i] for i in where], build, _hashable((treedef, static))
+
+
+def drop_empty(parts: Split) -> tuple:
+    """``(parts without its empty leaves, their paths)``: an empty leaf has nothing to check."""
+    keep = [i for i, x in enumerate(parts.leaves) if np.size(x)]
+    if len(keep) == len(parts.leaves):
+        return parts, []
+
+    def rebuild(leaves):
+        full = list(parts.leaves)
+        for i, leaf in zip(keep, leaves, strict=True):
+            full[i] = leaf
+        return parts.rebuild(full)
+
+    key = None if parts.key is None else (parts.key, tuple(keep))
+    live = Split(
+        [parts.leaves[i] for i in keep], [parts.paths[i] for i in keep], parts.fixed, rebuild, key
+    )
+    return live, [p for i, p in enumerate(parts.paths) if i not in keep]

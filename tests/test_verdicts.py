@@ -1,0 +1,331 @@
+"""Issue 23: verdicts a researcher can trust. Each test is one reproducer from the issue.
+
+Never "ok" for a wrong gradient (NaN, Inf, a vanishing direction, nothing tested, an
+error excused as a kink), never an alarm for a right one (an exact zero, a float32
+leaf beside float64 ones, finite differences that cannot resolve the cost), and a
+clear error for bad input. "inconclusive" is not ok.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxnn
+from jaxnn.verify import check_gradients, locate_fault, taylor_test
+
+TOOLS = {
+    "full": lambda g, c, p, *a: check_gradients(g, c, p, *a),
+    "directional": lambda g, c, p, *a: check_gradients(g, c, p, *a, directions=4),
+    "taylor": lambda g, c, p, *a: taylor_test(g, c, p, *a),
+}
+
+
+def quadratic(w):
+    return 0.5 * jnp.sum(w**2) + jnp.sum(jnp.sin(w))
+
+
+def quadratic_grad(w):
+    return w + jnp.cos(w)
+
+
+W3 = np.array([0.3, -1.2, 0.7])
+
+
+# --- NaN and Inf ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tool", TOOLS)
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_a_nan_or_inf_in_the_hand_gradient_fails_naming_the_entry(tool, bad):
+    report = TOOLS[tool](lambda w: quadratic_grad(w).at[1].set(bad), quadratic, W3)
+    assert not report.ok and report.status == "fail", str(report)
+    assert ("nan" if bad != bad else "inf") in str(report) and "(1,)" in str(report)
+
+
+@pytest.mark.parametrize("tool", TOOLS)
+def test_a_cost_that_is_infinite_at_the_point_fails(tool):
+    cost = lambda w: -jnp.sum(jnp.log(w))
+    w = np.array([0.5, 0.0, 2.0])
+    report = TOOLS[tool](lambda w: -1 / jnp.where(w == 0, 1.0, w), cost, w)
+    assert not report.ok and report.status == "fail", str(report)
+    assert "C(p)" in str(report)
+
+
+def test_an_inf_in_the_reference_fails_the_leaf():
+    cost = lambda w: jnp.sum(jnp.sqrt(w))  # d/dw sqrt at 0 is inf
+    w = np.array([0.0, 1.0, 4.0])
+    report = check_gradients(lambda w: 0.5 / jnp.sqrt(jnp.maximum(w, 1.0)), cost, w)
+    assert not report.ok and "reference" in str(report) and "(0,)" in str(report)
+
+
+def test_taylor_skips_steps_where_the_cost_is_nan_and_still_judges():
+    cost = lambda w: -jnp.sum(jnp.log(w))
+    w = np.array([1e-3, 0.5, 2.0])  # large steps leave the domain: C = nan there
+    right = taylor_test(lambda w: -1 / w, cost, w)
+    wrong = taylor_test(lambda w: -1.3 / w, cost, w)
+    assert right.ok, str(right)
+    assert not wrong.ok and wrong.status == "fail", str(wrong)
+    assert "nan .. nan" not in str(right)
+
+
+# --- every leaf moved ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_scalar_parameter_with_the_wrong_sign_fails_at_every_seed(seed):
+    cost = lambda w: jnp.sum(jnp.sin(w) + w**2)
+    for w in (np.float64(0.4), np.array([0.4])):
+        right = taylor_test(lambda w: jnp.cos(w) + 2 * w, cost, w, seed=seed)
+        wrong = taylor_test(lambda w: -(jnp.cos(w) + 2 * w), cost, w, seed=seed)
+        assert right.ok, str(right)
+        assert not wrong.ok and wrong.status == "fail", str(wrong)
+        directional = check_gradients(
+            lambda w: -(jnp.cos(w) + 2 * w), cost, w, directions=2, seed=seed
+        )
+        assert not directional.ok
+
+
+# --- nothing checked ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tool", TOOLS)
+@pytest.mark.parametrize(
+    "params", [{}, {"n": np.arange(3)}, {"w": np.zeros((0, 3))}], ids=["empty", "int", "size0"]
+)
+def test_nothing_to_check_is_inconclusive_never_ok(tool, params):
+    cost = lambda p: sum(jnp.sum(x) for x in jax.tree.leaves(p)) * 1.0
+    grad = lambda p: jax.tree.map(lambda x: jnp.ones_like(x, jnp.float64), p)
+    report = TOOLS[tool](grad, cost, params)
+    assert report.status == "inconclusive" and not report.ok, str(report)
+    assert "inconclusive" in str(report).lower() and "nothing" in str(report).lower()
+
+
+# --- kinks: only where the cost has one ---------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("error", [1.3, -1.0])
+def test_a_smooth_cost_with_large_inputs_is_no_kink(dtype, error):
+    rng = np.random.default_rng(0)
+    x = (3e3 * rng.normal(size=(20, 4))).astype(dtype)
+    y = rng.uniform(-1, 1, 20).astype(dtype)
+    w = (rng.normal(size=4) * 1e-4).astype(dtype)
+    cost = lambda w, x, y: 0.5 * jnp.mean((jnp.tanh(x @ w) - y) ** 2)
+    grad = jax.grad(cost)
+    wrong = lambda w, x, y: grad(w, x, y).at[0].multiply(error)
+    report = check_gradients(wrong, cost, w, x, y)
+    assert not report.ok and report.kinks == 0, str(report)
+    assert check_gradients(grad, cost, w, x, y).ok
+
+
+@pytest.mark.parametrize("tool", TOOLS)
+def test_a_tie_of_a_max_takes_only_a_subgradient(tool):
+    cost = lambda w: jnp.maximum(w[0], w[1]) + 0.1 * jnp.sum(w**2)
+    w = np.array([0.5, 0.5])
+    smooth = lambda w: 0.2 * w
+    not_sub = TOOLS[tool](lambda w: smooth(w) + jnp.array([1.0, 1.0]), cost, w)
+    assert not not_sub.ok, str(not_sub)
+    for sub in ([1.0, 0.0], [0.0, 1.0], [0.25, 0.75]):
+        report = TOOLS[tool](lambda w, s=sub: smooth(w) + jnp.array(s), cost, w)
+        assert report.ok, str(report)
+
+
+def test_relu_conventions_at_a_kink_still_pass():
+    cost = lambda w: jnp.sum(jax.nn.relu(w)) + jnp.sum(w**2)
+    w = np.array([0.0, 0.0, 0.3])
+    for slope in (0.0, 0.5, 1.0):
+        report = check_gradients(lambda w, s=slope: jnp.where(w > 0, 1.0, s) + 2 * w, cost, w)
+        assert report.ok, str(report)
+    assert not check_gradients(lambda w: jnp.where(w > 0, 1.0, 1.5) + 2 * w, cost, w).ok
+
+
+# --- exact zeros, per-leaf tolerances, dtype hints ----------------------------------------
+
+
+def test_an_exact_zero_gradient_is_no_false_alarm():
+    """A bias before a normalisation and a shift of a softmax's input: true gradient 0."""
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(8, 5)), rng.normal(size=(8, 5))
+
+    def cost(p, x, y):
+        z = x @ p["W"] + p["b"]
+        z = (z - z.mean(axis=0, keepdims=True)) / z.std(axis=0, keepdims=True)
+        logits = z + p["shift"]
+        return jnp.mean((jax.nn.log_softmax(logits) - y) ** 2)
+
+    def hand(p, x, y):
+        g = jax.grad(cost)(p, x, y)
+        return {"W": g["W"], "b": jnp.zeros_like(p["b"]), "shift": jnp.zeros_like(p["shift"])}
+
+    p = {"W": rng.normal(size=(5, 5)), "b": rng.normal(size=(1, 5)), "shift": np.array(0.7)}
+    report = check_gradients(hand, cost, p, x, y)
+    assert report.ok, str(report)
+    assert "atol" in str(report)
+    wrong = lambda p, x, y: {**hand(p, x, y), "b": jnp.full((1, 5), 1e-3)}
+    assert not check_gradients(wrong, cost, p, x, y).ok
+
+
+def test_one_float32_leaf_does_not_loosen_the_float64_ones():
+    cost = lambda p: jnp.sum(jnp.sin(p["a"])) + jnp.sum(p["b"].astype(jnp.float64) ** 2)
+    p = {"a": np.linspace(0.1, 1.0, 4), "b": np.linspace(0.1, 1.0, 4).astype(np.float32)}
+    grad = lambda p: {"a": jnp.cos(p["a"]) * (1 + 1e-5), "b": 2 * p["b"]}
+    report = check_gradients(grad, cost, p)
+    assert not report.ok and [leaf.ok for leaf in report.leaves] == [False, True], str(report)
+    assert [leaf.rtol for leaf in report.leaves] == [1e-8, 1e-4]
+
+
+def test_a_float32_hand_gradient_for_float64_params_gets_a_hint():
+    p = np.linspace(0.1, 1.0, 4)
+    report = check_gradients(lambda w: quadratic_grad(w).astype(jnp.float32), quadratic, p)
+    assert not report.ok and "float32" in str(report) and "float64" in str(report)
+
+
+def test_extra_leaves_in_the_hand_gradient_are_an_error():
+    p = {"w": W3}
+    with pytest.raises(ValueError, match=r"\['extra'\]"):
+        check_gradients(
+            lambda p: {"w": quadratic_grad(p["w"]), "extra": 1.0}, lambda p: quadratic(p["w"]), p
+        )
+
+
+# --- taylor in low precision --------------------------------------------------------------
+
+
+def test_taylor_below_rounding_is_inconclusive_and_suggests_float64():
+    report = taylor_test(lambda w: jnp.ones(3), lambda w: jnp.sum(w), np.zeros(3))
+    assert report.status == "inconclusive" and not report.ok, str(report)
+    assert "float64" in str(report)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, jnp.bfloat16])
+@pytest.mark.parametrize("factor", [1.01, 1.1, 1.5, -1.0])
+def test_taylor_in_low_precision_sees_errors_of_one_percent(dtype, factor):
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(30, 4)).astype(dtype)
+    y = rng.choice([-1.0, 1.0], 30).astype(dtype)
+    w = rng.normal(size=4).astype(dtype)
+    cost = lambda w, x, y: jnp.mean(jnp.logaddexp(0.0, -y * (x @ w)))
+    grad = jax.grad(cost)
+    right = taylor_test(grad, cost, w, x, y)
+    wrong = taylor_test(lambda w, x, y: factor * grad(w, x, y), cost, w, x, y)
+    if dtype == np.float32:
+        assert right.ok, str(right)
+    else:  # bfloat16 gradients are right only to 1e-2: not ok unless seen as ok honestly
+        assert right.status in ("ok", "inconclusive"), str(right)
+    if abs(factor - 1) >= (0.01 if dtype == np.float32 else 0.1):
+        assert not wrong.ok, str(wrong)
+
+
+# --- the directional mode -----------------------------------------------------------------
+
+
+def test_directional_mode_without_finite_differences_and_on_custom_vjp():
+    @jax.custom_vjp
+    def f(w):
+        return jnp.sum(jnp.sin(w))
+
+    f.defvjp(lambda w: (f(w), w), lambda w, g: (g * jnp.cos(w),))
+    w = W3
+    report = check_gradients(lambda w: jnp.cos(w), f, w, directions=3)
+    assert report.ok and report.reference == "grad", str(report)
+    assert not check_gradients(lambda w: jnp.sin(w), f, w, directions=3).ok
+    plain = check_gradients(quadratic_grad, quadratic, W3, directions=3, finite_differences=False)
+    assert plain.ok and plain.h is None and plain.leaves[0].fd is None
+
+
+@pytest.mark.parametrize(
+    "cost, grad, w",
+    [
+        (lambda w: jnp.sum(jnp.sin(1e4 * w)), lambda w: 1e4 * jnp.cos(1e4 * w), W3),
+        (lambda w: -jnp.sum(jnp.log(w)), lambda w: -1 / w, np.array([1e-6, 0.3, 2.0])),
+    ],
+    ids=["high-frequency", "log-boundary"],
+)
+def test_directional_mode_raises_no_false_alarm_where_differences_cannot_resolve(cost, grad, w):
+    report = check_gradients(grad, cost, w, directions=4)
+    assert report.ok, str(report)
+    wrong = check_gradients(lambda w: 1.1 * grad(w), cost, w, directions=4)
+    assert not wrong.ok
+
+
+@pytest.mark.parametrize("tool", TOOLS)
+@pytest.mark.parametrize(
+    "cost, what",
+    [(lambda w: w * 2.0, "scalar"), (lambda w: jnp.sum(w > 0), "float")],
+    ids=["vector", "integer"],
+)
+def test_a_non_scalar_or_integer_cost_is_a_clear_error(tool, cost, what):
+    with pytest.raises(ValueError, match=what):
+        TOOLS[tool](lambda w: w, cost, W3)
+
+
+# --- locate_fault -------------------------------------------------------------------------
+
+
+def _net_point():
+    net = jaxnn.Network((3, 5, 2), ("tanh", "softmax"), "cross_entropy")
+    params = jaxnn.init_params(jax.random.key(0), net)
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(3, 6)), np.eye(2)[:, rng.integers(0, 2, 6)]
+    return net, params, X, Y
+
+
+@pytest.mark.parametrize(
+    "name, change, equation",
+    [
+        ("b", lambda g: g["b"].reshape(-1), "BP3"),
+        ("W", lambda g: g["W"].T, "BP4"),
+    ],
+)
+def test_locate_fault_checks_every_gradient_shape_first(name, change, equation):
+    net, params, X, Y = _net_point()
+
+    def backward(params, cache, Y, net, fused=True):
+        result = jaxnn.backward(params, cache, Y, net, fused=fused)
+        grads = [dict(g) for g in result.grads]
+        grads[0][name] = change(grads[0])
+        return jaxnn.Backward(grads, result.deltas)
+
+    with pytest.raises(ValueError, match=f"layer 1.*{equation}"):
+        locate_fault(params, X, Y, net, backward)
+
+
+# --- jaxnn verify ------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_the_verify_matrix_fails_a_clipped_binary_cross_entropy(monkeypatch):
+    from jaxnn import losses
+    from jaxnn.verify import matrix_program, run_matrix
+
+    def clipped(A, Y):
+        a = jnp.clip(A, 1e-6, 1 - 1e-6)
+        return -Y / a + (1 - Y) / (1 - a)
+
+    bce = losses.LOSSES["binary_cross_entropy"]
+    monkeypatch.setitem(losses.LOSSES, "binary_cross_entropy", bce._replace(grad=clipped))
+    monkeypatch.setattr(matrix_program, "_COMPILED", {})
+    rows = run_matrix(hidden_activations=("tanh",), depths=(1,))
+    unfused = [r for r in rows if r["loss"] == "binary_cross_entropy" and not r["fused"]]
+    assert unfused and not any(r["ok"] for r in unfused)
+    others = [r for r in rows if r["loss"] != "binary_cross_entropy" or r["fused"]]
+    assert all(r["ok"] for r in others)
+
+
+# --- the corpus of issue 23 ---------------------------------------------------------------
+
+from tests import corpus_honest  # noqa: E402
+
+
+@pytest.mark.parametrize("tool", TOOLS)
+@pytest.mark.parametrize("case", corpus_honest.CASES, ids=lambda c: c.name)
+def test_no_false_pass_and_no_false_alarm_on_the_honest_corpus(tool, case):
+    report = TOOLS[tool](case.grad, case.cost, case.params, *case.args)
+    expect = case.expected(tool)
+    if expect == "ok":
+        assert report.ok, str(report)
+    else:
+        assert not report.ok, str(report)
+    if expect == "inconclusive":
+        assert report.status == "inconclusive", str(report)

@@ -315,6 +315,28 @@ def test_the_verify_matrix_fails_a_clipped_binary_cross_entropy(monkeypatch):
 
 # --- the corpus of issue 23 ---------------------------------------------------------------
 
+def test_locate_fault_takes_biases_held_as_vectors():
+    """Flax's and Equinox's (n,) biases: a right backward pass is clean, and a wrong db at
+    layer 2 is found there (BP3)."""
+    net = jaxnn.Network((3, 5, 2), ("tanh", "softmax"), "cross_entropy")
+    rng = np.random.default_rng(0)
+    params = [
+        {"W": rng.normal(size=(5, 3)), "b": rng.normal(size=(5,))},
+        {"W": rng.normal(size=(2, 5)), "b": rng.normal(size=(2,))},
+    ]
+    X, Y = rng.normal(size=(3, 7)), np.eye(2)[:, rng.integers(0, 2, 7)]
+    assert locate_fault(params, X, Y, net).ok
+
+    def wrong_db(params, cache, Y, net, fused=True):
+        grads, deltas, *_ = jaxnn.backward(params, cache, Y, net, fused=fused)
+        grads = [dict(g) for g in grads]
+        grads[1]["b"] = 2 * grads[1]["b"]
+        return grads, deltas
+
+    report = locate_fault(params, X, Y, net, wrong_db)
+    assert not report.ok and report.fault == (2, "b", "BP3")
+
+
 from tests import corpus_honest  # noqa: E402
 
 

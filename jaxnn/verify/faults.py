@@ -37,7 +37,15 @@ import numpy as np
 
 from jaxnn import activations
 from jaxnn.backpropagation import backward
-from jaxnn.network import Cache, Network, check_inputs, cost, forward_unchecked, output_cost
+from jaxnn.network import (
+    Cache,
+    Network,
+    check_inputs,
+    column_bias,
+    cost,
+    forward_unchecked,
+    output_cost,
+)
 from jaxnn.verify import render
 from jaxnn.verify.kinks import KINKS, KinkEntries, kink_entries
 from jaxnn.verify.measures import (
@@ -190,7 +198,7 @@ def _tail_cost(Z, params, Y, net: Network, l: int):
     """The cost as a function of Z^[l+1] (0-based l): the network cut at that layer."""
     A = activations.get(net.activations[l]).fn(Z)  # (F-A)
     for k in range(l + 1, net.L):
-        Z = params[k]["W"] @ A + params[k]["b"]  # (F-Z)
+        Z = params[k]["W"] @ A + column_bias(params[k]["b"])  # (F-Z)
         A = activations.get(net.activations[k]).fn(Z)  # (F-A)
     return output_cost(Cache([Z], [A]), Y, net)
 
@@ -221,16 +229,20 @@ def _references(params, X, Y, net, deltas):
     global_grads = jax.grad(cost)(params, X, Y, net)
     local_deltas, local_grads, upstream = [], [], []
     for l in range(net.L):
-        affine = lambda W, b, l=l: W @ cache.A[l] + b
+        affine = lambda W, b, l=l: W @ cache.A[l] + column_bias(b)
         _, vjp = jax.vjp(affine, params[l]["W"], params[l]["b"])
         dW, db = vjp(deltas[l])
         local_grads.append({"W": dW, "b": db})
         if l < net.L - 1:
             act = activations.get(net.activations[l]).fn
             nxt = params[l + 1]
-            _, vjp_z = jax.vjp(lambda Z, nxt=nxt, act=act: nxt["W"] @ act(Z) + nxt["b"], cache.Z[l])
+            _, vjp_z = jax.vjp(
+                lambda Z, nxt=nxt, act=act: nxt["W"] @ act(Z) + column_bias(nxt["b"]), cache.Z[l]
+            )
             local_deltas.append(vjp_z(deltas[l + 1])[0])
-            _, vjp_a = jax.vjp(lambda A, nxt=nxt: nxt["W"] @ A + nxt["b"], cache.A[l + 1])
+            _, vjp_a = jax.vjp(
+                lambda A, nxt=nxt: nxt["W"] @ A + column_bias(nxt["b"]), cache.A[l + 1]
+            )
             upstream.append(vjp_a(deltas[l + 1])[0])
         else:
             local_deltas.append(global_deltas[l])

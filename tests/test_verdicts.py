@@ -315,6 +315,7 @@ def test_the_verify_matrix_fails_a_clipped_binary_cross_entropy(monkeypatch):
 
 # --- the corpus of issue 23 ---------------------------------------------------------------
 
+
 def test_locate_fault_takes_biases_held_as_vectors():
     """Flax's and Equinox's (n,) biases: a right backward pass is clean, and a wrong db at
     layer 2 is found there (BP3)."""
@@ -335,6 +336,30 @@ def test_locate_fault_takes_biases_held_as_vectors():
 
     report = locate_fault(params, X, Y, net, wrong_db)
     assert not report.ok and report.fault == (2, "b", "BP3")
+
+
+def test_locate_fault_allows_rounding_at_an_exact_zero():
+    """Inputs that are all 0 make dW^[1] exactly 0; a hand value off by rounding there
+    (1e-14 of db^[1]'s largest entry) is within the natural atol, and an atol of 0 would
+    call it a fault."""
+    net = jaxnn.Network((3, 4, 2), ("tanh", "softmax"), "cross_entropy")
+    rng = np.random.default_rng(1)
+    params = [
+        {"W": rng.normal(size=(n, k)), "b": rng.normal(size=(n, 1))} for n, k in [(4, 3), (2, 4)]
+    ]
+    X, Y = rng.normal(size=(3, 6)), np.eye(2)[:, rng.integers(0, 2, 6)]
+    X[:] = 0.0
+
+    def rounded(params, cache, Y, net, fused=True):
+        grads, deltas, *_ = jaxnn.backward(params, cache, Y, net, fused=fused)
+        grads = [dict(g) for g in grads]
+        scale = float(jnp.max(jnp.abs(grads[0]["b"])))
+        grads[0]["W"] = grads[0]["W"] + 1e-14 * scale
+        return grads, deltas
+
+    report = locate_fault(params, X, Y, net, rounded)
+    assert report.ok and report.atol > 0
+    assert not locate_fault(params, X, Y, net, rounded, atol=0.0).ok
 
 
 from tests import corpus_honest  # noqa: E402

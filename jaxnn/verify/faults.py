@@ -55,6 +55,7 @@ from jaxnn.verify.measures import (
     format_error,
     format_worst,
     lowest_precision,
+    natural_atol,
     passes,
 )
 
@@ -293,7 +294,7 @@ def _check_shapes(params, grads) -> None:
 
 
 def locate_fault(
-    params, X, Y, net: Network, backward_fn=backward, *, fused=True, rtol=None, atol=0.0
+    params, X, Y, net: Network, backward_fn=backward, *, fused=True, rtol=None, atol=None
 ) -> FaultReport:
     """Find the first layer at which a backward pass disagrees with automatic differentiation.
 
@@ -310,7 +311,9 @@ def locate_fault(
       backward_fn: the backward pass under test, ``jaxnn.backward`` by default.
       fused: passed to ``backward_fn``.
       rtol: default 1e-8 (float64), 1e-4 (float32).
-      atol: absolute tolerance, 0 by default.
+      atol: absolute tolerance; by default ``measures.natural_atol``: min(rtol,
+        1000 eps) times the largest entry of any reference delta or gradient, so an
+        entry that is exactly 0 (a bias before a normalisation) is no false alarm.
 
     Returns:
       A ``FaultReport``: ``.ok``, ``.first_bad_layer``, ``.fault`` (layer,
@@ -337,6 +340,9 @@ def locate_fault(
     dtypes = [jnp.result_type(Z) for Z in cache.Z]
     hand_deltas = [jnp.asarray(d, dt) for d, dt in zip(deltas, dtypes, strict=True)]
     g_deltas, g_grads, l_deltas, l_grads, upstream = _references(params, X, Y, net, hand_deltas)
+    if atol is None:
+        scale = max(float(jnp.max(jnp.abs(x))) for x in jax.tree.leaves((g_deltas, g_grads)))
+        atol = natural_atol(rtol, lowest_precision(params), scale)
     layers, clean = [None] * net.L, True
     for l in reversed(range(net.L)):
         ref = l_deltas[l] if clean else g_deltas[l]

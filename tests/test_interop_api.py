@@ -125,7 +125,7 @@ def test_py_typed_and_public_math_signatures_are_annotated():
     root = pathlib.Path(jaxnn.__file__).parent
     assert (root / "py.typed").is_file()
     pyproject = (root.parent / "pyproject.toml").read_text()
-    assert 'jaxnn = ["py.typed"]' in pyproject
+    assert 'jaxnn = ["py.typed", "*.pyi"]' in pyproject  # the marker and the root's stub
     for name in MATH_MODULES:
         module = __import__(f"jaxnn.{name}", fromlist=["_"])
         for fname, fn in inspect.getmembers(module, inspect.isfunction):

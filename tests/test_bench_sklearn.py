@@ -199,7 +199,12 @@ def test_jaxnn_bench_sklearn_writes_json_and_markdown(tmp_path, capsys, monkeypa
     assert cli.main(["bench", "--sklearn", "--rounds", "2", "--json", str(js)]) == 2
     assert "already exists; pass --force" in capsys.readouterr().err
     assert cli.main(["bench", "--sklearn", "--rounds", "2", "--json", str(js), "--force"]) == 0
-    assert asked == [3, 2]  # 3 rounds by default; none run for the refused call
+    missing = tmp_path / "no-such-dir" / "s.json"
+    assert cli.main(["bench", "--sklearn", "--json", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert "its directory does not exist" in err and err.count("\n") == 1
+    assert not missing.parent.exists()
+    assert asked == [3, 2]  # 3 rounds by default; none run for the refused calls
 
 
 def test_jaxnn_bench_sklearn_refuses_bad_flags(capsys, monkeypatch):

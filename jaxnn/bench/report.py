@@ -57,10 +57,13 @@ def _xla_lines(products: dict) -> list[str]:
 
 
 def check_outputs(paths, force: bool) -> None:
-    """Raise ValueError if an output file exists and ``force`` is not set (before any work)."""
+    """Raise ValueError, before any work, if an output file exists and ``force`` is not
+    set, or if its directory does not exist (the report would be lost after the run)."""
     for path in paths:
         if path and os.path.exists(path) and not force:
             raise ValueError(f"{path} already exists; pass --force to overwrite it")
+        if path and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+            raise ValueError(f"{path}: its directory does not exist; create it first")
 
 
 def write_outputs(report: dict, table: str, json_path=None, markdown_path=None) -> None:

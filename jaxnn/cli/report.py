@@ -1,12 +1,12 @@
 """The report of a ``jaxnn train`` run: metrics.json, curves.png and its lines of text."""
 
-import math
 import os
 import shlex
 import signal
 
 from jaxnn.cli import cluster
-from jaxnn.cli.common import write_atomic, write_json
+from jaxnn.cli.common import jsonable, write_atomic, write_json
+from jaxnn.cli.curves import METRIC_NAMES, Plotter, draw
 from jaxnn.cli.settings import CURVES, METRICS
 
 __all__ = [
@@ -63,8 +63,16 @@ def selection(job, history: list) -> tuple[dict, int | None, bool]:
     return history[best - 1], best, stopped
 
 
-def write_report(job, history: list, seconds: float, devices: int, finished: bool) -> None:
-    """Write metrics.json and curves.png for the epochs in ``history``.
+def write_report(
+    job,
+    history: list,
+    seconds: float,
+    devices: int,
+    finished: bool,
+    plotter: Plotter | None = None,
+) -> None:
+    """Write metrics.json and curves.png for the epochs in ``history`` (curves.png drawn by
+    ``plotter``'s process where one was started: ``jaxnn.cli.curves``).
 
     metrics.json's top-level ``test_*`` are those of the epoch the model holds (the best
     on the validation part, with one: ``best_epoch``; else the last).
@@ -107,10 +115,7 @@ def write_report(job, history: list, seconds: float, devices: int, finished: boo
     title = f"{job.name}: {sizes}, {s['optimizer']}"
     if not finished:
         title += f" (unfinished: {history[-1]['epoch']} of {s['epochs']} epochs)"
-    plot(os.path.join(job.out, CURVES), history, job.metric, title, best)
-
-
-_METRIC_NAMES = {"accuracy": "accuracy", "r2": "R^2"}
+    plot(os.path.join(job.out, CURVES), history, job.metric, title, best, plotter)
 
 
 def summary_line(job, history: list, seconds: float) -> str:
@@ -118,7 +123,7 @@ def summary_line(job, history: list, seconds: float) -> str:
     model holds, and, with a validation part, which epoch that is."""
     chosen, best, stopped = selection(job, history)
     value = chosen[f"test_{job.metric}"]
-    line = f"{job.name}: test {_METRIC_NAMES[job.metric]} {value:.4f}"
+    line = f"{job.name}: test {METRIC_NAMES[job.metric]} {value:.4f}"
     done = history[-1]["epoch"]
     if best is not None:
         line += f" at its best epoch on validation, {best} of {done}"
@@ -135,36 +140,17 @@ def complete_message(job, history: list, written: list) -> str:
     return f"{job.out}: already complete, {history[-1]['epoch']} epochs{wrote}"
 
 
-def plot(path: str, history: list, metric: str, title: str, best: int | None = None) -> None:
-    """curves.png: the costs (train, validation, test) and the metric (train, validation,
-    test) per epoch; with ``best``, a line at the best epoch. The training set's cost
-    and metric are running ones, over the epoch's batches, each before its update
-    (``jaxnn.train.fit``); the others are the params' after the epoch."""
-    from matplotlib.figure import Figure  # Agg canvas; pyplot's global state never touched
-
-    epochs = [r["epoch"] for r in history]
-    series = lambda name: [math.nan if r.get(name) is None else r[name] for r in history]
-    has = lambda name: any(r.get(name) is not None for r in history)
-    fig = Figure(figsize=(9, 3.6))  # fixed margins: "constrained" layout doubled the time
-    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.14, top=0.82, wspace=0.25)
-    ax_cost, ax_metric = fig.subplots(1, 2)
-    ax_cost.plot(epochs, series("train_cost"), label="train (mean of batches)")
-    label = _METRIC_NAMES[metric]
-    if has(f"train_{metric}"):
-        ax_metric.plot(
-            epochs, series(f"train_{metric}"), color="C0", label="train (running, over batches)"
-        )
-    if has("val_cost"):
-        ax_cost.plot(epochs, series("val_cost"), color="C1", label="validation")
-        ax_metric.plot(epochs, series(f"val_{metric}"), color="C1", label="validation")
-    ax_cost.plot(epochs, series("test_cost"), color="C2", label="test")
-    ax_metric.plot(epochs, series(f"test_{metric}"), color="C2", label="test")
-    if best is not None:
-        for ax in (ax_cost, ax_metric):
-            ax.axvline(best, color="0.4", linestyle="--", linewidth=1, label=f"best: {best}")
-    ax_cost.set(xlabel="epoch", ylabel="cost", yscale="log", title="cost")
-    ax_metric.set(xlabel="epoch", ylabel=label, title=label)
-    ax_cost.legend()
-    ax_metric.legend()
-    fig.suptitle(title)
-    write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=100), mode="wb")
+def plot(
+    path: str,
+    history: list,
+    metric: str,
+    title: str,
+    best: int | None = None,
+    plotter: Plotter | None = None,
+) -> None:
+    """Write curves.png (``jaxnn.cli.curves.draw``), drawn by ``plotter``'s process if
+    one was started, else here."""
+    history = jsonable(history)
+    drawn_by = plotter.draw if plotter else draw
+    png = drawn_by(history, metric, title, best)
+    write_atomic(path, lambda f: f.write(png), mode="wb")

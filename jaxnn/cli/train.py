@@ -32,6 +32,7 @@ from jaxnn.cli.common import (
     require,
     write_json,
 )
+from jaxnn.cli.curves import Plotter
 from jaxnn.cli.report import (
     complete_message,
     interrupted_message,
@@ -128,19 +129,26 @@ def _run(args) -> int:
     # Several processes open the checkpoints together, before the first (collective) epoch:
     # opening removes unfinished saves, which must not race another process's first save.
     opened = job.resuming or job.several
-    with EpochSaver(job, args.checkpoint_every, opened=opened) as saver:
-        start = resume_point(saver, job) if job.resuming else {}
-        already = start.pop("complete", False)
+    with Plotter() as plotter:  # curves.png's drawing process (jaxnn.cli.curves)
+        with EpochSaver(job, args.checkpoint_every, opened=opened) as saver:
+            start = resume_point(saver, job) if job.resuming else {}
+            already = start.pop("complete", False)
+            if not already:
+                history, seconds, signum = train_with_progress(job, saver, start, plotter)
         if not already:
-            history, seconds, signum = train_with_progress(job, saver, start)
-    if already:  # complete before this command: write what its report lacks
-        return complete(job, start["history"], start["seconds"], args.devices)
+            return report(args, job, history, seconds, signum, plotter)
+    # complete before this command: write what its report lacks
+    return complete(job, start["history"], start["seconds"], args.devices)
+
+
+def report(args, job: Job, history: list, seconds: float, signum, plotter: Plotter) -> int:
+    """Write the report of the run this command trained and print its line; the status."""
     finished = is_finished(job, history)  # else stopped by a signal (maybe to another process)
     status = 0 if finished else 128 + (signum or signal.SIGTERM)
     if not cluster.is_writer():  # several processes: process 0 writes and reports
         return status
     devices = job.mesh.devices.size if job.several else args.devices
-    write_report(job, history, seconds, devices, finished)
+    write_report(job, history, seconds, devices, finished, plotter)
     if not finished:
         done = history[-1]["epoch"]
         print(interrupted_message(job, signum, done, resume_flags(args)), file=sys.stderr)
@@ -280,8 +288,9 @@ def run_config(config: dict | None, settings: dict, net, out: str, schedule: dic
     return {**config, "schedule": schedule} if saved["name"] == "constant" else config
 
 
-def train_with_progress(job: Job, saver, start: dict):
-    """Run ``fit`` with a progress bar, checkpoints and signal handling.
+def train_with_progress(job: Job, saver, start: dict, plotter: Plotter | None = None):
+    """Run ``fit`` with a progress bar, checkpoints and signal handling; ``plotter``'s
+    drawing process starts at the first epoch's end (``jaxnn.cli.curves``).
 
     Returns ``(history, seconds, signum)``: the history of every epoch done, the
     training seconds (with those of the resumed run), and the signal that
@@ -309,6 +318,8 @@ def train_with_progress(job: Job, saver, start: dict):
     saver.clock = clock
 
     def on_epoch(epoch, params, opt_state, history):
+        if plotter is not None and cluster.is_writer():
+            plotter.start()  # after the compile, which it would slow down
         stopping = stop.signum is not None  # read once: a signal may land at any line
         # Several processes decide together (one collective): each process's clock may say
         # otherwise, but orbax's saves are collective, and all stop after the same epoch.

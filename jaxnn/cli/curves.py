@@ -74,6 +74,8 @@ def _serve() -> None:
     # Ctrl-C reaches the whole process group; the command decides when to stop, and
     # still asks for its curves after a first SIGINT.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(os, "nice"):
+        os.nice(10)  # this process's own priority: the epochs come first on a busy machine
     draw(_WARM_UP, "accuracy", "warm-up", best=1)  # imports, fonts, Agg's caches
     line = sys.stdin.readline()
     if not line:  # the command ended without a report

@@ -158,10 +158,12 @@ print(json.dumps({
 
 def _child(script: str, settings: dict, cache_dir, timeout: float) -> dict:
     """One fresh process running ``script``; its figures and its wall time (start to exit).
-    ``cache_dir``: the JAX_COMPILATION_CACHE_DIR it is given (None: the caller's)."""
+    ``cache_dir``: the JAX_COMPILATION_CACHE_DIR it is given, with every compiled program
+    kept (JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0); None: the caller's environment."""
     env = dict(os.environ)
-    if cache_dir is not None:
+    if cache_dir is not None:  # as docs/sklearn.md advises: every program kept, however quick
         env["JAX_COMPILATION_CACHE_DIR"] = cache_dir
+        env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
     argv = [sys.executable, "-c", script, json.dumps(settings)]
     t0 = time.perf_counter()
     done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=timeout)

@@ -330,7 +330,12 @@ class AdamState(NamedTuple):
 
 
 def adam(
-    learning_rate: ScalarOrSchedule, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8
+    learning_rate: ScalarOrSchedule,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    *,
+    eps_hat: bool = False,
 ) -> optax.GradientTransformation:
     r"""Adam as in the seed: bias-corrected moments, eps outside the square root.
 
@@ -344,11 +349,23 @@ def adam(
     is ``-a dW / (|dW| + eps)`` whatever b1 and b2. Where sqrt(S^c) + eps is 0
     (``eps=0`` and a gradient that has always been 0) the step is defined as 0.
 
+    With ``eps_hat=True``, the paper's "epsilon hat" form (the end of its section 2), as
+    scikit-learn's ``MLPClassifier`` and Keras compute it: the bias corrections folded
+    into the rate and eps added to sqrt(S) itself,
+
+    .. math::
+      W \leftarrow W - a \frac{\sqrt{1 - \beta_2^t}}{1 - \beta_1^t}
+        \frac{V}{\sqrt{S} + \hat\epsilon}   \qquad \text{(OPT-A5)}
+
+    which is (OPT-A4) with eps / sqrt(1 - beta_2^t) in place of eps: the two agree at
+    eps = 0 and differ most in the first steps.
+
     Args:
       learning_rate: a float > 0, or a schedule of the update count.
       b1: the EMA decay beta_1 of the gradients, in [0, 1).
       b2: the EMA decay beta_2 of the squared gradients, in [0, 1).
-      eps: added to sqrt(S^c), >= 0.
+      eps: added to sqrt(S^c), >= 0 (to sqrt(S) with ``eps_hat``).
+      eps_hat: where eps sits: False (the seed's, (OPT-A4)) or True (OPT-A5).
 
     Returns:
       An ``optax.GradientTransformation``; its state is ``AdamState(count, mu, nu)``.
@@ -367,10 +384,11 @@ def adam(
 
     .. warning::
       This is ``optax.adam(..., eps_root=0)``, PyTorch's ``Adam`` and
-      ``jax.example_libraries.optimizers.adam``. Keras folds the bias corrections
-      into the learning rate and adds its epsilon to sqrt(S), not sqrt(S^c) (the
-      paper's "epsilon hat"): its epsilon is this eps times sqrt(1 - b2^t), a
-      factor that changes with t, so the two agree only at eps = 0.
+      ``jax.example_libraries.optimizers.adam``. Keras and scikit-learn fold the bias
+      corrections into the learning rate and add their epsilon to sqrt(S), not sqrt(S^c)
+      (the paper's "epsilon hat"): their epsilon is this eps times sqrt(1 - b2^t), a
+      factor that changes with t, so the two agree only at eps = 0; ``eps_hat=True``
+      computes theirs.
     """
     learning_rate = _check_learning_rate(learning_rate)
     b1 = _check_decay("b1", b1)
@@ -392,8 +410,13 @@ def adam(
         c1, c2 = 1 - b1**t, 1 - b2**t
         Vc = jax.tree.map(lambda V: V / c1.astype(V.dtype), V)  # (OPT-A3)
         Sc = jax.tree.map(lambda S: S / c2.astype(S.dtype), S)  # (OPT-A3)
-        step = lambda V, S: _descend(a, _divide(V, jnp.sqrt(S) + eps))  # (OPT-A4)
-        updates = jax.tree.map(step, Vc, Sc)
+        if eps_hat:
+            a_t = a * jnp.sqrt(c2) / c1  # (OPT-A5): the corrections in the rate
+            step = lambda V, S: _descend(a_t, _divide(V, jnp.sqrt(S) + eps))
+            updates = jax.tree.map(step, V, S)  # (OPT-A5)
+        else:
+            step = lambda V, S: _descend(a, _divide(V, jnp.sqrt(S) + eps))  # (OPT-A4)
+            updates = jax.tree.map(step, Vc, Sc)
         return _like(updates, grads), AdamState(t, _like(V, state.mu), _like(S, state.nu))
 
     return optax.GradientTransformation(init_fn, update_fn)

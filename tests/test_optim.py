@@ -177,7 +177,7 @@ def train(runs, dtype, steps=1000):
 
 
 # Keyword-only additions to the contract, with defaults that keep the seed's update.
-ADDED = {"momentum": {"nesterov": False}}
+ADDED = {"momentum": {"nesterov": False}, "adam": {"eps_hat": False}}
 
 
 def test_signatures_and_defaults_are_the_contract():
@@ -611,3 +611,56 @@ def test_nesterov_momentum_equals_scikit_learns_sgd_optimizer():
     for p, q in zip(ours, theirs, strict=True):
         np.testing.assert_allclose(p, q, rtol=1e-12, atol=1e-13)
     assert not np.allclose(theirs[0], params[0])  # the steps moved the weights
+
+
+@pytest.mark.parametrize("eps", [1e-8, 1e-2])
+def test_adam_eps_hat_is_scikit_learns_adam(eps):
+    """``eps_hat=True`` (OPT-A5) against scikit-learn's AdamOptimizer (NumPy, float64) over
+    50 steps of random gradients: within 1e-12; the seed's form (OPT-A4) is not, at a
+    large eps (not vacuous), and in float32 the same steps stay within float32 rounding."""
+    from sklearn.neural_network._stochastic_optimizers import AdamOptimizer
+
+    rng = np.random.default_rng(5)
+    params = [rng.normal(size=(3, 2)), rng.normal(size=2)]
+    theirs = [p.copy() for p in params]
+    sk = AdamOptimizer(theirs, 0.01, 0.9, 0.99, eps)
+    hat, seed = optim.adam(0.01, 0.9, 0.99, eps, eps_hat=True), optim.adam(0.01, 0.9, 0.99, eps)
+    runs = {
+        "hat": [jnp.asarray(p) for p in params],
+        "seed": [jnp.asarray(p) for p in params],
+        "hat32": [jnp.asarray(p, jnp.float32) for p in params],
+    }
+    opts = {"hat": hat, "seed": seed, "hat32": hat}
+    states = {k: opts[k].init(runs[k]) for k in runs}
+    for _ in range(50):
+        grads = [rng.normal(size=p.shape) for p in params]
+        sk.update_params(theirs, grads)
+        for k, ps in runs.items():
+            g = [jnp.asarray(x, ps[0].dtype) for x in grads]
+            updates, states[k] = opts[k].update(g, states[k])
+            runs[k] = [p + u for p, u in zip(ps, updates, strict=True)]
+    for p, q in zip(runs["hat"], theirs, strict=True):
+        np.testing.assert_allclose(p, q, rtol=1e-12, atol=1e-13)
+    for p, q in zip(runs["hat32"], theirs, strict=True):
+        assert p.dtype == jnp.float32
+        np.testing.assert_allclose(p, q, rtol=1e-5, atol=1e-5)  # float32 over 50 steps
+    gap = max(float(np.max(np.abs(p - q))) for p, q in zip(runs["seed"], theirs, strict=True))
+    if eps == 1e-2:
+        assert gap > 1e-3  # where eps sits matters: (OPT-A4) is not scikit-learn's
+    assert not np.allclose(theirs[0], params[0])
+
+
+def test_adam_eps_hat_equals_the_seeds_form_at_eps_0():
+    """At eps = 0 the two placements are the same update, (OPT-A4) = (OPT-A5)."""
+    rng = np.random.default_rng(6)
+    params = {"W": jnp.asarray(rng.normal(size=(4, 3)))}
+    grads = [{"W": jnp.asarray(rng.normal(size=(4, 3)))} for _ in range(5)]
+    out = {}
+    for eps_hat in (False, True):
+        opt = optim.adam(0.1, eps=0.0, eps_hat=eps_hat)
+        p, state = params, opt.init(params)
+        for g in grads:
+            u, state = opt.update(g, state)
+            p = optax.apply_updates(p, u)
+        out[eps_hat] = p
+    assert_trees_close(out[True], out[False], rtol=1e-13, what="eps=0")

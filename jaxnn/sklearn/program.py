@@ -164,6 +164,8 @@ def capacity(max_iter: int) -> int:
 def make_optimizer(static: Static, hyper: Hyper) -> optax.GradientTransformation:
     """The solver as a jaxnn optimizer (its rate fixed: see ``_epoch`` for sgd's schedules).
 
+    ``adam``: scikit-learn's, eps beside sqrt(v) before the bias correction, (OPT-A5).
+
     ``sgd``: scikit-learn's momentum is undamped, v <- mu v - a_t g; the seed's EMA form
     (OPT-M1, OPT-M2) with beta = mu, at the constant rate a_0 / (1 - mu) and fed the
     gradient times a_t / a_0, equals it step for step (v = -(a_0 / (1 - mu)) V), and with
@@ -172,7 +174,7 @@ def make_optimizer(static: Static, hyper: Hyper) -> optax.GradientTransformation
     """
     a0 = hyper.learning_rate_init
     if static.solver == "adam":
-        return optim.adam(a0, hyper.beta_1, hyper.beta_2, hyper.epsilon)
+        return optim.adam(a0, hyper.beta_1, hyper.beta_2, hyper.epsilon, eps_hat=True)
     if static.solver == "rmsprop":
         return optim.rmsprop(a0, hyper.beta_2, hyper.epsilon)
     mu = hyper.momentum

@@ -17,7 +17,9 @@ The package, from the bottom up (imports only ever point down this list):
   ``per_example`` (per-example gradients, norms and clipping from the deltas),
   ``rows`` (the same for ``(m, n)`` data, one example per row), ``interop``
   (Flax and Equinox parameters as jaxnn's, and back), ``sharding``
-  (sums over examples on any mesh), ``optim`` (optax transformations, on any pytree);
+  (sums over examples on any mesh), ``curvature`` (the math for other quantities, on
+  the same BP machinery: Hessian- and Gauss-Newton products, diagonals, Kronecker
+  factors, gradient moments), ``optim`` (optax transformations, on any pytree);
 * training: ``steps`` (step and epoch), ``metrics`` (cost and task metrics on any
   mesh), ``parallel`` (meshes), ``distributed`` (several processes: jax.distributed,
   faults), ``sharded`` (each process's share of the data), ``programs`` (fit's

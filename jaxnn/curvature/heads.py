@@ -30,7 +30,12 @@ import jax.numpy as jnp
 
 from jaxnn import activations, losses
 from jaxnn.backpropagation import output_error
-from jaxnn.curvature.second_derivatives import residual_factors, residual_vp, vjp_columns
+from jaxnn.curvature.second_derivatives import (
+    has_residual,
+    residual_factors,
+    residual_vp,
+    vjp_columns,
+)
 from jaxnn.network import Cache, Network
 from jaxnn.validation import check_int, check_key
 
@@ -132,7 +137,7 @@ def output_hessian_vp(
     The GGN's part (H4) plus, for MSE, the residual Res(a - y) V (SD-R).
     """
     gauss_newton = ggn_output_hessian_vp(Z_L, A_L, Y, net, V)
-    if _convex(net) is not None:
+    if _convex(net) is not None or not has_residual(net.activations[-1]):
         return gauss_newton
     grad_a = losses.mse_grad(A_L, Y)  # (G1)
     return gauss_newton + residual_vp(net.activations[-1], Z_L, A_L, grad_a, V)  # (H3)
@@ -160,8 +165,9 @@ def output_residual_factors(
     Z_L: jax.Array, A_L: jax.Array, Y: jax.Array, net: Network
 ) -> tuple[jax.Array, jax.Array | None, jax.Array | None] | None:
     """H_out - S S^T = diag(d) + F diag(w) F^T per example, as ``(d, F, w)`` (see
-    ``residual_factors``), or None where it is 0 (the convex heads)   (H3), (SD-R)"""
-    if _convex(net) is not None:
+    ``residual_factors``), or None where it is 0 (the convex heads, and MSE after a
+    piecewise-linear sigma)   (H3), (SD-R)"""
+    if _convex(net) is not None or not has_residual(net.activations[-1]):
         return None
     grad_a = losses.mse_grad(A_L, Y)  # (G1)
     return residual_factors(net.activations[-1], Z_L, A_L, grad_a)  # (H3)

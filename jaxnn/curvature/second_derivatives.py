@@ -31,9 +31,7 @@ __all__ = [
     "SECOND_DERIVATIVES",
     "gelu_second",
     "gelu_tanh_second",
-    "leaky_relu_second",
-    "linear_second",
-    "relu_second",
+    "has_residual",
     "residual_factors",
     "residual_vp",
     "second_derivative",
@@ -42,6 +40,7 @@ __all__ = [
     "softplus_second",
     "tanh_second",
     "vjp_columns",
+    "zero_second",
 ]
 
 
@@ -61,19 +60,14 @@ def tanh_second(Z: jax.Array) -> jax.Array:
     return -2 * t * (1 - t**2)  # (SD2)
 
 
-def relu_second(Z: jax.Array) -> jax.Array:
-    """relu''(z) = 0 (z != 0; at the kink too, by convention)   (SD3)"""
-    return jnp.zeros_like(Z)  # (SD3)
+def zero_second(Z: jax.Array) -> jax.Array:
+    """relu''(z) = leaky_relu''(z) = linear''(z) = 0   (SD3), (SD4), (SD5)
 
-
-def leaky_relu_second(Z: jax.Array) -> jax.Array:
-    """leaky_relu''(z) = 0 (z != 0; at the kink too, by convention)   (SD4)"""
-    return jnp.zeros_like(Z)  # (SD4)
-
-
-def linear_second(Z: jax.Array) -> jax.Array:
-    """linear''(z) = 0   (SD5)"""
-    return jnp.zeros_like(Z)  # (SD5)
+    Piecewise linear: 0 away from the kink, and at it by convention (as BackPACK). One
+    function for the three, so that ``has_residual`` can tell them by it and the
+    R-pass and the Hessian diagonal leave their residual out altogether.
+    """
+    return jnp.zeros_like(Z)  # (SD3), (SD4), (SD5)
 
 
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
@@ -127,9 +121,9 @@ def softplus_second(Z: jax.Array) -> jax.Array:
 SECOND_DERIVATIVES: dict[str, Callable[[jax.Array], jax.Array]] = {
     "sigmoid": sigmoid_second,
     "tanh": tanh_second,
-    "relu": relu_second,
-    "leaky_relu": leaky_relu_second,
-    "linear": linear_second,
+    "relu": zero_second,
+    "leaky_relu": zero_second,
+    "linear": zero_second,
     "gelu": gelu_second,
     "gelu_tanh": gelu_tanh_second,
     "silu": silu_second,
@@ -147,6 +141,12 @@ def second_derivative(name: str) -> Callable[[jax.Array], jax.Array]:
             f"no second derivative for activation {name!r}; element-wise activations with "
             f"one: {valid} (softmax's residual is written apart: residual_vp)"
         ) from None
+
+
+def has_residual(name: str) -> bool:
+    """Whether the activation ``name`` has a residual (SD-R) at all: softmax and every
+    activation whose sigma'' is not ``zero_second`` (relu, leaky_relu and linear have none)."""
+    return name == "softmax" or second_derivative(name) is not zero_second
 
 
 def residual_vp(name: str, Z: jax.Array, A: jax.Array, G: jax.Array, V: jax.Array) -> jax.Array:

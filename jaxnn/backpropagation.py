@@ -17,6 +17,10 @@ The seed's per-example BP3 and BP4 become sums over the columns, and the 1/m of
 the mean is applied once, to delta^[L]; BP2 is linear in delta, so it carries
 through every layer. ``fused=True`` replaces BP1 by its closed form (F1-F3)
 where the output activation and loss have one.
+
+Under mixed precision (``Network.preferred_element_type``, (MP)) Z, A and so delta are
+in that type: every product of BP2 and BP4 has delta as an operand and returns (so
+accumulates in) it, and so does BP3's sum; the gradients are cast to the params' dtype.
 """
 
 from typing import NamedTuple

@@ -7,6 +7,12 @@ Notation follows the seeds. Layer l = 1..L of the math has ``W^[l]`` of shape
 Indexing: Python is 0-based, the math 1-based. ``params[l]`` holds layer
 ``l + 1`` of the math, ``cache.Z[l]`` is ``Z^[l+1]``, while ``cache.A[l]`` is
 ``A^[l]`` (``A[0]`` is X), so ``Z[l] = W[l] @ A[l] + b[l]``.
+
+Mixed precision (``Network(..., preferred_element_type="float32")``, for params and
+data in bfloat16 or float16): every product returns, so accumulates in, that type, as
+``jnp.matmul(..., preferred_element_type=...)`` does, and Z, A, delta and the sums
+computed from them are in it; gradients come back in the params' dtype. (MP) in
+docs/derivations.md, "Mixed precision".
 """
 
 import dataclasses
@@ -75,15 +81,27 @@ class Network:
         (the default) for a network with no cost of its own, a block of a larger model
         (``jaxnn.network_with_hand_gradients``, ``forward``, ``predict``), whose
         ``cost`` and ``backprop`` raise a ValueError that says so.
+      preferred_element_type: None (the default: every operation in the type JAX's
+        promotion gives), or a floating dtype, kept as its name (``"float32"``; a dtype
+        is taken too): mixed precision, JAX's name for a product's accumulation and
+        result type (``jnp.matmul(..., preferred_element_type=...)``). The params and
+        X keep their dtype (bfloat16 or float16; none may be wider); every product of
+        the forward pass returns this type (MP), so Z, A, delta, every product of
+        BP1-BP4 (each has delta as an operand), the element-wise math and the sums
+        (the cost, BP3) are in it; the gradients come back in the params' dtype, as
+        ``jax.grad`` gives them.
 
     Example:
       >>> net = Network((64, 32, 10), ("relu", "softmax"), "cross_entropy")
       >>> block = Network((64, 32, 10), ("relu", "linear"))  # no loss: a block
+      >>> mixed = Network((64, 32, 10), ("relu", "softmax"), "cross_entropy",
+      ...                 preferred_element_type="float32")  # bfloat16 params, float32 sums
     """
 
     sizes: tuple[int, ...]
     activations: tuple[str, ...]
     loss: str | None = None
+    preferred_element_type: str | None = None
 
     def __post_init__(self):
         sizes, acts = self.sizes, self.activations
@@ -123,11 +141,29 @@ class Network:
                 )
         object.__setattr__(self, "sizes", tuple(int(n) for n in sizes))
         object.__setattr__(self, "activations", acts)
+        if self.preferred_element_type is not None:
+            object.__setattr__(self, "preferred_element_type", _dtype_name(self))
 
     @property
     def L(self) -> int:
         """Number of layers with parameters."""
         return len(self.sizes) - 1
+
+
+def _dtype_name(net: Network) -> str:
+    """The name of ``net.preferred_element_type``, a floating dtype; a ValueError otherwise."""
+    given = net.preferred_element_type
+    try:
+        dtype = jnp.dtype(given)
+    except (TypeError, ValueError):
+        dtype = None
+    if dtype is None or not jnp.issubdtype(dtype, jnp.floating):
+        raise ValueError(
+            "preferred_element_type must be None or a floating dtype, the type every "
+            "product and sum accumulates in (mixed precision: 'float32' for bfloat16 or "
+            f"float16 params), got {given!r}"
+        )
+    return dtype.name
 
 
 class Cache(NamedTuple):
@@ -146,7 +182,11 @@ def init_params(
     """Random weights and zero biases, one ``{"W", "b"}`` dict per layer.
 
     Methods (n_in = n^[l-1], n_out = n^[l]):
-      * ``"auto"``: ``"he"`` for relu and leaky_relu layers, ``"glorot"`` otherwise;
+      * ``"auto"``: ``"he"`` for relu, leaky_relu, gelu, gelu_tanh and silu layers
+        (zero for z << 0, z for z >> 0: with glorot a 20-layer gelu or silu stack of
+        width 256 shrinks rms(Z) to 3e-6, with he to 0.1 and 0.006), ``"glorot"``
+        otherwise (softplus included: its mean log 2 > 0 makes he grow rms(Z) to 3.6
+        over 20 layers, glorot keeps it at 1.0);
       * ``"he"``: W ~ N(0, 2 / n_in) (He et al., 2015);
       * ``"glorot"``: W ~ U(-r, r), r = sqrt(6 / (n_in + n_out)) (Glorot & Bengio, 2010);
       * ``"lecun"``: W ~ truncated N with variance 1 / n_in, as
@@ -171,7 +211,8 @@ def init_params(
         n_in, n_out = net.sizes[l], net.sizes[l + 1]
         kind = method
         if kind == "auto":
-            kind = "he" if net.activations[l] in ("relu", "leaky_relu") else "glorot"
+            he = ("relu", "leaky_relu", "gelu", "gelu_tanh", "silu")
+            kind = "he" if net.activations[l] in he else "glorot"
         kw, kb = jax.random.split(keys[l])
         shape, dtype = types[l]["W"].shape, types[l]["W"].dtype
         b = jnp.zeros(types[l]["b"].shape, dtype)
@@ -256,11 +297,14 @@ def check_inputs(
     integer class labels of shape ``(m,)``, returned one-hot in the params' dtype
     (``jaxnn.validation.one_hot``). Without Y (the forward pass) the second value
     is None; a Y given as None is an error, as is a Y with no examples (the cost
-    is a mean over m >= 1), and any Y for a network without a loss. ``twin``
+    is a mean over m >= 1), and any Y for a network without a loss. Under mixed
+    precision Y comes back in ``net.preferred_element_type``, the cost's type. ``twin``
     names the caller's counterpart in the other layout, for the error hints.
     """
     _check_network(net)
     check_params(params, net.sizes)
+    if net.preferred_element_type is not None:
+        _check_mixed_precision(params, net)
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}; valid layouts: {LAYOUTS}")
     rows = layout == "rows"
@@ -292,8 +336,9 @@ def check_inputs(
             )
         if labels:
             dtype = params[-1]["W"].dtype
-            return X2, one_hot(Y, net.sizes[-1], dtype, axis=examples ^ 1, name="Y (class label)")
-        return X2, as_2d(Y, net.sizes[-1], "Y", "n_L")
+            Y2 = one_hot(Y, net.sizes[-1], dtype, axis=examples ^ 1, name="Y (class label)")
+            return X2, _targets_in_preferred_type(Y2, net)
+        return X2, _targets_in_preferred_type(as_2d(Y, net.sizes[-1], "Y", "n_L"), net)
     if is_labels(Y) and not one_example:
         if not labels:
             raise ValueError(
@@ -326,7 +371,29 @@ def check_inputs(
         raise ValueError(
             f"X has shape {shape_of(X)}: no examples; the cost is a mean over m >= 1 examples"
         )
-    return X2, Y2
+    return X2, _targets_in_preferred_type(Y2, net)
+
+
+def _targets_in_preferred_type(Y: Any, net: Network) -> Any:
+    """Y in ``net.preferred_element_type`` under mixed precision (the cost is computed in
+    it: ``1 - y`` of (C2) in float16 would be rounded), as it is otherwise."""
+    return Y if net.preferred_element_type is None else Y.astype(net.preferred_element_type)
+
+
+def _check_mixed_precision(params: Params, net: Network) -> None:
+    """Raise ValueError where a parameter is wider than ``net.preferred_element_type``,
+    the type its products accumulate in (its products would be rounded down)."""
+    p = jnp.dtype(net.preferred_element_type)
+    for l, layer in enumerate(params, start=1):
+        for name in ("W", "b"):
+            dtype = jnp.dtype(layer[name].dtype)
+            if dtype.itemsize > p.itemsize:
+                raise ValueError(
+                    f"layer {l}: {name} has dtype {dtype.name}, wider than the network's "
+                    f"preferred_element_type {p.name}, the type its products and sums "
+                    f"accumulate in: give the params in {p.name} or narrower (bfloat16, "
+                    "float16), or a wider preferred_element_type"
+                )
 
 
 def column_bias(b: jax.Array) -> jax.Array:
@@ -344,11 +411,14 @@ def bias_like(db: jax.Array, b: jax.Array) -> jax.Array:
 def forward_unchecked(params: Params, X: jax.Array, net: Network) -> Cache:
     """``forward`` without its input checks, for code that has checked them (or is traced).
 
-    X must already be ``(n_x, m)``; (F-Z) and (F-A) layer by layer.
+    X must already be ``(n_x, m)``; (F-Z) and (F-A) layer by layer. Under mixed
+    precision each product returns ``net.preferred_element_type`` (MP), which Z and A
+    then have.
     """
     Zs, As = [], [X]
     for l, (layer, act_name) in enumerate(zip(params, net.activations, strict=True)):
-        Z = layer["W"] @ As[l] + column_bias(layer["b"])  # (F-Z)
+        WA = jnp.matmul(layer["W"], As[l], preferred_element_type=net.preferred_element_type)
+        Z = WA + column_bias(layer["b"])  # (F-Z), (MP): W A accumulated in the preferred type
         Zs.append(Z)
         As.append(activations.get(act_name).fn(Z))  # (F-A)
     return Cache(Zs, As)

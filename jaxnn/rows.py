@@ -18,7 +18,8 @@ No data is transposed: the products contract the dimensions they need as
 they lie (``A @ W.T`` and ``delta.T @ A`` are single ``dot_general``s), and
 BP2 needs no transpose of W at all. Softmax, its Jacobian product and the
 costs act along axis 1, the units of each row. ``Y`` is ``(m, n_L)``, or
-integer class labels of shape ``(m,)`` for softmax with cross-entropy.
+integer class labels of shape ``(m,)`` for softmax with cross-entropy. Mixed
+precision (``Network.preferred_element_type``) is (F-Z-R) with that result type, (MP).
 
 Example:
   >>> from jaxnn import rows
@@ -86,7 +87,8 @@ def forward_unchecked(params: Params, X: jax.Array, net: Network) -> Cache:
     """``forward`` without its input checks; X must already be ``(m, n_x)``."""
     Zs, As = [], [X]
     for l, (layer, act_name) in enumerate(zip(params, net.activations, strict=True)):
-        Z = As[l] @ layer["W"].T + row_bias(layer["b"])  # (F-Z-R)
+        AW_T = jnp.matmul(As[l], layer["W"].T, preferred_element_type=net.preferred_element_type)
+        Z = AW_T + row_bias(layer["b"])  # (F-Z-R), (MP): A W^T accumulated in the preferred type
         Zs.append(Z)
         As.append(activations.apply(activations.get(act_name), Z, axis=_UNITS))  # (F-A)
     return Cache(Zs, As)

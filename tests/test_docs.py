@@ -152,7 +152,7 @@ PYTHON = {
         "here",  # the scikit-learn estimators
         "tests/test_readme.py",
     ],
-    "docs/interop.md": ["tests/test_interop_docs.py"] * 7,
+    "docs/interop.md": ["tests/test_interop_docs.py"] * 8,
     "docs/scaling.md": [
         "four devices",
         "four devices",

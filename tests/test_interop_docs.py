@@ -22,7 +22,7 @@ HARNESS = textwrap.dedent(
     assert jax.device_count() == 4, jax.devices()
     text = open(sys.argv[1]).read()
     blocks = re.findall(r"```python\\n(.*?)```", text, re.S)
-    assert len(blocks) == 7, len(blocks)
+    assert len(blocks) == 8, len(blocks)
     scope = {}
     for i, block in enumerate(blocks):
         exec(compile(block, f"{sys.argv[1]} block {i + 1}", "exec"), scope)
@@ -48,6 +48,10 @@ HARNESS = textwrap.dedent(
     # training happened in every framework.
     assert scope["eqx_costs"][-1] < scope["eqx_costs"][0]
     assert scope["nnx_costs"][-1] < scope["nnx_costs"][0]
+    assert scope["mixed_costs"][-1] < scope["mixed_costs"][0]
+    # mixed precision: the master stayed float32, the copy's gradients were bfloat16.
+    assert {a.dtype for a in jax.tree.leaves(scope["master"])} == {jnp.dtype(jnp.float32)}
+    assert {a.dtype for a in jax.tree.leaves(scope["hand16"])} == {jnp.dtype(jnp.bfloat16)}
     print("OK")
     """
 )

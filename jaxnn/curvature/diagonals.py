@@ -28,7 +28,6 @@ Derivations in ``docs/derivations.md``, "Curvature".
 
 import jax
 import jax.numpy as jnp
-from jax import lax
 from jax.typing import ArrayLike
 
 from jaxnn import activations
@@ -50,7 +49,6 @@ __all__ = [
     "diagonal_params",
     "factor_down",
     "propagate_factor",
-    "unfused",
 ]
 
 
@@ -82,24 +80,11 @@ def propagate_factor(params: Params, cache: Cache, S: jax.Array, net: Network) -
     return factors
 
 
-def unfused(d: jax.Array) -> jax.Array:
-    """``d`` as an array of its own on the CPU (an optimization barrier), as it is elsewhere.
-
-    Left alone, XLA's CPU backend fuses the sum over the factor's columns (D2) into the
-    product of (D3) that reads it, and runs the fusion about 1.7x slower than the two
-    apart (``diag_ggn`` on 784-512-512-10, batch 256, float32: 108 against 60 ms, on a
-    loaded 2-core machine; ``scripts/bench_curvature.py``). Values are unchanged; chosen
-    when the program is lowered, as ``jaxnn.backpropagation.transpose_times`` is.
-    """
-    return lax.platform_dependent(d, cpu=lax.optimization_barrier, default=lambda x: x)
-
-
 def diagonal_params(params: Params, cache: Cache, diagonals: list[jax.Array]) -> Params:
     """The params' diagonals from every layer's diag(M_x^[l]), ``(n^[l], m)``, per example
     (D3): W's is (1/m) sum_x d_x (a_x^2)^T, b's (1/m) sum_x d_x; in the params'
     structure, shapes and dtypes."""
     m = cache.A[0].shape[1]
-    diagonals = [unfused(d) for d in diagonals]
     result = [
         {
             "W": (sum_over_examples(d, A_prev**2, 1) / m).astype(layer["W"].dtype),  # (D3)

@@ -27,7 +27,6 @@ from jaxnn.curvature import (
     sum_grad_squared,
     variance,
 )
-from tests.conftest import torch_required
 from tests.helpers import leaf_relative_error
 
 # PyTorch warns that BackPACK's hooks fire on the first layer, whose input X needs no
@@ -48,6 +47,8 @@ TORCH_ACTIVATIONS = {
 @pytest.fixture(scope="module")
 def backpack(torch):
     """The ``backpack`` package: a skip where it is not installed, a failure under CI."""
+    from tests.conftest import torch_required  # here: scripts/curvature_demo.py imports this file
+
     if not torch_required():
         return pytest.importorskip("backpack")
     try:

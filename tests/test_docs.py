@@ -163,6 +163,7 @@ PYTHON = {
     "docs/own-data.md": ["tests/test_own_data.py"] * 2,  # in order, with the commands
     "docs/verifying.md": ["here, slow", "here", "here", "here", "here"],  # slow: the matrix
     "docs/sklearn.md": ["here", "here, slow"],  # slow: a grid search, 21 fits
+    "docs/curvature.md": ["here", "here"],  # the imports; the worked example
 }
 SHELL = {
     "docs/own-data.md": [

@@ -105,7 +105,8 @@ def compiled(name):
 def test_kflr_factors_and_moments_equal_autodiff(name, dtype, rtol):
     """G is the exact GGN block of b (K1), A the input's second moment (K2); the moments
     are those of vmap(grad)'s per-example gradients (M1)-(M3). float32: 1e-4 of each
-    leaf's scale (1e-3 for the variance, a difference of moments: (M3)'s warning)."""
+    leaf's scale, where up to 3.3e-7 was seen (the variance, a difference of moments, can
+    lose more where it is tiny beside the squared mean: (M3)'s warning; not here)."""
     net, params, X, Y = problem(name, dtype)
     hand, reference = compiled(name)
     factors, sgs, var = hand(params, X, Y)
@@ -123,7 +124,7 @@ def test_kflr_factors_and_moments_equal_autodiff(name, dtype, rtol):
     sgs_ref = jax.tree.map(lambda x, p: np.sum(x * x, axis=0).astype(p.dtype), g, params)
     var_ref = jax.tree.map(lambda x, p: np.var(x, axis=0).astype(p.dtype), g, params)
     assert_trees_close(sgs, sgs_ref, rtol, "sum_grad_squared")
-    assert_trees_close(var, var_ref, rtol if dtype == jnp.float64 else 1e-3, "variance")
+    assert_trees_close(var, var_ref, rtol, "variance")
 
 
 @pytest.mark.parametrize("name", NETS)

@@ -17,8 +17,17 @@ import numpy as np
 import pytest
 
 import jaxnn
-from jaxnn import activations, losses
-from jaxnn.curvature import kfac, kflr, sum_grad_squared, variance
+from jaxnn import activations, backpropagation, losses
+from jaxnn.curvature import (
+    diagonals,
+    heads,
+    kfac,
+    kflr,
+    kronecker,
+    moments,
+    sum_grad_squared,
+    variance,
+)
 from tests.helpers import assert_trees_close, fast_jit, leaf_relative_error
 
 # Every head of jaxnn.losses.HEADS and MSE after softmax, hidden activations with
@@ -188,3 +197,75 @@ def test_bad_input_is_a_clear_error_before_any_math(call, match):
     net, params, X, Y = problem("softmax+ce")
     with pytest.raises(ValueError, match=match):
         call(params, X, Y, net)
+
+
+# Seeded errors, each planted in the library for one test (as tests/curvature_corpus.py
+# plants A's), and the comparisons above that must catch it. A transposed Kronecker
+# order, [A, G], is caught by test_kron_of_the_factors_is_the_exact_weight_block_for_one_example.
+def _no_sigma_prime_in_the_factors(mp):
+    mp.setattr(diagonals, "vjp_columns", lambda name, Z, A, F: F)  # BP2 without J^T
+
+
+def _transposed_output_factor(mp):
+    transposed = lambda *args: jnp.swapaxes(heads.output_hessian_factor(*args), 0, 1)
+    mp.setattr(kronecker, "output_hessian_factor", transposed)  # S^T for S
+
+
+def _examples_own_errors_for_the_means_deltas(mp):
+    mp.setattr(moments, "output_delta", backpropagation.output_error)  # the 1/m lost
+
+
+def _unscaled_sampled_factor(mp):
+    unscaled = lambda *args, **kw: heads.sampled_output_factor(*args, **kw) * jnp.sqrt(args[4])
+    mp.setattr(kronecker, "sampled_output_factor", unscaled)  # no 1/sqrt(samples)
+
+
+FAULTS = {
+    "sigma' left out of the factors' BP2": (_no_sigma_prime_in_the_factors, ("kflr G", "kfac G")),
+    "S^T for S": (_transposed_output_factor, ("kflr G",)),
+    "the 1/m of the mean lost": (
+        _examples_own_errors_for_the_means_deltas,
+        ("sum_grad_squared", "variance"),
+    ),
+    "the Monte Carlo factor without 1/sqrt(samples)": (_unscaled_sampled_factor, ("kfac G",)),
+}
+
+
+def errors(name):
+    """{quantity: relative error against autodiff}, computed eagerly (a jitted function
+    would keep the program traced before a fault was planted)."""
+    net, params, X, Y = problem(name)
+    blocks, per_example = compiled(name)[1](params, X, Y)
+    g = jax.tree.map(lambda x: np.asarray(x) / M, per_example)
+    sgs, var = sum_grad_squared(params, X, Y, net), variance(params, X, Y, net)
+    sampled = kfac(params, X, Y, net, jax.random.key(0), samples=4000)
+    leaves = lambda t: [np.asarray(x) for x in jax.tree.leaves(t)]
+    moment = lambda ours, ref: max(
+        leaf_relative_error(a, b.reshape(a.shape))
+        for a, b in zip(leaves(ours), leaves(ref), strict=True)
+    )
+    return {
+        "kflr G": max(
+            leaf_relative_error(f["W"][0], b["b"])
+            for f, b in zip(kflr(params, X, Y, net), blocks, strict=True)
+        ),
+        "kfac G": max(
+            leaf_relative_error(f["W"][0], b["b"]) / 0.05  # its tolerance: 1 is the line
+            for f, b in zip(sampled, blocks, strict=True)
+        ),
+        "sum_grad_squared": moment(sgs, jax.tree.map(lambda x: np.sum(x * x, axis=0), g)),
+        "variance": moment(var, jax.tree.map(lambda x: np.var(x, axis=0), g)),
+    }
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+def test_each_seeded_error_is_caught(fault, monkeypatch):
+    """Unplanted, every error is within the tests' tolerances; each fault pushes the
+    quantities it touches past them (1e-6 for the exact ones, 5% for KFAC's G)."""
+    plant, caught_by = FAULTS[fault]
+    clean = errors("softmax+ce")
+    assert clean["kfac G"] < 1 and max(v for k, v in clean.items() if k != "kfac G") < 1e-10
+    plant(monkeypatch)
+    found = errors("softmax+ce")
+    caught = {k for k, v in found.items() if v > (1 if k == "kfac G" else 1e-6)}
+    assert set(caught_by) <= caught, (fault, found)

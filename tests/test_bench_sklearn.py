@@ -103,6 +103,20 @@ def test_summary_gives_medians_pooled_warm_fits_and_ratios():
     }
 
 
+@pytest.mark.parametrize(("below", "met"), [(1e-8, True), (1.5e-6, True), (1e-3, False)])
+def test_a_score_within_float32_rounding_counts_as_equal(below, met):
+    """jaxnn trains in float32: an R^2 1e-8 lower, or a mean fold accuracy 1.5e-6 lower
+    (the same examples right, spread over folds of 360 and 359), is the same score; a
+    thousandth lower (one example of a thousand) is not."""
+    rounds = fake_rounds()
+    for r in rounds:
+        r["fits"]["digits"]["jaxnn-cold"]["score"] = 0.97 - below
+        r["grid"]["jaxnn-cached n_jobs=1"]["best_score"] = 0.95 - below
+    targets = sklearn_fits.summarise(rounds)["targets"]
+    assert targets["digits warm fit"] is met
+    assert targets["grid jaxnn-cached n_jobs=1"] is met
+
+
 def test_markdown_has_every_median_ratio_target_and_round():
     table = sklearn_fits.markdown(fake_report())
     assert "scikit-learn 9.9.9: medians of 3 rounds" in table

@@ -58,6 +58,10 @@ DATASETS = {  # sklearn.datasets.load_<name>, and its task
 }
 FIT_CONTENDERS = ("sklearn", "jaxnn-cold", "jaxnn-cached")
 TARGET_RATIO = 0.5  # the target: jaxnn's time at most this fraction of scikit-learn's
+# Scores this close count as equal: jaxnn trains in float32 (scikit-learn in float64), and
+# its rounding moves a continuous score (R^2) by about 1e-8 and can move one example of a
+# fold (a 360-example fold against a 359-example fold: 1.5e-6 of a mean accuracy).
+SCORE_TOLERANCE = 1e-5
 DEFAULTS = {
     "datasets": tuple(DATASETS),
     "hidden": (100,),
@@ -285,7 +289,8 @@ def summarise(rounds: list[dict]) -> dict:
             },
             "score_difference": score - sk["score"],
         }
-        targets[f"{dataset} warm fit"] = warm / sk["fit_s"] <= TARGET_RATIO and score >= sk["score"]
+        same = score >= sk["score"] - SCORE_TOLERANCE
+        targets[f"{dataset} warm fit"] = warm / sk["fit_s"] <= TARGET_RATIO and same
     for label in rounds[0]["grid"]:
         grid[label] = {
             key: _median(rounds, "grid", label, key)
@@ -299,7 +304,7 @@ def summarise(rounds: list[dict]) -> dict:
             continue
         g["ratios"] = {key: g[key] / sk[key] for key in ("process_wall_s", "fit_s")}
         g["best_score_difference"] = g["best_score"] - sk["best_score"]
-        ok = g["best_score"] >= sk["best_score"]
+        ok = g["best_score"] >= sk["best_score"] - SCORE_TOLERANCE
         targets[f"grid {label}"] = g["ratios"]["process_wall_s"] <= TARGET_RATIO and ok
     return {"fits": fits, "grid": grid, "targets": targets}
 
@@ -384,7 +389,7 @@ def markdown(report: dict) -> str:
             f"| {label} | {g['process_wall_s']:.1f} s | {wall_x} | {g['fit_s']:.1f} s "
             f"| {fit_x} | {g['best_score']:.4f} | {params} |"
         )
-    lines += ["", f"Targets (at most {TARGET_RATIO}x scikit-learn's time, score >= its):"]
+    lines += ["", f"Targets (at most {TARGET_RATIO}x scikit-learn's time, score >= its - {SCORE_TOLERANCE:g}):"]
     lines += [f"- {k}: {'met' if ok else 'not met'}" for k, ok in summary["targets"].items()]
     lines += ["", *_raw_lines(report["rounds"])]
     load = report["load_average"]

@@ -5,7 +5,7 @@ per row, with a symbolic batch dimension ``"m"``, and computes, in float32:
 
   X_hat   = (X - mean) / std                                     standardisation
   Z^[l]   = A^[l-1] W^[l]^T + b^[l]^T                            (F-Z-R)
-  A^[l]   = sigma(Z^[l])                                         (F-A), (A1)-(A11)
+  A^[l]   = sigma(Z^[l])                                         (F-A), (A1)-(A19)
 
 then its one output, by task:
 
@@ -22,10 +22,12 @@ package builds and checks the graph; it is imported inside the functions, so ``i
 jaxnn`` does not need it (it is in the ``cli`` extra).
 """
 
+import functools
 import json
+import math
 import os
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -39,7 +41,15 @@ from jaxnn.validation import check_params
 if TYPE_CHECKING:
     import onnx
 
-__all__ = ["ACTIVATION_OPS", "DEFAULT_OPSET", "MIN_OPSET", "TASKS", "save_onnx", "to_onnx"]
+__all__ = [
+    "ACTIVATION_OPS",
+    "DEFAULT_OPSET",
+    "GELU_OPSET",
+    "MIN_OPSET",
+    "TASKS",
+    "save_onnx",
+    "to_onnx",
+]
 
 # 17 is the newest opset that every onnxruntime since 1.13 (2022) runs, and it has all
 # the operators the graph needs; the file then declares IR version 8, its minimum.
@@ -48,15 +58,61 @@ DEFAULT_OPSET = 17
 MIN_OPSET = 13
 TASKS = ("classification", "regression")
 
-# Each activation of ``jaxnn.activations.ACTIVATIONS`` as an ONNX operator, with its
-# attributes; None is the identity (no node). Softmax's axis 1 is the units of a row.
-ACTIVATION_OPS: dict[str, tuple[str, dict] | None] = {
+# ONNX's Gelu operator (with approximate "none" or "tanh") exists from opset 20; below
+# it, the graph spells gelu out with Erf or Tanh.
+GELU_OPSET = 20
+
+
+def _gelu_nodes(helper, Z: str, A: str, opset: int, approximate: str):
+    """Nodes and constants computing A = gelu(Z): one Gelu from opset 20, else
+    0.5 Z (1 + erf(Z / sqrt 2)) (A12) or 0.5 Z (1 + tanh(sqrt(2/pi)(Z + 0.044715 Z^3))) (A14)."""
+    if opset >= GELU_OPSET:
+        return [helper.make_node("Gelu", [Z], [A], approximate=approximate)], {}
+    n = lambda op, inputs, out: helper.make_node(op, inputs, [f"{Z}_{out}"])
+    if approximate == "none":  # (A12)
+        constants = {"gelu_rsqrt2": math.sqrt(0.5)}
+        inner = [n("Mul", [Z, "gelu_rsqrt2"], "u"), n("Erf", [f"{Z}_u"], "t")]
+    else:  # (A14)
+        constants = {"gelu_c": math.sqrt(2 / math.pi), "gelu_k": 0.044715}
+        inner = [
+            n("Mul", [Z, Z], "z2"),
+            n("Mul", [f"{Z}_z2", Z], "z3"),
+            n("Mul", [f"{Z}_z3", "gelu_k"], "kz3"),
+            n("Add", [Z, f"{Z}_kz3"], "v"),
+            n("Mul", [f"{Z}_v", "gelu_c"], "u"),
+            n("Tanh", [f"{Z}_u"], "t"),
+        ]
+    constants |= {"gelu_one": 1.0, "gelu_half": 0.5}
+    outer = [
+        n("Add", [f"{Z}_t", "gelu_one"], "1pt"),
+        n("Mul", [f"{Z}_1pt", "gelu_half"], "cdf"),
+        helper.make_node("Mul", [Z, f"{Z}_cdf"], [A]),
+    ]
+    return inner + outer, constants
+
+
+def _silu_nodes(helper, Z: str, A: str, opset: int):
+    """A = Z Sigmoid(Z)   (A16)"""
+    del opset
+    sigmoid = helper.make_node("Sigmoid", [Z], [f"{Z}_sigmoid"])
+    return [sigmoid, helper.make_node("Mul", [Z, f"{Z}_sigmoid"], [A])], {}
+
+
+# Each activation of ``jaxnn.activations.ACTIVATIONS`` in ONNX: an operator with its
+# attributes; None, the identity (no node); or a function ``(helper, Z, A, opset) ->
+# (nodes, {constant name: value})`` for those written with several operators.
+# Softmax's axis 1 is the units of a row.
+ACTIVATION_OPS: dict[str, tuple[str, dict] | Callable | None] = {
     "sigmoid": ("Sigmoid", {}),  # (A1)
     "tanh": ("Tanh", {}),  # (A3)
     "relu": ("Relu", {}),  # (A5)
     "leaky_relu": ("LeakyRelu", {"alpha": activations.LEAKY_SLOPE}),  # (A7): x < 0 -> alpha x
     "linear": None,  # (A9)
     "softmax": ("Softmax", {"axis": 1}),  # (A11), per row
+    "gelu": functools.partial(_gelu_nodes, approximate="none"),  # (A12)
+    "gelu_tanh": functools.partial(_gelu_nodes, approximate="tanh"),  # (A14)
+    "silu": _silu_nodes,  # (A16)
+    "softplus": ("Softplus", {}),  # (A18): log(exp(x) + 1)
 }
 
 
@@ -125,6 +181,8 @@ def to_onnx(
         (``metadata_props["feature_names"]``, a JSON list) and its doc string.
       opset: the ONNX operator set, ``MIN_OPSET`` to the installed onnx's newest;
         ``DEFAULT_OPSET`` (17) if None. The IR version is the least that opset needs.
+        gelu and gelu_tanh are one ``Gelu`` node from ``GELU_OPSET`` (20) on, and
+        spelled out with ``Erf`` or ``Tanh`` below it; silu is ``Z * Sigmoid(Z)``.
 
     Returns:
       A checked ``onnx.ModelProto`` (``onnx.checker.check_model`` with shape inference)
@@ -183,7 +241,7 @@ def to_onnx(
         helper.make_node("Sub", ["input", "feature_mean"], ["input_centred"]),
         helper.make_node("Div", ["input_centred", "feature_std"], ["A0"]),
     ]
-    A = "A0"
+    A, initialized = "A0", set()
     for l, (layer, act_name) in enumerate(zip(params, net.activations, strict=True), start=1):
         W_T = np.asarray(layer["W"], dtype=np.float32).T  # (n^[l-1], n^[l]): the row layout
         b_T = np.asarray(layer["b"], dtype=np.float32).T  # (1, n^[l])
@@ -197,7 +255,14 @@ def to_onnx(
         ]
         op = ACTIVATION_OPS[act_name]
         A = f"Z{l}" if op is None else f"A{l}"
-        if op is not None:
+        if callable(op):
+            more, constants = op(helper, f"Z{l}", A, opset)  # (F-A)
+            nodes += more
+            for name, value in constants.items():
+                if name not in initialized:
+                    initialized.add(name)
+                    initializers.append(numpy_helper.from_array(np.array(value, np.float32), name))
+        elif op is not None:
             nodes.append(helper.make_node(op[0], [f"Z{l}"], [A], **op[1]))  # (F-A)
 
     if task == "classification":

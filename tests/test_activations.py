@@ -1,8 +1,10 @@
-"""Activations (A1)-(A11), their derivatives, the softmax Jacobian (S1) and its product (S2).
+"""Activations (A1)-(A19), their derivatives, the softmax Jacobian (S1) and its product (S2).
 
 The references are jax.nn's functions differentiated by jax.grad, NumPy transcriptions of
 the seeds' formulas, and, at saturation, the derivative's symmetric form
-sigma'(z) = e^-|z| / (1 + e^-|z|)^2, which is exact in floating point for every z.
+sigma'(z) = e^-|z| / (1 + e^-|z|)^2, which is exact in floating point for every z. The
+smooth activations (gelu, gelu_tanh, silu, softplus) are also checked at |z| up to 800
+against mpmath's derivative of their definitions at 50 digits, and against PyTorch.
 """
 
 import jax
@@ -20,6 +22,10 @@ JAX_NN = {
     "relu": jax.nn.relu,
     "leaky_relu": jax.nn.leaky_relu,  # negative_slope = 0.01 by default
     "linear": lambda z: z,
+    "gelu": lambda z: jax.nn.gelu(z, approximate=False),  # jax.nn.gelu's default is tanh
+    "gelu_tanh": lambda z: jax.nn.gelu(z, approximate=True),
+    "silu": jax.nn.silu,
+    "softplus": jax.nn.softplus,
 }
 NUMPY = {  # (A1), (A3), (A5), (A7), (A9)
     "sigmoid": lambda z: 1 / (1 + np.exp(-z)),
@@ -43,7 +49,24 @@ def elementwise_grad(f, Z):
     return jax.vmap(jax.grad(f))(Z.ravel()).reshape(Z.shape)
 
 
-@pytest.mark.parametrize("name", ELEMENTWISE)
+def autodiff_scale(name, Z):
+    """The factor by which autodiff's own rounding grows, entry by entry: 1, but for
+    gelu_tanh 1 + |z| u'(z), since jax.grad (and PyTorch) differentiate 1 + tanh u into
+    (z / 2)(1 - tanh^2 u) u', whose 1 - tanh^2 u is off by ~eps."""
+    if name != "gelu_tanh":
+        return 1.0
+    z = np.abs(np.asarray(Z, np.float64))
+    return 1 + z * np.sqrt(2 / np.pi) * (1 + 3 * 0.044715 * z**2)
+
+
+def assert_close(actual, expected, rtol, atol):
+    """|a - e| <= atol + rtol |e| entry by entry; atol may be an array."""
+    a, e = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
+    bad = np.abs(a - e) > atol + rtol * np.abs(e)
+    assert not bad.any(), f"{a[bad]} != {e[bad]} (|diff| {np.abs(a - e)[bad]})"
+
+
+@pytest.mark.parametrize("name", tuple(NUMPY))
 def test_activation_values(name):
     """(A1), (A3), (A5), (A7), (A9) against NumPy, with jaxnn's shapes and dtypes."""
     act = activations.get(name)
@@ -57,22 +80,25 @@ def test_activation_values(name):
 @pytest.mark.parametrize("dtype", [jnp.float64, jnp.float32])
 @pytest.mark.parametrize("name", ELEMENTWISE)
 def test_derivative_equals_jax_grad(name, dtype):
-    """(A2), (A4), (A6), (A8), (A10) against jax.grad of jax.nn's function and of
-    jaxnn's own sigma, entry by entry, including z = 0 exactly.
+    """(A2), (A4), (A6), (A8), (A10), (A13), (A15), (A17), (A19) against jax.grad of
+    jax.nn's function and of jaxnn's own sigma, entry by entry, including z = 0 exactly.
 
     The tolerance allows 4 ulps of 1 absolute: jax differentiates the sigmoid as
     a (1 - a) and tanh as 1 - tanh^2, and jaxnn tanh the same way; a difference of one
     ulp in a or tanh(z) near 1 becomes an absolute ~eps in 1 - a (a relative 1e-11 where
     the derivative is 3e-5). jaxnn's sigma(z) sigma(-z) is checked against exact
-    values below."""
+    values below. jax.grad of jax.nn.gelu(approximate=True) forms 1 + tanh u and
+    1 - tanh^2 u from a rounded tanh u, and multiplies the second by z u' / 2: its
+    absolute error is ~eps (1 + |z| u'), 6.7e-15 at z = -5.6, so for gelu_tanh the 4 ulps
+    are of (1 + |z| u'); (A15)'s own form is checked against exact values below."""
     act = activations.get(name)
     Z = moderate_Z().astype(dtype)
     got = act.deriv(Z)
     assert got.dtype == dtype and got.shape == Z.shape
     rtol = 1e-13 if dtype == jnp.float64 else 1e-5
-    atol = 4 * float(jnp.finfo(dtype).eps)
-    np.testing.assert_allclose(got, elementwise_grad(JAX_NN[name], Z), rtol=rtol, atol=atol)
-    np.testing.assert_allclose(got, elementwise_grad(act.fn, Z), rtol=rtol, atol=atol)
+    atol = 4 * float(jnp.finfo(dtype).eps) * autodiff_scale(name, Z)
+    assert_close(got, elementwise_grad(JAX_NN[name], Z), rtol, atol)
+    assert_close(got, elementwise_grad(act.fn, Z), rtol, atol)
 
 
 def test_kink_conventions_are_jax_nn_conventions():
@@ -139,6 +165,104 @@ def test_tanh_derivative_at_saturation():
 
 
 # ---------------------------------------------------------------------------
+# The smooth activations (A12)-(A19) at large |z|, and against PyTorch.
+
+SMOOTH = ("gelu", "gelu_tanh", "silu", "softplus")
+LARGE = (-800.0, -100.0, -30.0, -10.0, -5.0, 0.0, 5.0, 10.0, 30.0, 100.0, 800.0)
+# The derivatives are ill-conditioned where they are exponentially small: at z = -10,
+# gelu_tanh'(z) ~ e^{-2u} with 2u = -87, so one rounding of u (an ulp, or float32's
+# rounded constants) moves it by ~90 ulps. Measured: at most 3.0e-15 in float64 and
+# 5.9e-7 in float32 (gelu_tanh at z = -10 and -5); jax.grad of jax.nn.gelu(approximate=
+# True) gives 0 at z = -10, where the derivative is -2.8e-36.
+RTOL_LARGE = {np.float64: 1e-14, np.float32: 5e-6}
+
+
+def mpmath_definitions(mp):
+    """Each smooth sigma written from its definition in mpmath, for mp.diff. gelu_tanh's
+    (1 + tanh u) / 2 is written as 1 / (1 + e^-2u), equal, so that 50 digits do not
+    cancel to 0 where u << 0."""
+    c, k = mp.sqrt(2 / mp.pi), mp.mpf("0.044715")
+    return {
+        "gelu": lambda z: z * mp.ncdf(z),
+        "gelu_tanh": lambda z: z / (1 + mp.exp(-2 * c * (z + k * z**3))),
+        "silu": lambda z: z / (1 + mp.exp(-z)),
+        "softplus": lambda z: mp.log(1 + mp.exp(z)),
+    }
+
+
+@pytest.mark.parametrize("name", SMOOTH)
+def test_smooth_derivatives_at_large_z(name):
+    """(A13), (A15), (A17), (A19) at z = 0, +-5, +-10, +-30, +-100, +-800 against the derivative
+    of the definition taken by mpmath at 50 digits, rounded to the dtype: within RTOL_LARGE.
+    Every value is finite; where the exact value is below the dtype's normal range, the
+    result is too (XLA's CPU flushes subnormals to 0)."""
+    mp = pytest.importorskip("mpmath")
+    mp.mp.dps = 50
+    f = mpmath_definitions(mp)[name]
+    exact = [mp.diff(f, mp.mpf(z)) for z in LARGE]
+    act = activations.get(name)
+    for dtype, rtol in RTOL_LARGE.items():
+        want = np.array([float(e) for e in exact]).astype(dtype)
+        got = np.asarray(act.deriv(jnp.asarray([LARGE], dtype)))[0]
+        assert got.dtype == dtype and np.all(np.isfinite(got))
+        assert np.all(np.isfinite(np.asarray(act.fn(jnp.asarray([LARGE], dtype)))))
+        normal = np.abs(want) >= np.finfo(dtype).tiny
+        assert max_relative_error(got[normal], want[normal]) <= rtol, (dtype, got, want)
+        assert np.all(np.abs(got[~normal]) < np.finfo(dtype).tiny), (dtype, got, want)
+
+
+def test_gelu_tanh_derivative_keeps_digits_that_autodiff_loses():
+    """(A15) as s + 2 z s sigmoid(-2u) u', s = sigmoid(2u): where u << 0, jax.grad of
+    jax.nn.gelu(approximate=True) forms 1 + tanh u, which cancels: at z = -5 (u = -8.4) it
+    is off by 1e-9 relative in float64 and by ~40% in float32 (or 0), where the hand form
+    keeps float32's own precision."""
+    mp = pytest.importorskip("mpmath")
+    mp.mp.dps = 50
+    z = np.array([-5.0, -4.0])
+    exact = np.array([float(mp.diff(mpmath_definitions(mp)["gelu_tanh"], zi)) for zi in z])
+    grad32 = elementwise_grad(JAX_NN["gelu_tanh"], jnp.asarray(z, jnp.float32))
+    hand32 = activations.gelu_tanh_deriv(jnp.asarray(z, jnp.float32))
+    assert max_relative_error(hand32, exact) <= 1e-5
+    assert max_relative_error(grad32, exact) >= 1e-2
+
+
+TORCH = {  # torch.nn's modules with their defaults, but GELU's approximate named
+    "gelu": lambda nn: nn.GELU(approximate="none"),
+    "gelu_tanh": lambda nn: nn.GELU(approximate="tanh"),
+    "silu": lambda nn: nn.SiLU(),
+    "softplus": lambda nn: nn.Softplus(),  # beta 1, threshold 20
+}
+
+
+@pytest.mark.parametrize("name", SMOOTH)
+def test_smooth_activations_equal_pytorch(name, torch):
+    """sigma and sigma' against torch.nn's module and its autograd, float64, |z| <= 6: the
+    same functions. PyTorch computes gelu as (z / 2)(1 + erf) or (z / 2)(1 + tanh u), which
+    cancel where z << 0, so its values are compared to 4 ulps of 1 + |z| absolute, and its
+    derivatives as jax.grad's are (autodiff_scale). PyTorch's Softplus returns z for
+    z > 20 (its threshold), so there it differs from log(1 + e^z) by e^-z and its
+    derivative is exactly 1."""
+    z = np.asarray(moderate_Z(5, (1, 40))[0])
+    t = torch.tensor(z, dtype=torch.float64, requires_grad=True)
+    y = TORCH[name](torch.nn)(t)
+    (dy,) = torch.autograd.grad(y.sum(), t)
+    act = activations.get(name)
+    eps = np.finfo(np.float64).eps
+    assert_close(act.fn(jnp.asarray(z)), y.detach().numpy(), 1e-14, 4 * eps * (1 + np.abs(z)))
+    assert_close(act.deriv(jnp.asarray(z)), dy.numpy(), 1e-13, 4 * eps * autodiff_scale(name, z))
+    if name == "softplus":
+        big = np.array([21.0, 25.0])
+        t = torch.tensor(big, dtype=torch.float64, requires_grad=True)
+        y = torch.nn.Softplus()(t)
+        (dy,) = torch.autograd.grad(y.sum(), t)
+        np.testing.assert_array_equal(y.detach().numpy(), big)  # the threshold: z itself
+        np.testing.assert_array_equal(dy.numpy(), [1.0, 1.0])
+        ours = np.asarray(activations.softplus(jnp.asarray(big)))
+        assert np.all(np.abs(ours - big - np.exp(-big)) <= np.spacing(big))  # not z itself
+        assert np.all(ours > big)
+
+
+# ---------------------------------------------------------------------------
 # Softmax: (A11), (S1), (S2).
 
 
@@ -193,13 +317,17 @@ def test_vjp_equals_jax_vjp(name):
     fn = JAX_NN.get(name, lambda z: jax.nn.softmax(z, axis=0))
     _, pullback = jax.vjp(fn, Z)
     got = act.vjp(Z, act.fn(Z), G)
-    np.testing.assert_allclose(got, pullback(G)[0], rtol=1e-13, atol=1e-16)
+    atol = 1e-16 if name != "gelu_tanh" else 4e-16 * autodiff_scale(name, Z) * np.abs(G)
+    assert_close(got, pullback(G)[0], 1e-13, atol)
 
 
 def test_unknown_activation_lists_valid_names():
-    valid = "'sigmoid', 'tanh', 'relu', 'leaky_relu', 'linear', 'softmax'"
-    with pytest.raises(ValueError, match=f"unknown activation 'gelu'; valid names: {valid}"):
-        activations.get("gelu")
+    valid = (
+        "'sigmoid', 'tanh', 'relu', 'leaky_relu', 'linear', 'softmax', 'gelu', 'gelu_tanh', "
+        "'silu', 'softplus'"
+    )
+    with pytest.raises(ValueError, match=f"unknown activation 'swish'; valid names: {valid}"):
+        activations.get("swish")
     with pytest.raises(ValueError, match=r"unknown activation \['relu'\]"):
         activations.get(["relu"])
     assert activations.get("softmax").deriv is None  # not element-wise: only its vjp

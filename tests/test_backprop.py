@@ -173,6 +173,10 @@ NP_ACTIVATIONS = {
     "leaky_relu": lambda z: np.where(z > 0, z, 0.01 * z),
     "linear": lambda z: z,
     "softmax": lambda z: np.exp(z) / np.sum(np.exp(z), axis=0, keepdims=True),
+    "gelu": lambda z: z / 2 * (1 + np.vectorize(math.erf)(z / math.sqrt(2))),
+    "gelu_tanh": lambda z: z / 2 * (1 + np.tanh(math.sqrt(2 / math.pi) * (z + 0.044715 * z**3))),
+    "silu": lambda z: z / (1 + np.exp(-z)),
+    "softplus": lambda z: np.log1p(np.exp(z)),
 }
 NP_COSTS = {
     "mse": lambda A, Y: 0.5 * np.sum((Y - A) ** 2, axis=0),

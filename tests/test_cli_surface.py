@@ -101,14 +101,15 @@ def fake_verify(monkeypatch):
 
 def test_verify_prints_the_summary_and_the_full_table_on_request(fake_verify, tmp_path):
     fake_verify += all_rows()
+    n = len(VERIFY_CONFIGURATIONS)
     status, stdout, stderr = run("verify")
     assert (status, stderr) == (0, "")
-    assert stdout.startswith("SUMMARY 180\n") and "jaxnn verify --full" in stdout
+    assert stdout.startswith(f"SUMMARY {n}\n") and "jaxnn verify --full" in stdout
     status, stdout, stderr = run("verify", "--full", "--json", str(tmp_path / "rows.json"))
-    assert (status, stderr) == (0, "") and stdout.startswith("TABLE 180\nweight decay (C-L2)")
+    assert (status, stderr) == (0, "") and stdout.startswith(f"TABLE {n}\nweight decay (C-L2)")
     assert "2/2 ok over 1 heads x float64, float32" in stdout
     rows = json.loads((tmp_path / "rows.json").read_text())
-    assert len(rows) == 180 and rows[0]["error"] == 1e-12
+    assert len(rows) == n and rows[0]["error"] == 1e-12
 
 
 def test_verify_fails_on_a_failing_row_and_still_writes_json(fake_verify, tmp_path):
@@ -122,7 +123,7 @@ def test_verify_fails_on_a_failing_row_and_still_writes_json(fake_verify, tmp_pa
 
 def test_verify_fails_when_nothing_ran(fake_verify):
     """all([]) is true: an empty matrix must not pass, with or without --expect."""
-    for argv in (["verify"], ["verify", "--expect", "180"]):
+    for argv in (["verify"], ["verify", "--expect", str(len(VERIFY_CONFIGURATIONS))]):
         status, _, stderr = run(*argv)
         assert status == 1
         assert stderr == (

@@ -29,6 +29,10 @@ REFERENCE_ACTIVATIONS = {
     "leaky_relu": lambda z: jnp.where(z > 0, z, 0.01 * z),  # (A7)
     "linear": lambda z: z,  # (A9)
     "softmax": lambda z: jnp.exp(z) / jnp.sum(jnp.exp(z), axis=0, keepdims=True),  # (A11)
+    "gelu": lambda z: z / 2 * (1 + jax.scipy.special.erf(z / jnp.sqrt(2.0))),  # (A12)
+    "gelu_tanh": lambda z: z / 2 * (1 + jnp.tanh(math.sqrt(2 / math.pi) * (z + 0.044715 * z**3))),
+    "silu": lambda z: z / (1 + jnp.exp(-z)),  # (A16)
+    "softplus": lambda z: jnp.log(1 + jnp.exp(z)),  # (A18)
 }
 
 
@@ -436,15 +440,19 @@ def test_init_empirical_variance(method):
         assert not np.any(b)
 
 
-def test_init_auto_picks_he_for_relu_family_and_glorot_otherwise():
-    acts = ("relu", "tanh", "leaky_relu")
-    net = jaxnn.Network((400, 300, 500, 200), acts, "mse")
+@pytest.mark.parametrize(
+    "acts", [("relu", "tanh", "leaky_relu"), ("gelu", "softplus", "silu", "gelu_tanh")]
+)
+def test_init_auto_picks_he_for_relu_family_and_glorot_otherwise(acts):
+    """He for the activations that are 0 for z << 0 and z for z >> 0, softplus aside (its
+    mean log 2 grows rms(Z) under He: init_params' docstring has the measurement)."""
+    net = jaxnn.Network((400, 300, 500, 200, 300)[: len(acts) + 1], acts, "mse")
     params = jaxnn.init_params(jax.random.PRNGKey(5), net)  # method="auto"
     for l, (layer, act) in enumerate(zip(params, acts, strict=True)):
         n_in, n_out = net.sizes[l], net.sizes[l + 1]
         W = np.asarray(layer["W"])
         r = math.sqrt(6 / (n_in + n_out))  # glorot's U(-r, r); a normal's tails pass r
-        if act in ("relu", "leaky_relu"):  # he: N(0, 2 / n_in), glorot would be 2.5x less
+        if act in ("relu", "leaky_relu", "gelu", "gelu_tanh", "silu"):  # he: N(0, 2 / n_in)
             assert np.var(W) == pytest.approx(2 / n_in, rel=0.05) and np.max(np.abs(W)) > r
         else:  # glorot: variance 2 / (n_in + n_out), he would be 2.7x more
             assert np.var(W) == pytest.approx(2 / (n_in + n_out), rel=0.05)

@@ -27,7 +27,13 @@ ort = pytest.importorskip(
     "onnxruntime", reason="running the exported graph needs onnxruntime (pip install jaxnn[dev])"
 )
 
-from jaxnn.onnx_export import ACTIVATION_OPS, DEFAULT_OPSET, save_onnx, to_onnx  # noqa: E402
+from jaxnn.onnx_export import (  # noqa: E402
+    ACTIVATION_OPS,
+    DEFAULT_OPSET,
+    GELU_OPSET,
+    save_onnx,
+    to_onnx,
+)
 
 ATOL = 1e-5
 N_FEATURES = 5
@@ -143,6 +149,28 @@ def test_opsets(opset):
     assert np.max(np.abs(got - reference(net, params, X, task, stats))) <= ATOL
 
 
+@pytest.mark.parametrize("hidden", ["gelu", "gelu_tanh"])
+def test_gelu_is_one_operator_from_opset_20_and_spelled_out_below(hidden):
+    """ONNX's Gelu (approximate "none" or "tanh") from opset 20; Erf or Tanh below it.
+    Both graphs compute jaxnn's gelu within ATOL."""
+    net, params, task, stats = make_case(hidden, "regression")
+    X = raw_inputs(stats, 7, seed=6)
+    want = reference(net, params, X, task, stats)
+    spelled = "Erf" if hidden == "gelu" else "Tanh"
+    for opset, op in ((GELU_OPSET, "Gelu"), (GELU_OPSET - 1, spelled)):
+        model = to_onnx(net, params, **stats, task=task, opset=opset)
+        nodes = {node.op_type: node for node in model.graph.node}
+        assert op in nodes and ("Gelu" in nodes) == (opset >= GELU_OPSET), list(nodes)
+        (got,) = session(model).run(None, {"input": X})
+        assert np.max(np.abs(got - want)) <= ATOL
+        if op == "Gelu":
+            (attribute,) = nodes["Gelu"].attribute
+            assert (attribute.name, attribute.s.decode()) == (
+                "approximate",
+                "none" if hidden == "gelu" else "tanh",
+            )
+
+
 def test_graph_interface_and_metadata():
     net, params, task, stats = make_case("relu", "softmax")
     names = [f"x{i}" for i in range(N_FEATURES)]
@@ -173,12 +201,12 @@ def test_unknown_activation_is_a_value_error(monkeypatch):
     """An activation jaxnn knows but the exporter does not: named, with the valid ones."""
     monkeypatch.setitem(
         activations.ACTIVATIONS,
-        "softplus",
-        activations.Activation("softplus", jax.nn.softplus, jax.nn.sigmoid, None),
+        "mish",
+        activations.Activation("mish", jax.nn.mish, jax.nn.sigmoid, None),
     )
-    net = jaxnn.Network((N_FEATURES, 4, 3), ("softplus", "softmax"), "cross_entropy")
+    net = jaxnn.Network((N_FEATURES, 4, 3), ("mish", "softmax"), "cross_entropy")
     params = jaxnn.init_params(jax.random.key(0), net)
-    with pytest.raises(ValueError, match=r"layer 1: activation 'softplus' .*'sigmoid'.*'softmax'"):
+    with pytest.raises(ValueError, match=r"layer 1: activation 'mish' .*'sigmoid'.*'softplus'"):
         to_onnx(net, params, np.zeros(N_FEATURES), np.ones(N_FEATURES), task="classification")
 
 

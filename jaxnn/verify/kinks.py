@@ -1,10 +1,11 @@
 """Kinks: points where the cost is not differentiable, and the one-sided derivatives there.
 
 Of jaxnn's activations two have a kink, both at z = 0: relu (slopes 0 left, 1
-right) and leaky_relu (0.01 left, 1 right). sigmoid, tanh, softmax and linear
-are smooth everywhere. At a kink there is no derivative to be right about:
-any value between the one-sided derivatives is a valid choice (a subgradient,
-for these convex pieces), and JAX picks one by convention:
+right) and leaky_relu (0.01 left, 1 right). sigmoid, tanh, softmax, linear, gelu,
+gelu_tanh, silu and softplus are smooth everywhere. At a kink there is no
+derivative to be right about: any value between the one-sided derivatives is a
+valid choice (a subgradient, for these convex pieces), and JAX picks one by
+convention:
 
 * ``jax.nn.relu`` is a ``custom_jvp`` whose rule is ``select(x > 0, g, 0)``:
   relu'(0) = 0 (jax/_src/nn/functions.py, citing Bertoin et al. 2021,

@@ -19,8 +19,10 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from jaxnn import losses
+from jaxnn.activations import ACTIVATIONS
 from jaxnn.backpropagation import backprop
 from jaxnn.network import Network, cost, forward_unchecked, output_cost
+from jaxnn.verify.kinks import KINKS
 
 __all__ = [
     "DEPTHS",
@@ -33,7 +35,8 @@ __all__ = [
     "evaluate",
 ]
 
-HIDDEN_ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "linear")
+# Every element-wise activation of jaxnn's table (softmax is an output here).
+HIDDEN_ACTIVATIONS = tuple(name for name, act in ACTIVATIONS.items() if act.deriv is not None)
 # Every head with a closed form (the table's own pairs), then MSE after the other outputs.
 OUTPUT_LOSSES = (
     *((h.activation, h.loss) for h in losses.HEADS),
@@ -57,7 +60,7 @@ FD_DIRECTIONS = 4
 _WIDTHS = (4, 6, 5, 6)  # n_x, then the hidden widths
 _N_OUT = 3
 _M = 8
-PIECEWISE = ("relu", "leaky_relu")
+PIECEWISE = tuple(KINKS)  # the hidden activations with a kink (relu, leaky_relu)
 
 
 def _sizes(depth):

@@ -14,7 +14,18 @@ from jaxnn.verify.matrix_program import _CPU_COMPILER_OPTIONS
 # The configurations the gradient tests cover: every hidden activation, and every
 # (output activation, loss) pair of the core issue. Kept here, apart from jaxnn's own
 # tables, so that a pair removed from the library cannot shrink the tests.
-HIDDEN = ("sigmoid", "tanh", "relu", "leaky_relu", "linear", "softmax")
+HIDDEN = (
+    "sigmoid",
+    "tanh",
+    "relu",
+    "leaky_relu",
+    "linear",
+    "softmax",
+    "gelu",
+    "gelu_tanh",
+    "silu",
+    "softplus",
+)
 PAIRS = (
     ("softmax", "cross_entropy"),
     ("sigmoid", "binary_cross_entropy"),

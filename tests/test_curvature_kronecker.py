@@ -268,3 +268,21 @@ def test_each_seeded_error_is_caught(fault, monkeypatch):
     found = errors("softmax+ce")
     caught = {k for k, v in found.items() if v > (1 if k == "kfac G" else 1e-6)}
     assert set(caught_by) <= caught, (fault, found)
+
+
+@pytest.mark.slow
+def test_the_benchmark_script_reports_every_contender():
+    """scripts/bench_curvature.py on a tiny network, one round (its figures are not
+    checked: no timed tests), so that the script cannot rot unseen."""
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parent.parent / "scripts" / "bench_curvature.py"
+    spec = importlib.util.spec_from_file_location("bench_curvature", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    results = bench.bench(sizes=(12, 8, 8, 3), batch=5, rounds=1, with_torch=False)
+    assert set(results) == set(bench.FUNCTIONS)
+    assert results["backprop"]["time_ratio"] == 1.0
+    assert all(r["peak_mb"] > 0 for r in results.values())
+    assert bench.markdown(results).count("\n") == len(results) + 2

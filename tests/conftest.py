@@ -5,10 +5,12 @@ x64 lets gradient comparisons reach 1e-10; "highest" matmul precision makes a GP
 or TPU give the CPU's answers; rank promotion raises so a bias of shape (n,)
 added to (n, m) is caught instead of broadcast. The ``torch`` fixture gives PyTorch
 to the tests that compare with it: a skip where it is not installed, a failure under
-CI (``torch_required``).
+CI (``torch_required``). Property tests draw the examples of a hypothesis profile: few in
+the inner loop, the full set under CI (``JAXNN_HYPOTHESIS_PROFILE``, below).
 
 The tests compile thousands of small programs, and XLA's compile is most of their
-time: JAX's persistent compilation cache, in ``.pytest_cache/jax-compilation-cache``
+time: it runs with XLA's CPU optimisations off (``fast_compiles``, below), and JAX's
+persistent compilation cache, in ``.pytest_cache/jax-compilation-cache``
 (git ignores it; safe to delete), serves them to the next run (measured on
 tests/test_backprop.py: 60 s of CPU cold, 21 s warm). ``JAXNN_TEST_COMPILATION_CACHE=0``
 turns it off. It is this process's only; the processes the tests start use their own.
@@ -17,6 +19,7 @@ turns it off. It is this process's only; the processes the tests start use their
 import os
 import pathlib
 
+import hypothesis
 import jax
 import pytest
 
@@ -24,9 +27,8 @@ jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_default_matmul_precision", "highest")
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
-COMPILATION_CACHE = (
-    pathlib.Path(__file__).resolve().parent.parent / ".pytest_cache" / "jax-compilation-cache"
-)
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+COMPILATION_CACHE = ROOT / ".pytest_cache" / "jax-compilation-cache"
 
 
 def use_compilation_cache() -> None:
@@ -46,6 +48,55 @@ def use_compilation_cache() -> None:
 
 
 use_compilation_cache()
+
+
+# XLA's CPU fusion emitters off: with LLVM's level 0 (below), a third of the compile time
+# left, as tests/helpers.py's fast_jit. Through XLA_FLAGS, as XLA has no other
+# process-wide way; XLA stops a process on a flag it does not know, so it is given only
+# to the jaxlib that constraints.txt pins (CI's).
+FUSION_EMITTERS_OFF = "--xla_cpu_use_fusion_emitters=false"
+
+
+def pinned_jaxlib() -> bool:
+    """True when the installed jaxlib is the version constraints.txt pins."""
+    import jaxlib
+
+    pins = (ROOT / "constraints.txt").read_text().split()
+    return f"jaxlib=={jaxlib.__version__}" in pins
+
+
+def fast_compiles() -> None:
+    """Compile every program of this process with XLA's CPU optimisations off, as
+    ``jaxnn verify`` and tests/helpers.py's ``fast_jit`` do, unless
+    ``JAXNN_TEST_FAST_COMPILE=0``: the tests' programs are small and run a few times, so
+    the optimisations cost them more than they save. Measured on the 2-core machine:
+    ten typical programs compile in 1.6 s of CPU instead of 5.9 s; eight of the slowest
+    test files (test_backprop, test_rows, test_sklearn, test_verify_tools, ...), with an
+    empty compilation cache, take 138 s of CPU instead of 254 s.
+
+    XLA reads ``XLA_FLAGS`` once, at the first compile: it is set for that compile, then
+    given back, so the processes the tests start compile as users' do. Both settings
+    change some results in their last bits (a training's parameters after a few epochs):
+    a test that compares bits with XLA's default compile runs both sides in processes
+    of their own (tests/test_cli.py's resume after SIGINT, tests/test_program_cache.py's
+    start), and ``JAXNN_TEST_FAST_COMPILE=0`` tells whether a failure comes from them.
+    """
+    if os.environ.get("JAXNN_TEST_FAST_COMPILE", "1") == "0":
+        return
+    jax.config.update("jax_disable_most_optimizations", True)
+    if pinned_jaxlib():
+        saved = os.environ.get("XLA_FLAGS")
+        os.environ["XLA_FLAGS"] = f"{saved or ''} {FUSION_EMITTERS_OFF}".strip()
+        try:
+            jax.jit(lambda x: x + 1)(1.0)  # XLA reads its flags
+        finally:
+            if saved is None:
+                del os.environ["XLA_FLAGS"]
+            else:
+                os.environ["XLA_FLAGS"] = saved
+
+
+fast_compiles()
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -110,3 +161,25 @@ def torch():
     except ImportError as e:
         pytest.fail(f"PyTorch is required under CI (CI or JAXNN_REQUIRE_TORCH is set): {e}")
     return torch
+
+
+# Hypothesis: how many examples a property test draws where it does not say
+# (tests/test_properties.py). Each example is a new program to trace and compile, so the
+# inner loop draws few; CI (``torch_required``) draws the full set; ``thorough`` is for a
+# search before a release. ``JAXNN_HYPOTHESIS_PROFILE=dev|ci|thorough`` picks one.
+HYPOTHESIS_PROFILES = {"dev": 8, "ci": 20, "thorough": 200}
+
+
+def hypothesis_profile() -> str:
+    """The profile ``JAXNN_HYPOTHESIS_PROFILE`` names; else ``ci`` under CI, ``dev`` here."""
+    name = os.environ.get("JAXNN_HYPOTHESIS_PROFILE") or ("ci" if torch_required() else "dev")
+    if name not in HYPOTHESIS_PROFILES:
+        raise pytest.UsageError(
+            f"JAXNN_HYPOTHESIS_PROFILE={name!r}: expected one of {', '.join(HYPOTHESIS_PROFILES)}"
+        )
+    return name
+
+
+for _name, _examples in HYPOTHESIS_PROFILES.items():
+    hypothesis.settings.register_profile(_name, max_examples=_examples)
+hypothesis.settings.load_profile(hypothesis_profile())

@@ -464,6 +464,17 @@ def interrupt(out, signum, epochs, after_epoch):
         return status, err.read()
 
 
+def float64_process(*argv):
+    """``jaxnn ARGV`` in a process of its own, in float64 as ``interrupt``'s (never held)."""
+    return subprocess.run(
+        [sys.executable, "-c", CHILD, "0", os.devnull, *argv],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
+    )
+
+
 def interrupted_epoch(stderr, out, signame, epochs):
     last = stderr.splitlines()[-1]
     match = re.fullmatch(
@@ -480,7 +491,8 @@ def interrupted_epoch(stderr, out, signame, epochs):
 @pytest.mark.slow
 def test_sigint_saves_and_resumes_bitwise(tmp_path):
     """Ctrl-C after epoch 2: exit 130 with a resume command; resuming ends exactly where an
-    uninterrupted run does."""
+    uninterrupted run does. Each run in a process of its own, as users run it (this one
+    compiles with other options, whose last bits differ: tests/conftest.py)."""
     out, whole = tmp_path / "interrupted", tmp_path / "whole"
     status, stderr = interrupt(out, signal.SIGINT, epochs=12, after_epoch=2)
     assert status == 130, stderr[-2000:]
@@ -492,9 +504,10 @@ def test_sigint_saves_and_resumes_bitwise(tmp_path):
     assert [r["epoch"] for r in unfinished["history"]] == list(range(1, done + 1))
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
-    status, stdout, stderr = run("train", "--resume", "--out", str(out))
-    assert status == 0 and "after 12 epochs" in stdout, stderr
-    assert run("train", "--epochs", "12", *SMALL, "--out", str(whole))[0] == 0
+    resumed = float64_process("train", "--resume", "--out", str(out))
+    assert resumed.returncode == 0 and "after 12 epochs" in resumed.stdout, resumed.stderr
+    uninterrupted = float64_process("train", "--epochs", "12", *SMALL, "--out", str(whole))
+    assert uninterrupted.returncode == 0, uninterrupted.stderr
     a, b = restore(out), restore(whole)
     assert a.epoch == b.epoch == 12
     assert_trees_equal(a.params, b.params)

@@ -156,6 +156,7 @@ def test_fit_casts_data_to_the_params_dtype(x64):
     assert_trees_close(change(got.params), change(reference), 1e-4, "change")
 
 
+@pytest.mark.slow  # 270 steps on digits, for an accuracy floor
 def test_bundled_dataset_trains_in_float32(default_dtype):
     """digits in float32 clears the accuracy floor of test_train's float64 run (0.9, set
     below the worst of 8 seeds there)."""

@@ -492,6 +492,7 @@ def test_early_stopping_records_and_keeps_the_best_epoch(early_run):
     assert split["m_val"] > 0 and split["validation_fraction"] == 0.2
 
 
+@pytest.mark.slow  # two early-stopping runs of jaxnn train, this one and early_run's
 def test_a_best_epoch_never_due_for_a_save_is_saved_at_the_next(files, early_run, tmp_path):
     """Saving at most hourly, only the last epoch is due; the best is saved beside it,
     from the params kept since, and equals the run saving every epoch bit for bit."""

@@ -7,9 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxnn import optim, program_cache, programs, train
-from jaxnn.network import Network
+from jaxnn import optim, program_cache, train
 from jaxnn.program_cache import ProgramCache, fingerprint
+from tests.helpers import run_script
 from tests.test_train import toy_data
 
 
@@ -203,21 +203,35 @@ def test_an_optimizer_it_cannot_read_is_traced_and_nothing_is_kept(tmp_path):
     assert not tmp_path.exists() or not list(tmp_path.glob("*.jaxexport"))
 
 
+START_BITS = """
+import jax, jax.numpy as jnp, numpy as np
+from jaxnn import optim, programs, train
+from jaxnn.network import Network
+
+key = jax.random.key(7)
+for x64 in (True, False):
+    with jax.enable_x64(x64):
+        net = Network((64, 256, 128, 10), ("relu", "sigmoid", "softmax"), "cross_entropy")
+        init = train.make_init(net, optim.adam(1e-3))
+        fast = init.lower(key).compile(programs.INIT_COMPILER_OPTIONS)(key)
+        default = init.lower(key).compile()(key)
+        leaves = jax.tree.leaves(fast)
+        assert leaves[0].dtype == (jnp.float64 if x64 else jnp.float32)
+        for a, b in zip(leaves, jax.tree.leaves(default), strict=True):
+            np.testing.assert_array_equal(a, b)
+print("OK")
+"""
+
+
 @pytest.mark.slow
 def test_the_start_compiled_for_speed_gives_the_default_compiles_bits():
     """fit's start compiles with INIT_COMPILER_OPTIONS on the CPU (LLVM level 1: a
     program run once); its params and optimizer state equal the default compile's, bit
-    for bit, in float64 and float32, for He (relu) and Glorot (softmax, sigmoid) layers."""
-    key = jax.random.key(7)
-    for x64 in (True, False):
-        with jax.enable_x64(x64):
-            net = Network((64, 256, 128, 10), ("relu", "sigmoid", "softmax"), "cross_entropy")
-            init = train.make_init(net, optim.adam(1e-3))
-            fast = init.lower(key).compile(programs.INIT_COMPILER_OPTIONS)(key)
-            default = init.lower(key).compile()(key)
-            leaves = jax.tree.leaves(fast)
-            assert leaves[0].dtype == (jnp.float64 if x64 else jnp.float32)
-            assert_same(fast, default)
+    for bit, in float64 and float32, for He (relu) and Glorot (softmax, sigmoid) layers.
+    In a fresh process: this one compiles with other defaults (tests/conftest.py)."""
+    result = run_script(START_BITS)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split() == ["OK"]
 
 
 def test_a_program_jax_cannot_export_runs_unstored(tmp_path):

@@ -3,7 +3,9 @@
 Each example draws a network (depth 1-3, widths 1-4, any hidden activations, any valid
 (output, loss) pair), m from 1 to 3, fused or not, a scale and a seed for the values.
 Examples are derandomized (the same every run) so that the suite's time and outcome are
-fixed; every example is a new program to compile, so there are 20.
+fixed; every example is a new program to compile, so their number is the hypothesis
+profile's (tests/conftest.py): 8 in the inner loop, 20 under CI, 200 with
+``JAXNN_HYPOTHESIS_PROFILE=thorough``.
 """
 
 import itertools
@@ -18,8 +20,7 @@ import jaxnn
 from tests.helpers import HIDDEN, PAIRS, leaf_relative_error
 from tests.test_network import random_targets, reference_cost
 
-SETTINGS = settings(
-    max_examples=20,
+SETTINGS = settings(  # max_examples: the profile's
     deadline=None,
     derandomize=True,
     database=None,

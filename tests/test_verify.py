@@ -8,7 +8,7 @@ The gradients under test run jitted (``BACKPROP``, ``COST``): one compilation
 per network is quicker than dispatching every small op. The matrix tests share
 one reduced matrix (every output and loss, both ``fused``, a smooth and a
 piecewise hidden activation, one and two hidden layers); the full default
-matrix, ~25 s of CPU, runs with ``JAXNN_FULL_MATRIX=1`` (or ``jaxnn verify``).
+matrix, ~50 s of CPU, runs with ``JAXNN_FULL_MATRIX=1`` (or ``jaxnn verify``).
 """
 
 import json
@@ -320,7 +320,7 @@ def test_the_default_matrix_runs_the_tests_hidden_activations_and_depths():
 
 @pytest.mark.skipif(
     not os.environ.get("JAXNN_FULL_MATRIX"),
-    reason="the full default matrix takes ~25 s of CPU: set JAXNN_FULL_MATRIX=1 to run it",
+    reason="the full default matrix takes ~50 s of CPU: set JAXNN_FULL_MATRIX=1 to run it",
 )
 def test_full_default_matrix_covers_every_configuration_and_passes():
     rows = verify.run_matrix()

@@ -161,7 +161,14 @@ PYTHON = {
         "the same path, jaxnn train on two processes",
     ],
     "docs/own-data.md": ["tests/test_own_data.py"] * 2,  # in order, with the commands
-    "docs/verifying.md": ["here, slow", "here", "here", "here", "here"],  # slow: the matrix
+    "docs/verifying.md": [
+        "not run: the whole matrix, minutes of compiling: .ci/run's jaxnn verify --expect runs "
+        "it (run_matrix, then its summary; tests/test_verify.py checks format_table)",
+        "here",
+        "here",
+        "here",
+        "here",
+    ],
     "docs/sklearn.md": ["here", "here, slow"],  # slow: a grid search, 21 fits
     "docs/curvature.md": ["here", "here"],  # the imports; the worked example
 }
@@ -285,8 +292,10 @@ def shown_output(doc: str, i: int) -> str | None:
 
 
 def skeleton(line: str) -> str:
-    """A line of output with its numbers replaced, and its spacing collapsed."""
+    """A line of output with its numbers replaced, its spacing collapsed, and a table's
+    rules of dashes cut to one dash: their width follows the numbers' (a sign, a digit)."""
     line = re.sub(r"[-+]?\d[\w.+-]*", "#", line)
+    line = re.sub(r"-{2,}", "-", line)
     return " ".join(line.split())
 
 

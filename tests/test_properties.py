@@ -34,7 +34,9 @@ def problems(draw):
     out, loss = draw(st.sampled_from(PAIRS))
     hidden = draw(st.lists(st.sampled_from(HIDDEN), min_size=depth - 1, max_size=depth - 1))
     n_L = draw(st.integers(2 if out == "softmax" else 1, 4))
-    sizes = [draw(st.integers(1, 4)) for _ in range(depth)] + [n_L]
+    n_x = draw(st.integers(1, 4))
+    widths = [draw(st.integers(2 if a == "softmax" else 1, 4)) for a in hidden]  # softmax: 2+
+    sizes = [n_x, *widths, n_L]
     net = jaxnn.Network(sizes, [*hidden, out], loss)
     m = draw(st.integers(1, 3))
     soft = draw(st.booleans())

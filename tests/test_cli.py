@@ -115,6 +115,7 @@ def test_train_writes_run(digits_run):
         "b1": 0.9,
         "b2": 0.999,
         "eps": 1e-8,
+        "eps_hat": False,
     }
     assert metrics["epochs"] == 2 and metrics["batch_size"] == 64 and metrics["seed"] == 0
     assert metrics["gradients"] == "hand" and metrics["seconds"] > 0

@@ -109,27 +109,12 @@ def with_backpack(params, X, labels, net):
         return None
     from tests.test_curvature_backpack import as_numpy, backpack_quantities
 
+    args = (torch, backpack, params, X, labels, net, torch.nn.CrossEntropyLoss())
     exact = backpack_quantities(
-        torch,
-        backpack,
-        params,
-        X,
-        labels,
-        net,
-        torch.nn.CrossEntropyLoss(),
-        [DiagGGNExact(), DiagHessian(), KFLR(), SumGradSquared(), Variance()],
+        *args, [DiagGGNExact(), DiagHessian(), KFLR(), SumGradSquared(), Variance()]
     )
     torch.manual_seed(0)
-    sampled = backpack_quantities(
-        torch,
-        backpack,
-        params,
-        X,
-        labels,
-        net,
-        torch.nn.CrossEntropyLoss(),
-        [DiagGGNMC(mc_samples=SAMPLES), KFAC(mc_samples=SAMPLES)],
-    )
+    sampled = backpack_quantities(*args, [DiagGGNMC(mc_samples=SAMPLES), KFAC(mc_samples=SAMPLES)])
     as_ours = lambda layers: [{k: as_numpy(v) for k, v in q.items()} for q in layers]
     return {
         "diag_ggn": as_ours(exact["diag_ggn_exact"]),

@@ -8,6 +8,7 @@ import sys
 
 import jax
 import numpy as np
+import pytest
 
 from jaxnn.verify.matrix_program import _CPU_COMPILER_OPTIONS
 
@@ -45,6 +46,23 @@ VERIFY_CONFIGURATIONS = frozenset(
         VERIFY_DEPTHS, VERIFY_HIDDEN, PAIRS, (True, False)
     )
 )
+
+
+def sample(cases, every: int, unpack: bool = False) -> list:
+    """``cases`` as pytest parameters, every ``every``-th (from the first) for the inner
+    loop and the rest marked ``slow``: ``pytest -m "not slow"`` runs a sample of the
+    matrix, CI runs all of it.
+
+    For matrices whose claim is the same check case by case (another activation, head or
+    seed). Where a case list is a product, choose ``every`` coprime with its inner length,
+    so that the sample still walks through every value of each factor (say so where it is
+    used). ``unpack``: each case is a tuple of several arguments.
+    """
+    assert every >= 1, every
+    wrap = (lambda c, **kw: pytest.param(*c, **kw)) if unpack else pytest.param
+    return [
+        wrap(c) if i % every == 0 else wrap(c, marks=pytest.mark.slow) for i, c in enumerate(cases)
+    ]
 
 
 def max_relative_error(actual, expected, floor=1e-30):

@@ -14,7 +14,7 @@ import pytest
 
 import jaxnn
 from jaxnn import activations
-from tests.helpers import assert_trees_close, fast_jit, max_relative_error
+from tests.helpers import assert_trees_close, fast_jit, max_relative_error, sample
 
 # jax.nn's own functions: independent of jaxnn's, differentiated by jax.grad.
 JAX_NN = {
@@ -235,7 +235,7 @@ TORCH = {  # torch.nn's modules with their defaults, but GELU's approximate name
 }
 
 
-@pytest.mark.parametrize("name", SMOOTH)
+@pytest.mark.parametrize("name", sample(SMOOTH, 3))
 def test_smooth_activations_equal_pytorch(name, torch):
     """sigma and sigma' against torch.nn's module and its autograd, float64, |z| <= 6: the
     same functions. PyTorch computes gelu as (z / 2)(1 + erf) or (z / 2)(1 + tanh u), which

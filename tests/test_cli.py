@@ -137,6 +137,7 @@ def test_train_writes_run(digits_run):
     np.testing.assert_array_equal(jax.random.key_data(restored.key), [0, 0])  # seed 0
 
 
+@pytest.mark.slow  # a second and third run of jaxnn train in this process
 def test_train_regression(tmp_path):
     out = tmp_path / "run"
     status, stdout, _ = run(
@@ -154,6 +155,7 @@ def test_train_regression(tmp_path):
     assert "test_r2" in metrics and "test_accuracy" not in metrics
 
 
+@pytest.mark.slow
 def test_train_mnist_from_files(tmp_path):
     directory = write_idx_dir(tmp_path / "mnist", small_mnist(m_train=40), gz=True)
     out = tmp_path / "run"

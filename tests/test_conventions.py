@@ -20,7 +20,7 @@ from jax.experimental import checkify
 
 import jaxnn
 from jaxnn import rows
-from tests.helpers import assert_trees_close, fast_jit
+from tests.helpers import assert_trees_close, fast_jit, sample
 from tests.test_rows import NETS
 
 M = 9
@@ -71,7 +71,7 @@ def assert_shapes_like(tree, like, leading=()):
 
 @pytest.mark.parametrize(("dtype", "rtol"), TOLERANCES)
 @pytest.mark.parametrize("bias", ["vector", "mixed"])
-@pytest.mark.parametrize("name", NETS)
+@pytest.mark.parametrize("name", sample(NETS, 3))
 def test_vector_biases_give_gradients_in_their_own_shape(name, bias, dtype, rtol):
     """Every function takes b (n,) where it takes (n, 1), in both layouts, and returns
     its gradient as (n,): equal to jax.grad (autodiff of the cost) and to the same
@@ -116,7 +116,7 @@ def test_vector_biases_give_gradients_in_their_own_shape(name, bias, dtype, rtol
 
 
 @pytest.mark.parametrize(("dtype", "rtol"), TOLERANCES)
-@pytest.mark.parametrize("name", NETS)
+@pytest.mark.parametrize("name", sample(NETS, 3))
 def test_per_example_functions_take_vector_biases(name, dtype, rtol):
     """(PE-G) gives each example's b gradient as (n,) for a (n,) bias; norms and the
     clipped mean equal those of the (n, 1) params."""
@@ -159,7 +159,7 @@ def test_a_kernel_in_flax_layout_is_named():
 
 @pytest.mark.parametrize(("dtype", "rtol"), TOLERANCES)
 @pytest.mark.parametrize("bias", ["vector", "column"])
-@pytest.mark.parametrize("name", NETS)
+@pytest.mark.parametrize("name", sample(NETS, 3))
 def test_rows_per_example_functions_equal_columns_and_autodiff(name, bias, dtype, rtol):
     net, params, X, Y = problem(name, dtype, bias=bias)
 
@@ -277,7 +277,7 @@ def test_a_transposed_input_names_the_other_layouts_function(twin, call):
 
 @pytest.mark.parametrize(("dtype", "rtol"), TOLERANCES)
 @pytest.mark.parametrize("layout", ["columns", "rows"])
-@pytest.mark.parametrize("name", NETS)
+@pytest.mark.parametrize("name", sample(NETS, 3))
 def test_vmap_over_single_examples_equals_the_batch(name, layout, dtype, rtol):
     """One example is a vector x with a vector y (n_L,) or, for softmax with
     cross-entropy, a scalar integer label: jax.vmap of cost, backprop, predict and the

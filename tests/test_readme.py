@@ -18,7 +18,7 @@ def test_readme_tour_runs_and_its_gradients_agree():
     exec(compile(code, str(README), "exec"), scope)  # the README's own code
     net, params, X, Y = scope["net"], scope["params"], scope["X"], scope["Y"]
     assert scope["report"].ok
-    expected = jax.grad(jaxnn.cost)(params, X, Y, net)
+    expected = jax.jit(jax.grad(jaxnn.cost))(params, X, Y, net)
     for got in (scope["grads"], scope["grads_bp1"], scope["grads_again"]):
         for g, e in zip(jax.tree.leaves(got), jax.tree.leaves(expected), strict=True):
             np.testing.assert_allclose(g, e, rtol=1e-9, atol=1e-12)

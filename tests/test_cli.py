@@ -11,6 +11,7 @@ import io
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -172,8 +173,9 @@ def test_resume_is_bitwise_exact(tmp_path):
     """--epochs 2 then --resume --epochs 4 ends exactly where --epochs 4 does."""
     split, whole = tmp_path / "split", tmp_path / "whole"
     flags = ["--optimizer", "momentum", *SMALL]
-    assert run("train", "--epochs", "2", *flags, "--out", str(split))[0] == 0
-    assert sorted(os.listdir(split / "checkpoints")) == ["2"]  # within 10 s: the last only
+    hourly = ["--checkpoint-every", "3600"]  # not 10 s, the default: a loaded machine takes that
+    assert run("train", "--epochs", "2", *flags, *hourly, "--out", str(split))[0] == 0
+    assert sorted(os.listdir(split / "checkpoints")) == ["2"]  # none due: the last only
     every = ["--checkpoint-every", "0"]  # every epoch
     status, stdout, _ = run("train", "--resume", "--epochs", "4", *every, "--out", str(split))
     assert status == 0 and "after 4 epochs" in stdout
@@ -411,11 +413,12 @@ def test_resume_from_damaged_checkpoint_is_one_line(digits_run, tmp_path):
 
 
 # A real process, in float64 like the in-process runs, so that its checkpoints resume here.
-# It holds before the callback of epoch HOLD (that epoch trained, not yet saved) until a
+# It runs each command line given after HOLD and MARKER in turn, stopping at the first
+# that fails. It holds before the callback of epoch HOLD (that epoch trained, not yet saved) until a
 # signal has arrived (the first one puts the previous handlers back), after writing the
 # file MARKER to say it is waiting: the signal lands at that point of every run.
 CHILD = (
-    "import os, signal, sys, time, jax\n"
+    "import os, shlex, signal, sys, time, jax\n"
     "jax.config.update('jax_enable_x64', True)\n"
     "jax.config.update('jax_default_matmul_precision', 'highest')\n"
     "jax.config.update('jax_numpy_rank_promotion', 'raise')\n"
@@ -435,7 +438,10 @@ CHILD = (
     "        return callback(epoch, *rest)\n"
     "    return fit(*args, callback=on_epoch, **kwargs)\n"
     "train.fit = held_fit\n"
-    "sys.exit(main(sys.argv[3:]))\n"
+    "for command in sys.argv[3:]:\n"
+    "    status = main(shlex.split(command))\n"
+    "    if status:\n"
+    "        sys.exit(status)\n"
 )
 
 
@@ -443,12 +449,11 @@ def interrupt(out, signum, epochs, after_epoch):
     """Start ``jaxnn train`` in a process; send it ``signum`` once epoch ``after_epoch``
     has trained, before its checkpoint is saved. Returns (exit status, stderr)."""
     marker = out.parent / f"{out.name}.holding"
-    argv = [sys.executable, "-c", CHILD, str(after_epoch), str(marker)]
-    argv += ["train", "--epochs", str(epochs), *SMALL]
-    argv += ["--checkpoint-every", "0"]
+    command = ["train", "--epochs", str(epochs), *SMALL, "--checkpoint-every", "0"]
+    command = shlex.join([*command, "--out", str(out)])
     with open(out.parent / f"{out.name}.stderr", "w+") as err:
         proc = subprocess.Popen(
-            [*argv, "--out", str(out)],
+            [sys.executable, "-c", CHILD, str(after_epoch), str(marker), command],
             stdout=subprocess.DEVNULL,
             stderr=err,
             env={**os.environ, "JAX_PLATFORMS": "cpu"},
@@ -467,10 +472,11 @@ def interrupt(out, signum, epochs, after_epoch):
         return status, err.read()
 
 
-def float64_process(*argv):
-    """``jaxnn ARGV`` in a process of its own, in float64 as ``interrupt``'s (never held)."""
+def float64_process(*commands):
+    """``jaxnn COMMAND`` for each list of arguments in turn, in one process of its own, in
+    float64 as ``interrupt``'s (never held)."""
     return subprocess.run(
-        [sys.executable, "-c", CHILD, "0", os.devnull, *argv],
+        [sys.executable, "-c", CHILD, "0", os.devnull, *map(shlex.join, commands)],
         capture_output=True,
         text=True,
         timeout=300,
@@ -507,10 +513,15 @@ def test_sigint_saves_and_resumes_bitwise(tmp_path):
     assert [r["epoch"] for r in unfinished["history"]] == list(range(1, done + 1))
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
-    resumed = float64_process("train", "--resume", "--out", str(out))
-    assert resumed.returncode == 0 and "after 12 epochs" in resumed.stdout, resumed.stderr
-    uninterrupted = float64_process("train", "--epochs", "12", *SMALL, "--out", str(whole))
-    assert uninterrupted.returncode == 0, uninterrupted.stderr
+    # the resumed run, then an uninterrupted one, in one process
+    both = float64_process(
+        ["train", "--resume", "--out", str(out)],
+        ["train", "--epochs", "12", *SMALL, "--out", str(whole)],
+    )
+    assert both.returncode == 0, both.stderr
+    resumed, uninterrupted = both.stdout.splitlines()
+    assert "after 12 epochs" in resumed and resumed.endswith(f"-> {out}")
+    assert uninterrupted.endswith(f"-> {whole}")
     a, b = restore(out), restore(whole)
     assert a.epoch == b.epoch == 12
     assert_trees_equal(a.params, b.params)

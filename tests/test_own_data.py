@@ -17,7 +17,6 @@ import io
 import json
 import os
 import re
-import shlex
 import shutil
 import subprocess
 import sys
@@ -164,14 +163,12 @@ def test_load_run_takes_a_dataframe_by_column_name(files, wine_run):
         model.predict(frame.drop(columns="proline"))
 
 
-@pytest.mark.slow
-def test_load_run_restores_another_epoch(files, tmp_path):
-    out = tmp_path / "run"
-    train_run(out, files / "wine.csv", *SMALL, "--epochs", "3")
-    first, last = jaxnn.load_run(out, epoch=1), jaxnn.load_run(out)
-    assert (first.epoch, last.epoch) == (1, 3)
+def test_load_run_restores_another_epoch(wine_run):
+    out = wine_run[0]  # 6 epochs, the newest 3 saved
+    first, last = jaxnn.load_run(out, epoch=4), jaxnn.load_run(out)
+    assert (first.epoch, last.epoch) == (4, 6)
     assert not np.array_equal(first.params[0]["W"], last.params[0]["W"])
-    with pytest.raises(ValueError, match=r"no checkpoint of epoch 7 .* saved: \[1, 2, 3\]"):
+    with pytest.raises(ValueError, match=r"no checkpoint of epoch 7 .* saved: \[4, 5, 6\]"):
         jaxnn.load_run(out, epoch=7)
 
 
@@ -597,10 +594,28 @@ def test_accuracy_beside_scikit_learns_mlp_on_the_same_split(files, tmp_path):
 # --- the real commands, in float32 -------------------------------------------------------
 
 
+# ``python -m jaxnn`` run once per command line given after the script, in this one
+# process: prints each command's exit status and stdout as a JSON line.
+COMMANDS = (
+    "import contextlib, io, json, runpy, shlex, sys\n"
+    "for command in sys.argv[1:]:\n"
+    "    sys.argv = ['jaxnn', *shlex.split(command)]\n"
+    "    out = io.StringIO()\n"
+    "    with contextlib.redirect_stdout(out):\n"
+    "        try:\n"
+    "            runpy.run_module('jaxnn', run_name='__main__')\n"
+    "            status = None\n"
+    "        except SystemExit as e:\n"
+    "            status = e.code\n"
+    "    print(json.dumps([status, out.getvalue()]), flush=True)\n"
+)
+
+
 @pytest.mark.slow
 def test_the_five_commands_as_processes(files, tmp_path):
-    """train, predict, evaluate and export as the console script runs them (float32), and
-    load_run in a fresh interpreter: ONNX equals predict_proba within 1e-5."""
+    """train, predict, evaluate and export as ``python -m jaxnn`` runs them (float32), one
+    after another in one process, and load_run in a fresh interpreter: ONNX equals
+    predict_proba within 1e-5."""
     shutil.copy(files / "wine.csv", tmp_path)
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
     commands = [
@@ -609,14 +624,18 @@ def test_the_five_commands_as_processes(files, tmp_path):
         "evaluate runs/wine wine.csv --json",
         "export runs/wine wine.onnx",
     ]
+    result = subprocess.run(
+        [sys.executable, "-c", COMMANDS, *commands],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == len(commands), result.stdout
     outputs = []
-    for command in commands:
-        result = subprocess.run(
-            [sys.executable, "-m", "jaxnn", *shlex.split(command)],
-            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
-        )  # fmt: skip
-        assert result.returncode == 0, result.stderr
-        outputs.append(result.stdout)
+    for command, line in zip(commands, lines, strict=True):
+        status, stdout = json.loads(line)
+        assert status == 0, (command, result.stderr)
+        outputs.append(stdout)
     assert read_json(tmp_path / "runs/wine/model.json")["dtype"] == "float32"
     assert 0 <= json.loads(outputs[2])["accuracy"] <= 1
     script = (

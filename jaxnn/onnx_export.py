@@ -202,7 +202,52 @@ def to_onnx(
       ``predict_proba`` gives them.
     """
     import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import TensorProto, helper
+
+    mean, std, feature_names, opset = _check_export(
+        net, params, feature_mean, feature_std, task, target_mean, target_std, feature_names, opset
+    )
+    n_features = net.sizes[0]
+    nodes, initializers, A = _layer_nodes(net, params, mean, std, opset)
+    head_nodes, head_initializers, output, width = _head_nodes(
+        net, A, task, target_mean, target_std
+    )
+    columns = "" if feature_names is None else f" Columns: {', '.join(feature_names)}."
+    graph = helper.make_graph(
+        nodes + head_nodes,
+        "jaxnn",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["m", n_features])],
+        [helper.make_tensor_value_info(output, TensorProto.FLOAT, ["m", width])],
+        initializer=initializers + head_initializers,
+        doc_string=(
+            f"raw features (m, {n_features}), standardised, through a jaxnn network "
+            f"{net.sizes} {net.activations}, to {output} (m, {width}).{columns}"
+        ),
+    )
+    opset_id = helper.make_opsetid("", opset)
+    model = helper.make_model(
+        graph,
+        opset_imports=[opset_id],
+        ir_version=helper.find_min_ir_version_for([opset_id]),
+        producer_name="jaxnn",
+        producer_version=jaxnn.__version__,
+        doc_string=f"jaxnn {task} model: input (m, {n_features}) float32 -> {output}.{columns}",
+    )
+    metadata = {"task": task, "sizes": json.dumps(net.sizes)}
+    metadata["activations"] = json.dumps(net.activations)
+    if feature_names is not None:
+        metadata["feature_names"] = json.dumps(feature_names)
+    helper.set_model_props(model, metadata)
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def _check_export(
+    net, params, feature_mean, feature_std, task, target_mean, target_std, feature_names, opset
+):
+    """``to_onnx``'s arguments checked before any graph is built: the standardisation as
+    float32 vectors, the feature names as a list (or None), and the opset."""
+    import onnx
 
     for l, name in enumerate(net.activations, start=1):
         if name not in ACTIVATION_OPS:
@@ -212,7 +257,7 @@ def to_onnx(
             )
     check_params(params, net.sizes)
     _check_head(net, task, target_mean, target_std)
-    n_features, n_outputs = net.sizes[0], net.sizes[-1]
+    n_features = net.sizes[0]
     mean = _vector(feature_mean, n_features, "feature_mean", "feature")
     std = _vector(feature_std, n_features, "feature_std", "feature")
     zero = np.flatnonzero(std == 0)
@@ -232,6 +277,13 @@ def to_onnx(
     opset = DEFAULT_OPSET if opset is None else opset
     if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= newest:
         raise ValueError(f"opset must be an integer from {MIN_OPSET} to {newest}, got {opset!r}")
+    return mean, std, feature_names, opset
+
+
+def _layer_nodes(net: Network, params: Params, mean, std, opset: int):
+    """The standardisation and the layers, (F-Z-R) and (F-A) in the row layout: the nodes,
+    their initializers, and the name of A^[L]."""
+    from onnx import helper, numpy_helper
 
     initializers = [
         numpy_helper.from_array(mean, "feature_mean"),
@@ -264,10 +316,19 @@ def to_onnx(
                     initializers.append(numpy_helper.from_array(np.array(value, np.float32), name))
         elif op is not None:
             nodes.append(helper.make_node(op[0], [f"Z{l}"], [A], **op[1]))  # (F-A)
+    return nodes, initializers, A
 
+
+def _head_nodes(net: Network, A: str, task: str, target_mean, target_std):
+    """The output from A^[L]: ``probabilities`` (a single sigmoid unit as [1 - p, p]) or
+    ``values`` (times target_std, plus target_mean, where given). Returns the nodes, their
+    initializers, the output's name and its width."""
+    from onnx import helper, numpy_helper
+
+    nodes, initializers = [], []
     if task == "classification":
-        output, width = "probabilities", n_outputs
-        if net.activations[-1] == "sigmoid" and n_outputs == 1:  # binary: [1 - p, p]
+        output, width = "probabilities", net.sizes[-1]
+        if net.activations[-1] == "sigmoid" and width == 1:  # binary: [1 - p, p]
             width = 2
             initializers.append(numpy_helper.from_array(np.array(1, np.float32), "one"))
             nodes += [
@@ -277,46 +338,18 @@ def to_onnx(
         else:
             nodes.append(helper.make_node("Identity", [A], [output]))
     else:
-        output, width = "values", n_outputs
+        output, width = "values", net.sizes[-1]
         for value, op, name in (
             (target_std, "Mul", "target_std"),
             (target_mean, "Add", "target_mean"),
         ):
             if value is not None:
-                vector = _vector(value, n_outputs, name, "output", scalar_ok=True)
+                vector = _vector(value, net.sizes[-1], name, "output", scalar_ok=True)
                 initializers.append(numpy_helper.from_array(vector, name))
                 nodes.append(helper.make_node(op, [A, name], [f"{A}_{op.lower()}"]))
                 A = f"{A}_{op.lower()}"
         nodes.append(helper.make_node("Identity", [A], [output]))
-
-    columns = "" if feature_names is None else f" Columns: {', '.join(feature_names)}."
-    graph = helper.make_graph(
-        nodes,
-        "jaxnn",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["m", n_features])],
-        [helper.make_tensor_value_info(output, TensorProto.FLOAT, ["m", width])],
-        initializer=initializers,
-        doc_string=(
-            f"raw features (m, {n_features}), standardised, through a jaxnn network "
-            f"{net.sizes} {net.activations}, to {output} (m, {width}).{columns}"
-        ),
-    )
-    opset_id = helper.make_opsetid("", opset)
-    model = helper.make_model(
-        graph,
-        opset_imports=[opset_id],
-        ir_version=helper.find_min_ir_version_for([opset_id]),
-        producer_name="jaxnn",
-        producer_version=jaxnn.__version__,
-        doc_string=f"jaxnn {task} model: input (m, {n_features}) float32 -> {output}.{columns}",
-    )
-    metadata = {"task": task, "sizes": json.dumps(net.sizes)}
-    metadata["activations"] = json.dumps(net.activations)
-    if feature_names is not None:
-        metadata["feature_names"] = json.dumps(feature_names)
-    helper.set_model_props(model, metadata)
-    onnx.checker.check_model(model, full_check=True)
-    return model
+    return nodes, initializers, output, width
 
 
 def save_onnx(model_proto: "onnx.ModelProto", path: str | os.PathLike) -> None:

@@ -15,12 +15,13 @@ are relative to each leaf's scale: 1e-12 (float64) and 1e-5 (float32, where up t
 3.4e-7 was seen).
 """
 
-import os
 import subprocess
 import sys
 import textwrap
 
 import pytest
+
+from tests.proc_support import fast_env
 
 SCRIPT = textwrap.dedent(
     r"""
@@ -138,10 +139,7 @@ SCRIPT = textwrap.dedent(
 def test_parallel_against_one_device(tmp_path, dtype):
     dump = tmp_path / "xla-dump"
     dump.mkdir()
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
-    env["XLA_FLAGS"] = (
-        f"--xla_force_host_platform_device_count=4 --xla_dump_to={dump} --xla_dump_hlo_as_text"
-    )
+    env = fast_env(4, f"--xla_dump_to={dump}", "--xla_dump_hlo_as_text")
     result = subprocess.run(
         [sys.executable, "-c", SCRIPT, dtype, str(tmp_path), str(dump)],
         env=env,

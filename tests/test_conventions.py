@@ -56,8 +56,8 @@ def problem(name, dtype=jnp.float64, seed=0, bias="vector"):
 
 
 def as_columns(params):
-    """The same params with every bias (n, 1)."""
-    return [{"W": p["W"], "b": jnp.reshape(p["b"], (-1, 1))} for p in params]
+    """The same params with every bias (n, 1) (NumPy's reshape: no program to compile)."""
+    return [{"W": p["W"], "b": np.reshape(p["b"], (-1, 1))} for p in params]
 
 
 def assert_shapes_like(tree, like, leading=()):
@@ -69,6 +69,35 @@ def assert_shapes_like(tree, like, leading=()):
 # --- 1. biases of shape (n,) -------------------------------------------------------------
 
 
+def layout_results(params, X, Y, net):
+    """What every function gives in both layouts; the same on (n, 1) biases is the
+    reference of test_vector_biases_give_gradients_in_their_own_shape."""
+    return {
+        "backprop": jaxnn.backprop(params, X, Y, net),
+        "hand_cost": jax.grad(jaxnn.cost_with_hand_gradients(net))(params, X, Y),
+        "rows": rows.backprop(params, X.T, Y.T, net),
+        "rows_autodiff": jax.grad(rows.cost)(params, X.T, Y.T, net),
+        "rows_hand_cost": jax.grad(rows.cost_with_hand_gradients(net))(params, X.T, Y.T),
+        "cost": (jaxnn.cost(params, X, Y, net), rows.cost(params, X.T, Y.T, net)),
+        "predict": (jaxnn.predict(params, X, net), rows.predict(params, X.T, net)),
+    }
+
+
+def _vector_bias_results(params, columns, X, Y, net):
+    """(results on params, the same on their (n, 1) columns), with autodiff references:
+    one program."""
+    got = layout_results(params, X, Y, net)
+    sine = lambda f: jax.grad(lambda p: jnp.sum(jnp.sin(f(p))))(params)
+    got["autodiff"] = jax.grad(jaxnn.cost)(params, X, Y, net)
+    got["block"] = sine(lambda p: jaxnn.network_with_hand_gradients(net)(p, X))
+    got["block_autodiff"] = sine(lambda p: jaxnn.predict(p, X, net))
+    got["rows_block"] = sine(lambda p: rows.network_with_hand_gradients(net)(p, X.T))
+    return got, layout_results(columns, X, Y, net)
+
+
+vector_bias_results = fast_jit(_vector_bias_results)  # the Network is a leafless pytree
+
+
 @pytest.mark.parametrize(("dtype", "rtol"), TOLERANCES)
 @pytest.mark.parametrize("bias", ["vector", "mixed"])
 @pytest.mark.parametrize("name", sample(NETS, 3))
@@ -77,33 +106,7 @@ def test_vector_biases_give_gradients_in_their_own_shape(name, bias, dtype, rtol
     its gradient as (n,): equal to jax.grad (autodiff of the cost) and to the same
     functions on (n, 1) biases."""
     net, params, X, Y = problem(name, dtype, bias=bias)
-    columns = as_columns(params)
-    hand_cost = jaxnn.cost_with_hand_gradients(net)
-    rows_cost = rows.cost_with_hand_gradients(net)
-
-    def everything(params, X, Y):
-        return {
-            "backprop": jaxnn.backprop(params, X, Y, net),
-            "autodiff": jax.grad(jaxnn.cost)(params, X, Y, net),
-            "hand_cost": jax.grad(hand_cost)(params, X, Y),
-            "rows": rows.backprop(params, X.T, Y.T, net),
-            "rows_autodiff": jax.grad(rows.cost)(params, X.T, Y.T, net),
-            "rows_hand_cost": jax.grad(rows_cost)(params, X.T, Y.T),
-            "block": jax.grad(
-                lambda p: jnp.sum(jnp.sin(jaxnn.network_with_hand_gradients(net)(p, X)))
-            )(params),
-            "block_autodiff": jax.grad(lambda p: jnp.sum(jnp.sin(jaxnn.predict(p, X, net))))(
-                params
-            ),
-            "rows_block": jax.grad(
-                lambda p: jnp.sum(jnp.sin(rows.network_with_hand_gradients(net)(p, X.T)))
-            )(params),
-            "cost": (jaxnn.cost(params, X, Y, net), rows.cost(params, X.T, Y.T, net)),
-            "predict": (jaxnn.predict(params, X, net), rows.predict(params, X.T, net)),
-        }
-
-    got = fast_jit(everything)(params, X, Y)
-    ref = fast_jit(everything)(columns, X, Y)
+    got, ref = vector_bias_results(params, as_columns(params), X, Y, net)
     for key in ("backprop", "hand_cost", "rows", "rows_autodiff", "rows_hand_cost"):
         assert_shapes_like(got[key], params)
         assert_trees_close(got[key], got["autodiff"], rtol, key)
@@ -115,25 +118,35 @@ def test_vector_biases_give_gradients_in_their_own_shape(name, bias, dtype, rtol
     assert_trees_close(got["predict"], ref["predict"], rtol)
 
 
+def _per_example_results(params, columns, X, Y, net):
+    """(PE-G), its norms and the clipped mean (0.5) of params and of their (n, 1) columns."""
+    return [
+        (
+            jaxnn.per_example_grads(p, X, Y, net),
+            jaxnn.per_example_grad_norms(p, X, Y, net),
+            jaxnn.clipped_mean_grads(p, X, Y, net, max_norm=0.5),
+        )
+        for p in (params, columns)
+    ]
+
+
+per_example_results = fast_jit(_per_example_results)
+
+
 @pytest.mark.parametrize(("dtype", "rtol"), TOLERANCES)
 @pytest.mark.parametrize("name", sample(NETS, 3))
 def test_per_example_functions_take_vector_biases(name, dtype, rtol):
     """(PE-G) gives each example's b gradient as (n,) for a (n,) bias; norms and the
     clipped mean equal those of the (n, 1) params."""
     net, params, X, Y = problem(name, dtype, bias="mixed")
-    got = jaxnn.per_example_grads(params, X, Y, net)
-    assert_shapes_like(got, params, leading=(M,))
-    ref = jaxnn.per_example_grads(as_columns(params), X, Y, net)
-    assert_trees_close([{"W": g["W"], "b": g["b"].reshape(M, -1, 1)} for g in got], ref, rtol)
-    np.testing.assert_allclose(
-        jaxnn.per_example_grad_norms(params, X, Y, net),
-        jaxnn.per_example_grad_norms(as_columns(params), X, Y, net),
-        rtol=rtol,
+    (got, norms, clipped), (ref, ref_norms, ref_clipped) = per_example_results(
+        params, as_columns(params), X, Y, net
     )
-    clipped = jaxnn.clipped_mean_grads(params, X, Y, net, max_norm=0.5)
+    assert_shapes_like(got, params, leading=(M,))
+    assert_trees_close([{"W": g["W"], "b": np.reshape(g["b"], (M, -1, 1))} for g in got], ref, rtol)
+    np.testing.assert_allclose(norms, ref_norms, rtol=rtol)
     assert_shapes_like(clipped, params)
-    ref = jaxnn.clipped_mean_grads(as_columns(params), X, Y, net, max_norm=0.5)
-    assert_trees_close(as_columns(clipped), ref, rtol)
+    assert_trees_close(as_columns(clipped), ref_clipped, rtol)
 
 
 def test_a_bias_of_another_shape_is_still_an_error():
@@ -183,13 +196,14 @@ def test_rows_per_example_functions_equal_columns_and_autodiff(name, bias, dtype
     assert_shapes_like(r_pe, params, leading=(M,))
     assert_trees_close(r_pe, c_pe, rtol, "rows vs columns")
     assert_trees_close(r_pe, auto, rtol, "rows vs vmap(grad)")
-    flat = jnp.concatenate([g.reshape(M, -1) for g in jax.tree.leaves(auto)], axis=1)
-    np.testing.assert_allclose(r_norms, jnp.linalg.norm(flat, axis=1), rtol=rtol)
+    # the references in NumPy: eager jnp would compile a program per operation
+    flat = np.concatenate([np.reshape(g, (M, -1)) for g in jax.tree.leaves(auto)], axis=1)
+    np.testing.assert_allclose(r_norms, np.linalg.norm(flat, axis=1), rtol=rtol)
     np.testing.assert_allclose(r_norms, c_norms, rtol=rtol)
-    assert float(jnp.max(r_norms)) > 0.3  # the clipping below clips something
-    scale = jnp.minimum(1.0, 0.3 / jnp.linalg.norm(flat, axis=1))
+    assert float(np.max(r_norms)) > 0.3  # the clipping below clips something
+    scale = np.minimum(1.0, 0.3 / np.linalg.norm(flat, axis=1)).astype(flat.dtype)
     expected = jax.tree.map(
-        lambda g: jnp.mean(g * scale.reshape((M,) + (1,) * (g.ndim - 1)), 0), auto
+        lambda g: np.mean(np.asarray(g) * scale.reshape((M,) + (1,) * (g.ndim - 1)), 0), auto
     )
     assert_trees_close(r_clip, expected, rtol, "clipped vs reference")
     assert_trees_close(r_clip, c_clip, rtol, "clipped rows vs columns")
@@ -325,30 +339,37 @@ def test_vmap_over_single_examples_equals_the_batch(name, layout, dtype, rtol):
 def test_one_example_with_a_scalar_label_or_target():
     net, params, X, Y = problem("softmax+ce")
     label = int(np.argmax(Y[:, 2]))
-    for y in (label, np.int32(label), jnp.asarray(label)):
-        np.testing.assert_allclose(
-            jaxnn.cost(params, X[:, 2], y, net), jaxnn.cost(params, X[:, 2:3], Y[:, 2:3], net)
-        )
-        np.testing.assert_allclose(
-            rows.cost(params, X[:, 2], y, net), jaxnn.cost(params, X[:, 2:3], Y[:, 2:3], net)
-        )
+    labels = (label, np.int32(label), jnp.asarray(label))
+    # n_L = 1: a scalar target is the one output's target
+    net1 = jaxnn.Network((5, 4, 1), ("tanh", "sigmoid"), "binary_cross_entropy")
+    targets = (1.0, 1, jnp.float32(1.0))
+
+    def results(params, key, X, Y):  # one program; the labels and targets as given
+        p1 = jaxnn.init_params(key, net1, method="pytorch")
+        x, x0, ones = X[:, 2], X[:, 0], jnp.ones((1, 1))
+        return {
+            "batch": jaxnn.cost(params, X[:, 2:3], Y[:, 2:3], net),
+            "labels": [
+                (jaxnn.cost(params, x, y, net), rows.cost(params, x, y, net)) for y in labels
+            ],
+            "batch1": jaxnn.cost(p1, x0[:, None], ones, net1),
+            "grads1": jax.grad(jaxnn.cost)(p1, x0[:, None], ones, net1),
+            "targets": [
+                (jaxnn.cost(p1, x0, y, net1), jaxnn.backprop(p1, x0, y, net1)) for y in targets
+            ],
+        }
+
+    got = fast_jit(results)(params, jax.random.key(0), X, Y)
+    for i, (columns, rows_cost) in enumerate(got["labels"]):
+        np.testing.assert_allclose(columns, got["batch"], err_msg=repr(labels[i]))
+        np.testing.assert_allclose(rows_cost, got["batch"], err_msg=repr(labels[i]))
+    for y, (cost, grads) in zip(targets, got["targets"], strict=True):
+        np.testing.assert_allclose(cost, got["batch1"], err_msg=repr(y))
+        assert_trees_close(grads, got["grads1"], 1e-10, repr(y))
     with pytest.raises(ValueError, match=r"Y \(class label\) must be from 0 to 3 .* label 4"):
         jaxnn.cost(params, X[:, 2], 4, net)
     with pytest.raises(ValueError, match=r"Y has shape \(\) and dtype float64: one example's"):
         jaxnn.cost(params, X[:, 2], 1.0, net)  # a float is no class label
-    # n_L = 1: a scalar target is the one output's target
-    net1 = jaxnn.Network((5, 4, 1), ("tanh", "sigmoid"), "binary_cross_entropy")
-    p1 = jaxnn.init_params(jax.random.key(0), net1, method="pytorch")
-    x = X[:, 0]
-    for y in (1.0, 1, jnp.float32(1.0)):
-        np.testing.assert_allclose(
-            jaxnn.cost(p1, x, y, net1), jaxnn.cost(p1, x[:, None], jnp.ones((1, 1)), net1)
-        )
-        assert_trees_close(
-            jaxnn.backprop(p1, x, y, net1),
-            jax.grad(jaxnn.cost)(p1, x[:, None], jnp.ones((1, 1)), net1),
-            1e-10,
-        )
     net2, params2, X2, _ = problem("linear+mse")
     with pytest.raises(ValueError, match=r"one example's target is a vector \(2,\) \(n_L\)"):
         jaxnn.cost(params2, X2[:, 0], 0.5, net2)  # n_L = 2: no scalar target
@@ -362,13 +383,20 @@ def test_a_network_without_a_loss_is_a_block():
     assert net.loss is None and net == jaxnn.Network((5, 7, 4), ("tanh", "softmax"), None)
     _, params, X, Y = problem("softmax+ce")
     block = jaxnn.network_with_hand_gradients(net)
-    np.testing.assert_array_equal(block(params, X), jaxnn.predict(params, X, net))
     loss = lambda f: lambda p: jnp.sum(jnp.log(f(p)) * Y)
-    assert_trees_close(
-        jax.grad(loss(lambda p: block(p, X)))(params),
-        jax.grad(loss(lambda p: jaxnn.predict(p, X, net)))(params),
-        1e-10,
-    )
+
+    def results(params, X):  # one program
+        return {
+            "block": (block(params, X), jax.grad(loss(lambda p: block(p, X)))(params)),
+            "predict": (
+                jaxnn.predict(params, X, net),
+                jax.grad(loss(lambda p: jaxnn.predict(p, X, net)))(params),
+            ),
+        }
+
+    got = fast_jit(results)(params, X)
+    np.testing.assert_array_equal(got["block"][0], got["predict"][0])
+    assert_trees_close(got["block"][1], got["predict"][1], 1e-10)
     message = r"this network has no loss \(loss=None.*give jaxnn.Network a loss, one of"
     for fn in (jaxnn.cost, jaxnn.backprop, jaxnn.per_example_grads):
         with pytest.raises(ValueError, match=message):
@@ -417,7 +445,8 @@ def test_the_type_stub_lists_every_public_name_from_where_it_lives():
 def test_checked_names_an_out_of_range_label_under_jit():
     net, params, X, _ = problem("softmax+ce")
     labels = jnp.asarray([0, 1, 2, 3, 7, 1, 0, -1, 2])
-    assert np.isnan(jax.jit(jaxnn.cost)(params, X, labels, net))  # unchecked: NaN only
+    unchecked = jax.jit(jaxnn.cost)
+    assert np.isnan(unchecked(params, X, labels, net))  # NaN only
     error, value = jax.jit(jaxnn.checked(jaxnn.cost))(params, X, labels, net)
     assert np.isnan(value)
     message = error.get()
@@ -438,4 +467,4 @@ def test_checked_names_an_out_of_range_label_under_jit():
     good = labels % 4
     error, value = jax.jit(jaxnn.checked(jaxnn.cost))(params, X, good, net)
     assert error.get() is None
-    np.testing.assert_allclose(value, jaxnn.cost(params, X, good, net), rtol=1e-12)
+    np.testing.assert_allclose(value, unchecked(params, X, good, net), rtol=1e-12)

@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 from jaxnn import Network, distributed, optim, parallel, sharded, train
+from tests.proc_support import fast_env
 from tests.test_cli import run
 
 SMALL = ["--hidden", "8", "--batch-size", "64", "--epochs", "3"]
@@ -295,7 +296,7 @@ def test_a_share_trains_as_one_device_does():
     in float64; each device holds a quarter of the data, and no all-gather brings it back."""
     out = subprocess.run(
         [sys.executable, "-c", SHARE_SCRIPT],
-        env=env(4),
+        env=fast_env(4),
         capture_output=True,
         text=True,
         timeout=300,

@@ -121,15 +121,22 @@ def cost_fn(net):
     return jax.jit(lambda params, X, Y: jaxnn.cost(params, X, Y, net))
 
 
+# The forward pass, compiled once per network and dtype for every case.
+_FORWARD = fast_jit(jaxnn.forward_unchecked, static_argnums=2)
+
+
 @functools.cache
 def grad_fn(case: Case):
-    """``grad(params, X, Y)`` by the case's backward pass, jitted."""
+    """``grad(params, X, Y)`` by the case's backward pass: the shared forward pass, then
+    ``jitted_backward(case)``, so that a case compiles its backward pass once for both
+    ``check_gradients`` and ``locate_fault``."""
+    backward = jitted_backward(case)
 
     def grad(params, X, Y):
-        cache = jaxnn.forward_unchecked(params, X, case.net)
-        return list(case.backward(params, cache, Y, case.net).grads)
+        cache = _FORWARD(params, X, case.net)
+        return list(backward(params, cache, Y, case.net, fused=True).grads)
 
-    return fast_jit(grad)
+    return grad
 
 
 @functools.cache

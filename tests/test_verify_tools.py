@@ -5,7 +5,6 @@ the worst entry, jax.grad and hand arithmetic for kinks, known orders for the
 Taylor test.
 """
 
-import dataclasses
 import json
 import warnings
 
@@ -97,13 +96,17 @@ def test_jax_conventions_at_the_kinks_are_as_documented():
     assert set(verify.KINKS) == {"relu", "leaky_relu"}  # sigmoid, tanh, softmax, linear: smooth
 
 
-def kink_case(value, name="relu", net=corpus.RELU_CE, only=None):
-    backward = corpus.hand_backward(deriv=corpus._kink_deriv(value, name, only))
-    return corpus.Case(f"{name}'(0) = {value}", net, backward, None, point="kink")
+def corpus_case(name):
+    """The corpus's case ``name``: its programs compiled once, for tests/test_corpus.py too."""
+    return next(c for c in corpus.CASES if c.name == name)
+
+
+# relu'(0) = 1 in every layer of corpus.RELU_CE, at the kink point: correct
+RELU_KINK_1 = "kink, relu'(0) = 1 (z >= 0)"
 
 
 def test_check_gradients_reports_a_kink_between_the_one_sided_derivatives():
-    case = kink_case(1.0)
+    case = corpus_case(RELU_KINK_1)
     params, X, Y = corpus.make_point(case)
     cost = corpus.cost_fn(case.net)
     report = check_gradients(corpus.grad_fn(case), cost, params, X, Y)
@@ -124,7 +127,7 @@ def test_check_gradients_reports_a_kink_between_the_one_sided_derivatives():
 
 
 def test_a_genuine_error_at_a_kink_still_fails():
-    case = kink_case(2.0, only=1)
+    case = corpus_case("kink only: relu'(0) = 2")  # in layer 1 only
     params, X, Y = corpus.make_point(case)
     report = check_gradients(corpus.grad_fn(case), corpus.cost_fn(case.net), params, X, Y)
     assert not report.ok and not report.leaves[1].ok and report.kinks == 0
@@ -133,7 +136,7 @@ def test_a_genuine_error_at_a_kink_still_fails():
 
 
 def test_locate_fault_counts_and_locates_kinks():
-    case = kink_case(1.0)
+    case = corpus_case(RELU_KINK_1)
     params, X, Y = corpus.make_point(case)
     report = locate_fault(params, X, Y, case.net, corpus.jitted_backward(case))
     assert report.ok
@@ -147,10 +150,7 @@ def test_locate_fault_counts_and_locates_kinks():
 
 
 def test_directional_check_at_a_kink():
-    case = kink_case(1.0, "relu", corpus.RELU_OUT_KINK)
-    case = dataclasses.replace(
-        case, backward=corpus.hand_backward(out_delta=corpus._relu_out_delta(1.0))
-    )
+    case = corpus_case("kink, relu output, relu'(0) = 1")
     params, X, Y = corpus.make_point(case)
     report = check_gradients(
         corpus.grad_fn(case), corpus.cost_fn(case.net), params, X, Y, directions=6

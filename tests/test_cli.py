@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+from unittest import mock
 
 import jax
 import numpy as np
@@ -24,15 +25,21 @@ import pytest
 
 import jaxnn
 from jaxnn import checkpoint, cli, data, optim
+from jaxnn.cli import curves
 from tests.test_data import small_mnist, write_idx_dir
 
 SMALL = ["--hidden", "8", "--batch-size", "64"]  # quick to compile and run
 
 
 def run(*argv):
-    """``jaxnn ARGV`` in this process: (exit status, stdout, stderr)."""
+    """``jaxnn ARGV`` in this process: (exit status, stdout, stderr).
+
+    curves.png is drawn in this process (``Plotter``'s fallback), not in a drawing
+    process started for each run (about 3 s of CPU each; tests/test_curves.py tests that
+    process, and the tests here that start ``jaxnn`` processes go through it)."""
     out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+    no_process = mock.patch.object(curves.Plotter, "start", lambda self: None)
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), no_process:
         try:
             status = cli.main(list(argv))
         except SystemExit as e:  # argparse's own errors

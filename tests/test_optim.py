@@ -6,6 +6,7 @@ first steps) and optax's own optimizers (for 1000-step training trajectories).
 """
 
 import doctest
+import functools
 import inspect
 import math
 
@@ -133,6 +134,24 @@ def run_steps(opt, params, grads_seq, step=None):
     return params_seq, states
 
 
+@functools.cache
+def jitted_steps(seed, make_tree, steps=3):
+    """Every case of CASES applied to the same params and ``steps`` gradients (NumPy
+    ``default_rng(seed)``: ``make_tree``, then ``random_grads``), all cases' updates in
+    one jitted program (one compilation for all). Returns the params, the gradients, and
+    per case id the params and states after each step (as ``run_steps``)."""
+    rng = np.random.default_rng(seed)
+    params = jax.tree.map(jnp.asarray, make_tree(rng))
+    grads_seq = random_grads(rng, params, steps)
+    opts = {case.id: optim.OPTIMIZERS[case.values[0]](**case.values[1]) for case in CASES}
+
+    @jax.jit
+    def run(params, grads_seq):
+        return {i: run_steps(opt, params, grads_seq) for i, opt in opts.items()}
+
+    return params, grads_seq, jax.device_get(run(params, grads_seq))
+
+
 # --- training a jaxnn network -------------------------------------------------------------
 
 NET = jaxnn.Network(sizes=(4, 8, 3), activations=("tanh", "softmax"), loss="cross_entropy")
@@ -173,6 +192,29 @@ def train(runs, dtype, steps=1000):
     return params, run(params)
 
 
+@pytest.fixture(scope="module")
+def trajectories():
+    """The float64 trajectories the algebraic equivalences below compare, trained side by
+    side in one program (one compilation for the three tests)."""
+    a, beta = 0.5, 0.9
+    clip = lambda opt: optax.chain(optax.clip_by_global_norm(1.0), opt)
+    return train(
+        {
+            "momentum/jaxnn": (optim.momentum(a, beta), 1.0),
+            "momentum/optax.sgd": (optax.sgd(a * (1 - beta), momentum=beta), 1.0),
+            "nesterov/jaxnn": (optim.momentum(a, beta, nesterov=True), 1.0),
+            "nesterov/optax.sgd": (
+                optax.sgd(a * (1 - beta), momentum=beta, nesterov=True),
+                1.0,
+            ),
+            "clip/jaxnn": (clip(optim.adam(1e-3)), M),
+            "clip/optax": (clip(optim.optax_equivalent("adam", learning_rate=1e-3)), M),
+            "clip/unclipped": (optim.adam(1e-3), M),
+        },
+        jnp.float64,
+    )[1]
+
+
 # --- the contract -------------------------------------------------------------------------
 
 
@@ -199,12 +241,10 @@ def test_signatures_and_defaults_are_the_contract():
 
 
 @pytest.mark.parametrize(("name", "kwargs"), CASES)
-def test_first_steps_equal_numpy_transcription_of_seed(name, kwargs):
+def test_first_steps_equal_numpy_transcription_of_seed(name, kwargs, request):
     """Six steps (past the piecewise schedule's kinks at steps 3 and 5) vs NumPy."""
-    rng = np.random.default_rng(1)
-    params = random_tree(rng)
-    grads_seq = random_grads(rng, params, steps=6)
-    got, states = run_steps(optim.OPTIMIZERS[name](**kwargs), params, grads_seq)
+    params, grads_seq, runs = jitted_steps(1, random_tree, steps=6)
+    got, states = runs[request.node.callspec.id]
     expected = numpy_seed(name, kwargs, params, grads_seq)
     for t, (g, e, s) in enumerate(zip(got, expected, states, strict=True), start=1):
         assert_trees_close(g, e, rtol=1e-13, what=f"{name} step {t}")
@@ -257,20 +297,17 @@ def test_training_trajectories_equal_optax_equivalents(dtype):
 # --- algebraic equivalences ---------------------------------------------------------------
 
 
-def test_momentum_equals_undamped_optax_sgd_with_learning_rate_scaled_by_1_minus_beta():
+def test_momentum_equals_undamped_optax_sgd_with_learning_rate_scaled_by_1_minus_beta(
+    trajectories,
+):
     """V' = V / (1 - beta) turns (OPT-M1, M2) into V' = beta V' + dW, W -= a (1 - beta) V'.
 
     The same math with different rounding; training is stable here, so 1000 steps stay
-    within 1e-12."""
-    a, beta = 0.5, 0.9
-    _, traj = train(
-        {
-            "jaxnn": (optim.momentum(a, beta), 1.0),
-            "optax.sgd": (optax.sgd(a * (1 - beta), momentum=beta), 1.0),
-        },
-        jnp.float64,
+    within 1e-12 (a = 0.5, beta = 0.9: ``trajectories``)."""
+    traj = trajectories
+    assert_trees_close(
+        traj["momentum/jaxnn"], traj["momentum/optax.sgd"], rtol=1e-12, what="momentum"
     )
-    assert_trees_close(traj["jaxnn"], traj["optax.sgd"], rtol=1e-12, what="momentum")
 
 
 @pytest.mark.parametrize(("name", "kwargs"), CASES[:2])
@@ -283,24 +320,18 @@ def test_momentum_with_beta_0_is_sgd(name, kwargs):
     assert_trees_close(ours, sgd, rtol=0.0, what="momentum(beta=0) vs sgd")
 
 
-def test_chain_with_clip_by_global_norm_equals_optax_chain():
+def test_chain_with_clip_by_global_norm_equals_optax_chain(trajectories):
     """optax.chain(clip_by_global_norm(1), adam(1e-3)) with jaxnn's adam or optax's,
     on the summed cost's gradients, whose global norm is above 1 so the clip acts."""
     params, X, Y = network_problem(jnp.float64)
     grads = jaxnn.backprop(params, X, Y, NET)
     assert M * math.sqrt(sum(float(jnp.sum(g**2)) for g in jax.tree.leaves(grads))) > 1.0
-    clip = lambda opt: optax.chain(optax.clip_by_global_norm(1.0), opt)
-    _, traj = train(
-        {
-            "jaxnn": (clip(optim.adam(1e-3)), M),
-            "optax": (clip(optim.optax_equivalent("adam", learning_rate=1e-3)), M),
-            "unclipped": (optim.adam(1e-3), M),
-        },
-        jnp.float64,
-    )
-    assert_trees_close(traj["jaxnn"], traj["optax"], rtol=1e-12, what="clipped adam")
+    traj = trajectories
+    assert_trees_close(traj["clip/jaxnn"], traj["clip/optax"], rtol=1e-12, what="clipped adam")
     # The clipping acted: without it the trajectory differs.
-    assert not np.allclose(traj["jaxnn"][0]["W"][4], traj["unclipped"][0]["W"][4], rtol=1e-6)
+    assert not np.allclose(
+        traj["clip/jaxnn"][0]["W"][4], traj["clip/unclipped"][0]["W"][4], rtol=1e-6
+    )
 
 
 # --- learning-rate schedules --------------------------------------------------------------
@@ -381,10 +412,8 @@ def mixed_tree(rng):
 
 
 @pytest.mark.parametrize(("name", "kwargs"), CASES)
-def test_nested_pytree_with_mixed_dtypes(name, kwargs):
-    rng = np.random.default_rng(4)
-    params = jax.tree.map(jnp.asarray, mixed_tree(rng))
-    grads_seq = random_grads(rng, params, steps=3)
+def test_nested_pytree_with_mixed_dtypes(name, kwargs, request):
+    params, grads_seq, runs = jitted_steps(4, mixed_tree)
     opt = optim.OPTIMIZERS[name](**kwargs)
     state = opt.init(params)
     assert state.count.dtype == jnp.int32 and state.count.shape == ()
@@ -392,7 +421,7 @@ def test_nested_pytree_with_mixed_dtypes(name, kwargs):
         if hasattr(state, field):
             dtypes = jax.tree.map(lambda s: s.dtype, getattr(state, field))
             assert dtypes == jax.tree.map(lambda p: p.dtype, params), field
-    got, states = run_steps(opt, params, grads_seq, step=jax.jit(opt.update))
+    got, states = runs[request.node.callspec.id]  # updates under jit
     expected = numpy_seed(name, kwargs, params, grads_seq)[-1]
     for (path, g), e, p in zip(
         jax.tree_util.tree_leaves_with_path(got[-1]),
@@ -409,13 +438,11 @@ def test_nested_pytree_with_mixed_dtypes(name, kwargs):
 
 
 @pytest.mark.parametrize(("name", "kwargs"), CASES)
-def test_update_under_jit_equals_eager_and_state_round_trips(name, kwargs):
-    rng = np.random.default_rng(5)
-    params = jax.tree.map(jnp.asarray, random_tree(rng))
-    grads_seq = random_grads(rng, params, steps=3)
+def test_update_under_jit_equals_eager_and_state_round_trips(name, kwargs, request):
+    params, grads_seq, runs = jitted_steps(5, random_tree)
     opt = optim.OPTIMIZERS[name](**kwargs)
     eager, eager_states = run_steps(opt, params, grads_seq)
-    jitted, jit_states = run_steps(opt, params, grads_seq, step=jax.jit(opt.update))
+    jitted, jit_states = runs[request.node.callspec.id]
     # Only fused multiply-adds may differ between the two compilations.
     assert_trees_close(jitted, eager, rtol=1e-14, what=f"{name} jit vs eager")
     assert_trees_close(jit_states[-1], eager_states[-1], rtol=1e-14, what="state")
@@ -453,24 +480,32 @@ def test_inject_hyperparams_passes_traced_hyperparameters(name, kwargs):
         optax.inject_hyperparams(optim.OPTIMIZERS[name])(learning_rate=-0.1).init(params)
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_jitted_train_step_traces_once(name):
-    """The state keeps its structure, dtypes and weak types, so jit never retraces."""
+def test_jitted_train_step_traces_once():
+    """The state keeps its structure, dtypes and weak types, so jit never retraces: a
+    step of every optimizer (side by side in one jitted function), three times."""
     traces = []
-    opt = optim.OPTIMIZERS[name](0.01)
+    opts = {name: optim.OPTIMIZERS[name](0.01) for name in NAMES}
     params, X, Y = network_problem(jnp.float64)
 
     @jax.jit
-    def step(params, state):
+    def step(params, states):
         traces.append(1)
-        updates, state = opt.update(jaxnn.backprop(params, X, Y, NET), state, params)
-        return optax.apply_updates(params, updates), state
+        new = {}
+        for name, opt in opts.items():
+            p = params[name]
+            updates, state = opt.update(jaxnn.backprop(p, X, Y, NET), states[name], p)
+            new[name] = (optax.apply_updates(p, updates), state)
+        return {k: p for k, (p, _) in new.items()}, {k: s for k, (_, s) in new.items()}
 
-    state = opt.init(params)
+    params = {name: params for name in NAMES}
+    states = {name: opt.init(params[name]) for name, opt in opts.items()}
+    avals = lambda tree: jax.tree.map(lambda x: jax.typeof(x), tree)
+    initial = avals(states)
     for _ in range(3):
-        params, state = step(params, state)
-    assert len(traces) == 1
-    assert int(state.count) == 3
+        params, states = step(params, states)
+    changed = [name for name in NAMES if avals(states[name]) != initial[name]]
+    assert len(traces) == 1 and not changed, f"states that changed type: {changed}"
+    assert {name: int(s.count) for name, s in states.items()} == dict.fromkeys(NAMES, 3)
 
 
 # --- bad input ----------------------------------------------------------------------------
@@ -577,18 +612,16 @@ def test_docstring_examples():
     assert result.attempted >= 5 and result.failed == 0
 
 
-def test_nesterov_momentum_equals_optax_nesterov_sgd_at_learning_rate_times_1_minus_beta():
+def test_nesterov_momentum_equals_optax_nesterov_sgd_at_learning_rate_times_1_minus_beta(
+    trajectories,
+):
     """(OPT-M3): with T = V / (1 - beta), W -= a (beta V + (1 - beta) dW) is optax's
-    Nesterov step -a (1 - beta) (dW + beta T); 1000 steps of training within 1e-12."""
-    a, beta = 0.5, 0.9
-    _, traj = train(
-        {
-            "jaxnn": (optim.momentum(a, beta, nesterov=True), 1.0),
-            "optax.sgd": (optax.sgd(a * (1 - beta), momentum=beta, nesterov=True), 1.0),
-        },
-        jnp.float64,
+    Nesterov step -a (1 - beta) (dW + beta T); 1000 steps of training within 1e-12
+    (a = 0.5, beta = 0.9: ``trajectories``)."""
+    traj = trajectories
+    assert_trees_close(
+        traj["nesterov/jaxnn"], traj["nesterov/optax.sgd"], rtol=1e-12, what="nesterov"
     )
-    assert_trees_close(traj["jaxnn"], traj["optax.sgd"], rtol=1e-12, what="nesterov")
 
 
 def test_nesterov_momentum_equals_scikit_learns_sgd_optimizer():

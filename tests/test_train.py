@@ -1,5 +1,7 @@
 """Training: hand vs autodiff steps, the epoch scan, no recompilation, evaluate, fit."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -64,30 +66,57 @@ def toy_data(head, m=40, seed=0):
     return net, ds, params
 
 
+@functools.cache
+def steps_of_every_head():
+    """Per head: one adam step by hand and by autodiff from the same state, the cost,
+    and the toy params; for softmax also an sgd step and the reference
+    params - 0.1 jax.grad C. All heads in one compiled program (cached)."""
+    adam, sgd = optim.adam(0.01), optim.sgd(0.1)
+    problems = {head: toy(head) for head in sorted(HEADS)}
+
+    @jax.jit
+    def run(data):
+        out = {}
+        for head, (X, Y, params) in data.items():
+            net = problems[head][0]
+            state = adam.init(params)
+            out[head] = {
+                "hand": steps.make_step(net, adam, "hand")(params, state, X, Y),
+                "auto": steps.make_step(net, adam, "autodiff")(params, state, X, Y),
+                "cost": jaxnn.cost(params, X, Y, net),
+            }
+        X, Y, params = data["softmax"]
+        net = problems["softmax"][0]
+        grads = jax.grad(jaxnn.cost)(params, X, Y, net)
+        out["sgd"] = {
+            "got": steps.make_step(net, sgd)(params, sgd.init(params), X, Y)[0],
+            "expected": jax.tree.map(lambda p, g: p - 0.1 * g, params, grads),
+        }
+        return out
+
+    data = {head: (X, Y, params) for head, (_, X, Y, params) in problems.items()}
+    return jax.device_get(run(data)), {head: p[3] for head, p in problems.items()}
+
+
 @pytest.mark.parametrize("head", sorted(HEADS))
 def test_step_hand_matches_autodiff(head):
     """One adam step in float64: same cost, and params within rounding of each other."""
-    net, X, Y, params = toy(head)
-    opt = optim.adam(0.01)
-    state = opt.init(params)
-    p_hand, s_hand, c_hand = steps.make_step(net, opt, "hand")(params, state, X, Y)
-    p_auto, s_auto, c_auto = steps.make_step(net, opt, "autodiff")(params, state, X, Y)
+    out, initial = steps_of_every_head()
+    (p_hand, s_hand, c_hand), (p_auto, s_auto, c_auto) = out[head]["hand"], out[head]["auto"]
+    params = jax.device_get(initial[head])
     assert c_hand.dtype == jnp.float64
     np.testing.assert_allclose(c_hand, c_auto, rtol=1e-13)
-    np.testing.assert_allclose(c_hand, jaxnn.cost(params, X, Y, net), rtol=1e-13)
+    np.testing.assert_allclose(c_hand, out[head]["cost"], rtol=1e-13)
     # Updates are steps of size ~a; compare the change of each leaf, not the leaf.
-    delta = lambda p: jax.tree.map(jnp.subtract, p, params)
+    delta = lambda p: jax.tree.map(np.subtract, p, params)
     assert_trees_close(delta(p_hand), delta(p_auto), rtol=1e-9, what="update")
     assert_trees_close(s_hand, s_auto, rtol=1e-9, what="opt_state")
 
 
 def test_step_matches_reference():
     """An sgd step is params - a grad C, with the gradient from jax.grad."""
-    net, X, Y, params = toy("softmax")
-    grads = jax.jit(jax.grad(jaxnn.cost), static_argnums=3)(params, X, Y, net)
-    expected = jax.tree.map(lambda p, g: p - 0.1 * g, params, grads)
-    got, _, _ = steps.make_step(net, optim.sgd(0.1))(params, optim.sgd(0.1).init(params), X, Y)
-    assert_trees_close(got, expected, rtol=1e-12, what="params")
+    sgd = steps_of_every_head()[0]["sgd"]
+    assert_trees_close(sgd["got"], sgd["expected"], rtol=1e-12, what="params")
 
 
 def test_unknown_gradients():

@@ -7,6 +7,8 @@ smooth activations (gelu, gelu_tanh, silu, softplus) are also checked at |z| up 
 against mpmath's derivative of their definitions at 50 digits, and against PyTorch.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -78,7 +80,46 @@ def test_activation_values(name):
     assert act.fn(Z32).dtype == jnp.float32 and act.fn(Z32).shape == Z.shape
 
 
-@pytest.mark.parametrize("dtype", [jnp.float64, jnp.float32])
+DTYPES = {"float64": jnp.float64, "float32": jnp.float32}
+
+
+def _derivatives(Z):
+    """name -> (sigma'(Z), jax.grad of jax.nn's sigma, jax.grad of jaxnn's sigma)."""
+    return {
+        name: (
+            activations.get(name).deriv(Z),
+            elementwise_grad(JAX_NN[name], Z),
+            elementwise_grad(activations.get(name).fn, Z),
+        )
+        for name in ELEMENTWISE
+    }
+
+
+def _vjps(Z, G):
+    """name -> (jaxnn's vjp(Z, A, G), jax.vjp of jax.nn's function)."""
+    out = {}
+    for name in [*ELEMENTWISE, "softmax"]:
+        act = activations.get(name)
+        fn = JAX_NN.get(name, lambda z: jax.nn.softmax(z, axis=0))
+        out[name] = (act.vjp(Z, act.fn(Z), G), jax.vjp(fn, Z)[1](G)[0])
+    return out
+
+
+@functools.cache
+def derivatives_and_vjps():
+    """Every activation's derivative in both dtypes and its vjp, with their jax.grad and
+    jax.vjp references, from one compiled program (NumPy results): one program compiles
+    faster than the eager primitives of each test one by one."""
+    Z = moderate_Z()
+    Zv, G = moderate_Z(2, (5, 4)), jnp.asarray(np.random.default_rng(4).normal(size=(5, 4)))
+    program = fast_jit(
+        lambda Zs, Zv, G: ({k: _derivatives(z) for k, z in Zs.items()}, _vjps(Zv, G))
+    )
+    Zs = {k: Z.astype(dtype) for k, dtype in DTYPES.items()}
+    return jax.device_get(program(Zs, Zv, G)), Zs, Zv, G
+
+
+@pytest.mark.parametrize("dtype", sorted(DTYPES))
 @pytest.mark.parametrize("name", ELEMENTWISE)
 def test_derivative_equals_jax_grad(name, dtype):
     """(A2), (A4), (A6), (A8), (A10), (A13), (A15), (A17), (A19) against jax.grad of
@@ -92,14 +133,13 @@ def test_derivative_equals_jax_grad(name, dtype):
     1 - tanh^2 u from a rounded tanh u, and multiplies the second by z u' / 2: its
     absolute error is ~eps (1 + |z| u'), 6.7e-15 at z = -5.6, so for gelu_tanh the 4 ulps
     are of (1 + |z| u'); (A15)'s own form is checked against exact values below."""
-    act = activations.get(name)
-    Z = moderate_Z().astype(dtype)
-    got = act.deriv(Z)
-    assert got.dtype == dtype and got.shape == Z.shape
-    rtol = 1e-13 if dtype == jnp.float64 else 1e-5
-    atol = 4 * float(jnp.finfo(dtype).eps) * autodiff_scale(name, Z)
-    assert_close(got, elementwise_grad(JAX_NN[name], Z), rtol, atol)
-    assert_close(got, elementwise_grad(act.fn, Z), rtol, atol)
+    (derivs, _), Zs, _, _ = derivatives_and_vjps()
+    Z, (got, of_jax_nn, of_jaxnn) = Zs[dtype], derivs[dtype][name]
+    assert got.dtype == DTYPES[dtype] and got.shape == Z.shape
+    rtol = 1e-13 if dtype == "float64" else 1e-5
+    atol = 4 * float(jnp.finfo(DTYPES[dtype]).eps) * autodiff_scale(name, Z)
+    assert_close(got, of_jax_nn, rtol, atol)
+    assert_close(got, of_jaxnn, rtol, atol)
 
 
 def test_kink_conventions_are_jax_nn_conventions():
@@ -342,14 +382,10 @@ def test_softmax_vjp_equals_jacobian_product():
 def test_vjp_equals_jax_vjp(name):
     """Every activation's vjp(Z, A, G), what BP1 and BP2 call, against jax.vjp of
     jax.nn's function: G (.) sigma'(Z) element-wise, J^T G for softmax."""
-    rng = np.random.default_rng(4)
-    Z, G = moderate_Z(2, (5, 4)), jnp.asarray(rng.normal(size=(5, 4)))
-    act = activations.get(name)
-    fn = JAX_NN.get(name, lambda z: jax.nn.softmax(z, axis=0))
-    _, pullback = jax.vjp(fn, Z)
-    got = act.vjp(Z, act.fn(Z), G)
+    (_, vjps), _, Z, G = derivatives_and_vjps()
+    got, want = vjps[name]
     atol = 1e-16 if name != "gelu_tanh" else 4e-16 * autodiff_scale(name, Z) * np.abs(G)
-    assert_close(got, pullback(G)[0], 1e-13, atol)
+    assert_close(got, want, 1e-13, atol)
 
 
 def test_unknown_activation_lists_valid_names():

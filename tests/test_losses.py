@@ -4,6 +4,8 @@ References: NumPy transcriptions of the seeds' formulas, jax.grad of each loss's
 and stable forms written here (logaddexp, logsumexp).
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,7 +13,7 @@ import optax
 import pytest
 
 from jaxnn import activations, losses
-from tests.helpers import assert_trees_close, max_relative_error
+from tests.helpers import assert_trees_close, fast_jit, max_relative_error
 
 N, M = 4, 6
 RNG_SEED = 11
@@ -45,10 +47,16 @@ CASES = [  # (loss, output activation, target kind)
 CASE_IDS = [f"{loss}-{out}-{kind}" for loss, out, kind in CASES]
 
 
-def case_data(out, kind, loss, seed=RNG_SEED, scale=2.0):
+def case_inputs(kind, loss, seed=RNG_SEED, scale=2.0):
+    """Z and Y of a case, NumPy."""
     rng = np.random.default_rng(seed)
-    Z = jnp.asarray(rng.normal(0, scale, (N, M)))
-    return Z, activations.get(out).fn(Z), jnp.asarray(targets(loss, kind, rng))
+    Z = rng.normal(0, scale, (N, M))
+    return Z, targets(loss, kind, rng)
+
+
+def case_data(out, kind, loss, seed=RNG_SEED, scale=2.0):
+    Z, Y = case_inputs(kind, loss, seed, scale)
+    return jnp.asarray(Z), activations.get(out).fn(jnp.asarray(Z)), jnp.asarray(Y)
 
 
 NUMPY_COSTS = {  # the seeds' formulas, per example
@@ -67,33 +75,77 @@ NUMPY_GRADS = {  # the seed's table of grad_a C
 }
 
 
+def _case_values(Z, Y, out, loss):
+    """Every value the CASES tests compare, for one case (traced in ``case_values``)."""
+    spec = losses.get(loss)
+    A = activations.get(out).fn(Z)
+    return {
+        "A": A,
+        "value": spec.value(A, Y),
+        "grad": spec.grad(A, Y),
+        "jax_grad": jax.grad(lambda A: jnp.sum(spec.value(A, Y)))(A),
+        "stable_value": spec.stable_value(Z, A, Y),
+    }
+
+
+def _fused_values(Z, Y, out, loss):
+    """(F1)-(F3), jax.grad through the activation, and BP1's product, for one case."""
+    act, spec = activations.get(out), losses.get(loss)
+    A = act.fn(Z)
+    return {
+        "fused": losses.head(out, loss).fused(A, Y),
+        "jax_grad": jax.grad(lambda Z: jnp.sum(spec.value(act.fn(Z), Y)))(Z),
+        "unfused": act.vjp(Z, A, spec.grad(A, Y)),
+    }
+
+
+def _all_values(inputs, fused_inputs):
+    return (
+        [
+            _case_values(Z, Y, out, loss)
+            for (loss, out, _), (Z, Y) in zip(CASES, inputs, strict=True)
+        ],
+        [
+            _fused_values(Z, Y, out, loss)
+            for (out, loss, _), (Z, Y) in zip(FUSED_CASES, fused_inputs, strict=True)
+        ],
+    )
+
+
+@functools.cache
+def case_values():
+    """CASE_IDS -> values and FUSED_CASES -> values, NumPy, from one compiled program
+    for every case (one program compiles faster than each case's eager primitives)."""
+    inputs = [case_inputs(kind, loss) for loss, _, kind in CASES]
+    fused_inputs = [case_inputs(kind, loss) for _, loss, kind in FUSED_CASES]
+    values, fused = jax.device_get(fast_jit(_all_values)(inputs, fused_inputs))
+    return dict(zip(CASE_IDS, values, strict=True)), dict(zip(FUSED_CASES, fused, strict=True))
+
+
 @pytest.mark.parametrize(("loss", "out", "kind"), CASES, ids=CASE_IDS)
 def test_value_equals_seed_formula(loss, out, kind):
     """(C1)-(C3): per-example costs of shape (m,), equal to NumPy's."""
-    _, A, Y = case_data(out, kind, loss)
-    got = losses.get(loss).value(A, Y)
-    assert got.shape == (M,)
-    assert max_relative_error(got, NUMPY_COSTS[loss](np.asarray(A), np.asarray(Y))) <= 1e-14
+    v = case_values()[0][f"{loss}-{out}-{kind}"]
+    assert v["value"].shape == (M,)
+    Y = case_inputs(kind, loss)[1]
+    assert max_relative_error(v["value"], NUMPY_COSTS[loss](v["A"], Y)) <= 1e-14
 
 
 @pytest.mark.parametrize(("loss", "out", "kind"), CASES, ids=CASE_IDS)
 def test_grad_equals_jax_grad_of_value(loss, out, kind):
     """(G1)-(G3): grad_a C equals jax.grad of the summed per-example cost, and the seed's
     table in NumPy."""
-    _, A, Y = case_data(out, kind, loss)
-    spec = losses.get(loss)
-    got = spec.grad(A, Y)
-    want = jax.grad(lambda A: jnp.sum(spec.value(A, Y)))(A)
-    assert_trees_close(got, want, 1e-13, loss)
-    assert max_relative_error(got, NUMPY_GRADS[loss](np.asarray(A), np.asarray(Y))) <= 1e-14
+    v = case_values()[0][f"{loss}-{out}-{kind}"]
+    assert_trees_close(v["grad"], v["jax_grad"], 1e-13, loss)
+    Y = case_inputs(kind, loss)[1]
+    assert max_relative_error(v["grad"], NUMPY_GRADS[loss](v["A"], Y)) <= 1e-14
 
 
 @pytest.mark.parametrize(("loss", "out", "kind"), CASES, ids=CASE_IDS)
 def test_stable_value_equals_value_at_moderate_values(loss, out, kind):
     """The costs from Z (log-softmax, log-sigmoid) equal the seeds' log(A) forms."""
-    Z, A, Y = case_data(out, kind, loss)
-    spec = losses.get(loss)
-    assert max_relative_error(spec.stable_value(Z, A, Y), spec.value(A, Y)) <= 1e-13
+    v = case_values()[0][f"{loss}-{out}-{kind}"]
+    assert max_relative_error(v["stable_value"], v["value"]) <= 1e-13
 
 
 @pytest.mark.parametrize("scale", [1e3, 1e4])
@@ -150,13 +202,9 @@ def test_fused_delta_equals_jax_grad_wrt_Z(out, loss, kind):
     """(F1)-(F3): the closed form of dC/dZ for one example equals jax.grad of the cost as a
     function of Z (through the activation, literally), and equals BP1's unfused product
     grad_a C (.) sigma'(Z) or J^T grad_a C: two formulations that must agree."""
-    Z, A, Y = case_data(out, kind, loss)
-    act, spec = activations.get(out), losses.get(loss)
-    fused = losses.head(out, loss).fused(A, Y)
-    want = jax.grad(lambda Z: jnp.sum(spec.value(act.fn(Z), Y)))(Z)
-    assert_trees_close(fused, want, 1e-13, f"{out}+{loss}")
-    unfused = act.vjp(Z, A, spec.grad(A, Y))
-    assert_trees_close(unfused, fused, 1e-13, "BP1")
+    v = case_values()[1][(out, loss, kind)]
+    assert_trees_close(v["fused"], v["jax_grad"], 1e-13, f"{out}+{loss}")
+    assert_trees_close(v["unfused"], v["fused"], 1e-13, "BP1")
 
 
 def test_only_three_pairs_have_a_fused_form():

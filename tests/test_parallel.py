@@ -4,7 +4,6 @@ XLA fixes the device count when JAX starts, so these checks run in a fresh
 Python process with ``--xla_force_host_platform_device_count=4``.
 """
 
-import os
 import subprocess
 import sys
 import textwrap
@@ -14,6 +13,7 @@ import numpy as np
 import pytest
 
 from jaxnn import parallel
+from tests.proc_support import fast_env
 
 SCRIPT = textwrap.dedent(
     """
@@ -91,8 +91,7 @@ SCRIPT = textwrap.dedent(
 
 @pytest.mark.slow
 def test_sharded_training_equals_single_device():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
-    env["JAX_PLATFORMS"] = "cpu"
+    env = fast_env(4)
     out = subprocess.run(
         [sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=300
     )
@@ -222,8 +221,7 @@ def test_fit_and_cli_on_four_devices_equal_one(tmp_path):
     """fit(devices=4) and ``jaxnn train --devices 4`` against one device, in float64:
     parameters within 1e-12 (fit, 3 epochs) and 1e-10 (the command, 44 adam steps) of
     their scale; the batches split 4 ways; bad device counts and batch sizes are errors."""
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
-    env["JAX_PLATFORMS"] = "cpu"
+    env = fast_env(4)
     out = subprocess.run(
         [sys.executable, "-c", FIT_SCRIPT, str(tmp_path)],
         env=env,
@@ -324,8 +322,7 @@ def test_any_mesh_hand_gradients_and_fit_equal_one_device():
     """Meshes from jax.make_mesh, Explicit and Auto, any axis names, the batch axis
     given or found: hand gradients (cost, backprop, rows, clipped mean) equal jax.grad
     on one device, and fit(mesh=) equals fit on one device, within 1e-12 in float64."""
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
-    env["JAX_PLATFORMS"] = "cpu"
+    env = fast_env(4)
     out = subprocess.run(
         [sys.executable, "-c", MESH_SCRIPT], env=env, capture_output=True, text=True, timeout=300
     )

@@ -552,10 +552,9 @@ def test_extreme_values_in_float32(net, scale):
 
 def test_tuple_params_get_tuple_gradients():
     """Gradients have the params' pytree structure, container type included."""
-    net = jaxnn.Network((3, 4, 2), ("tanh", "softmax"), "cross_entropy")
-    params = tuple(jaxnn.init_params(jax.random.PRNGKey(0), net))
-    X = jax.random.normal(jax.random.PRNGKey(1), (3, 5))
-    Y = jax.nn.one_hot(jnp.arange(5) % 2, 2).T
+    net = _net(2, ("tanh",), ("softmax", "cross_entropy"))  # the matrix's shapes: no compiles
+    params, X, Y = problem(net, "one-hot", M)
+    params = tuple(params)
     grads = jaxnn.backprop(params, X, Y, net)
     expected = jax.grad(jaxnn.cost)(params, X, Y, net)
     assert jax.tree.structure(grads) == jax.tree.structure(expected)

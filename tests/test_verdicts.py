@@ -6,6 +6,8 @@ leaf beside float64 ones, finite differences that cannot resolve the cost), and 
 clear error for bad input. "inconclusive" is not ok.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -13,6 +15,7 @@ import pytest
 
 import jaxnn
 from jaxnn.verify import check_gradients, locate_fault, taylor_test
+from tests import corpus_honest
 from tests.helpers import sample
 
 TOOLS = {
@@ -31,6 +34,15 @@ def quadratic_grad(w):
 
 
 W3 = np.array([0.3, -1.2, 0.7])
+HONEST = {case.name: case for case in corpus_honest.CASES}
+
+
+@functools.cache
+def honest_report(tool, name):
+    """``tool``'s report on the honest corpus's case ``name``, computed once: a test below
+    that makes the same check (the same cost, gradient and point) reads it from here."""
+    case = HONEST[name]
+    return TOOLS[tool](case.grad, case.cost, case.params, *case.args)
 
 
 # --- NaN and Inf ------------------------------------------------------------------------
@@ -39,32 +51,31 @@ W3 = np.array([0.3, -1.2, 0.7])
 @pytest.mark.parametrize("tool", TOOLS)
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
 def test_a_nan_or_inf_in_the_hand_gradient_fails_naming_the_entry(tool, bad):
-    report = TOOLS[tool](lambda w: quadratic_grad(w).at[1].set(bad), quadratic, W3)
+    # quadratic_grad(w).at[1].set(bad), quadratic, at W3
+    report = honest_report(tool, f"{'nan' if bad != bad else 'inf'} in the hand gradient")
     assert not report.ok and report.status == "fail", str(report)
     assert ("nan" if bad != bad else "inf") in str(report) and "(1,)" in str(report)
 
 
 @pytest.mark.parametrize("tool", TOOLS)
 def test_a_cost_that_is_infinite_at_the_point_fails(tool):
-    cost = lambda w: -jnp.sum(jnp.log(w))
-    w = np.array([0.5, 0.0, 2.0])
-    report = TOOLS[tool](lambda w: -1 / jnp.where(w == 0, 1.0, w), cost, w)
+    # -sum(log w) at w = (0.5, 0, 2), the hand gradient -1/w where w != 0
+    report = honest_report(tool, "cost inf at the point (-log 0)")
     assert not report.ok and report.status == "fail", str(report)
     assert "C(p)" in str(report)
 
 
 def test_an_inf_in_the_reference_fails_the_leaf():
-    cost = lambda w: jnp.sum(jnp.sqrt(w))  # d/dw sqrt at 0 is inf
-    w = np.array([0.0, 1.0, 4.0])
-    report = check_gradients(lambda w: 0.5 / jnp.sqrt(jnp.maximum(w, 1.0)), cost, w)
+    # sum(sqrt w) at w = (0, 1, 4): d/dw sqrt at 0 is inf
+    report = honest_report("full", "reference inf (sqrt at 0)")
     assert not report.ok and "reference" in str(report) and "(0,)" in str(report)
 
 
 def test_taylor_skips_steps_where_the_cost_is_nan_and_still_judges():
-    cost = lambda w: -jnp.sum(jnp.log(w))
-    w = np.array([1e-3, 0.5, 2.0])  # large steps leave the domain: C = nan there
-    right = taylor_test(lambda w: -1 / w, cost, w)
-    wrong = taylor_test(lambda w: -1.3 / w, cost, w)
+    # -sum(log w) at w = (1e-3, 0.5, 2): large steps leave the domain, C = nan there;
+    # the hand gradients -1/w and -1.3/w
+    right = honest_report("taylor", "log, steps leave the domain, right")
+    wrong = honest_report("taylor", "log, steps leave the domain, 30% wrong")
     assert right.ok, str(right)
     assert not wrong.ok and wrong.status == "fail", str(wrong)
     assert "nan .. nan" not in str(right)
@@ -105,31 +116,43 @@ def test_nothing_to_check_is_inconclusive_never_ok(tool, params):
 # --- kinks: only where the cost has one ---------------------------------------------------
 
 
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("error", [1.3, -1.0])
-def test_a_smooth_cost_with_large_inputs_is_no_kink(dtype, error):
+def tanh_regression_cost(w, x, y):
+    return 0.5 * jnp.mean((jnp.tanh(x @ w) - y) ** 2)
+
+
+@functools.cache
+def large_inputs(dtype):
+    """``(w, x, y)`` with inputs ~3e3, and the right gradient's report (once per dtype)."""
     rng = np.random.default_rng(0)
     x = (3e3 * rng.normal(size=(20, 4))).astype(dtype)
     y = rng.uniform(-1, 1, 20).astype(dtype)
     w = (rng.normal(size=4) * 1e-4).astype(dtype)
-    cost = lambda w, x, y: 0.5 * jnp.mean((jnp.tanh(x @ w) - y) ** 2)
-    grad = jax.grad(cost)
+    return (w, x, y), check_gradients(jax.grad(tanh_regression_cost), tanh_regression_cost, w, x, y)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("error", [1.3, -1.0])
+def test_a_smooth_cost_with_large_inputs_is_no_kink(dtype, error):
+    point, right = large_inputs(dtype)
+    grad = jax.grad(tanh_regression_cost)
     wrong = lambda w, x, y: grad(w, x, y).at[0].multiply(error)
-    report = check_gradients(wrong, cost, w, x, y)
+    report = check_gradients(wrong, tanh_regression_cost, *point)
     assert not report.ok and report.kinks == 0, str(report)
-    assert check_gradients(grad, cost, w, x, y).ok
+    assert right.ok, str(right)
 
 
 @pytest.mark.parametrize("tool", TOOLS)
 def test_a_tie_of_a_max_takes_only_a_subgradient(tool):
     cost = lambda w: jnp.maximum(w[0], w[1]) + 0.1 * jnp.sum(w**2)
     w = np.array([0.5, 0.5])
-    smooth = lambda w: 0.2 * w
-    not_sub = TOOLS[tool](lambda w: smooth(w) + jnp.array([1.0, 1.0]), cost, w)
+    # the honest corpus's cases: 0.2 w + (1, 1), (1, 0), (0.25, 0.75)
+    not_sub = honest_report(tool, "max tie, (1, 1) no subgradient")
     assert not not_sub.ok, str(not_sub)
-    for sub in ([1.0, 0.0], [0.0, 1.0], [0.25, 0.75]):
-        report = TOOLS[tool](lambda w, s=sub: smooth(w) + jnp.array(s), cost, w)
+    for name in ("max tie, (1, 0)", "max tie, (0.25, 0.75)"):
+        report = honest_report(tool, name)
         assert report.ok, str(report)
+    report = TOOLS[tool](lambda w: 0.2 * w + jnp.array([0.0, 1.0]), cost, w)
+    assert report.ok, str(report)
 
 
 def test_relu_conventions_at_a_kink_still_pass():
@@ -168,10 +191,8 @@ def test_an_exact_zero_gradient_is_no_false_alarm():
 
 
 def test_one_float32_leaf_does_not_loosen_the_float64_ones():
-    cost = lambda p: jnp.sum(jnp.sin(p["a"])) + jnp.sum(p["b"].astype(jnp.float64) ** 2)
-    p = {"a": np.linspace(0.1, 1.0, 4), "b": np.linspace(0.1, 1.0, 4).astype(np.float32)}
-    grad = lambda p: {"a": jnp.cos(p["a"]) * (1 + 1e-5), "b": 2 * p["b"]}
-    report = check_gradients(grad, cost, p)
+    # sin(a) + b^2, a float64 and b float32; the hand da is 1e-5 off, db right
+    report = honest_report("full", "float32 leaf beside float64, 1e-5 wrong in float64")
     assert not report.ok and [leaf.ok for leaf in report.leaves] == [False, True], str(report)
     assert [leaf.rtol for leaf in report.leaves] == [1e-8, 1e-4]
 
@@ -199,17 +220,30 @@ def test_taylor_below_rounding_is_inconclusive_and_suggests_float64():
     assert "float64" in str(report)
 
 
-@pytest.mark.parametrize("dtype", [np.float32, jnp.bfloat16])
-@pytest.mark.parametrize("factor", sample([1.01, 1.1, 1.5, -1.0], 2))
-def test_taylor_in_low_precision_sees_errors_of_one_percent(dtype, factor):
+def logistic_cost(w, x, y):
+    return jnp.mean(jnp.logaddexp(0.0, -y * (x @ w)))
+
+
+@functools.cache
+def logistic_taylor(dtype, factor):
+    """taylor_test of ``factor`` times the logistic cost's gradient at the honest corpus's
+    point (seed 2) in ``dtype``, once: the corpus's report where it has the case."""
+    name = jnp.dtype(dtype).name
+    case = f"logistic, right, {name}" if factor == 1 else f"logistic, x{factor:g}, {name}"
+    if case in HONEST:
+        return honest_report("taylor", case)
     rng = np.random.default_rng(2)
     x = rng.normal(size=(30, 4)).astype(dtype)
     y = rng.choice([-1.0, 1.0], 30).astype(dtype)
     w = rng.normal(size=4).astype(dtype)
-    cost = lambda w, x, y: jnp.mean(jnp.logaddexp(0.0, -y * (x @ w)))
-    grad = jax.grad(cost)
-    right = taylor_test(grad, cost, w, x, y)
-    wrong = taylor_test(lambda w, x, y: factor * grad(w, x, y), cost, w, x, y)
+    grad = jax.grad(logistic_cost)
+    return taylor_test(lambda w, x, y: factor * grad(w, x, y), logistic_cost, w, x, y)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, jnp.bfloat16])
+@pytest.mark.parametrize("factor", sample([1.01, 1.1, 1.5, -1.0], 2))
+def test_taylor_in_low_precision_sees_errors_of_one_percent(dtype, factor):
+    right, wrong = logistic_taylor(dtype, 1), logistic_taylor(dtype, factor)
     if dtype == np.float32:
         assert right.ok, str(right)
     else:  # bfloat16 gradients are right only to 1e-2: not ok unless seen as ok honestly
@@ -363,13 +397,10 @@ def test_locate_fault_allows_rounding_at_an_exact_zero():
     assert not locate_fault(params, X, Y, net, rounded, atol=0.0).ok
 
 
-from tests import corpus_honest  # noqa: E402
-
-
 @pytest.mark.parametrize("tool", TOOLS)
 @pytest.mark.parametrize("case", sample(corpus_honest.CASES, 4), ids=lambda c: c.name)
 def test_no_false_pass_and_no_false_alarm_on_the_honest_corpus(tool, case):
-    report = TOOLS[tool](case.grad, case.cost, case.params, *case.args)
+    report = honest_report(tool, case.name)
     expect = case.expected(tool)
     if expect == "ok":
         assert report.ok, str(report)

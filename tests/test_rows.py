@@ -48,40 +48,50 @@ def problem(name, dtype=jnp.float64, seed=0):
     return net, params, X, jnp.asarray(Y, dtype)
 
 
-@pytest.mark.parametrize("fused", [True, False])
+def _rows_and_columns(params, X, Y, net):
+    """Each function in rows (fused and not) and in columns, and jax.grad of rows.cost."""
+    return {
+        "fused": [
+            (
+                rows.value_and_backprop(params, X, Y, net, fused=fused),
+                jaxnn.value_and_backprop(params, X.T, Y.T, net, fused=fused),
+                rows.backprop(params, X, Y, net, fused=fused),
+            )
+            for fused in (True, False)
+        ],
+        "auto": jax.grad(rows.cost)(params, X, Y, net),
+        "out": (rows.predict(params, X, net), jaxnn.predict(params, X.T, net)),
+        "out1": (rows.predict(params, X[0], net), jaxnn.predict(params, X[0], net)),
+        "caches": (rows.forward(params, X, net), jaxnn.forward(params, X.T, net)),
+    }
+
+
+rows_and_columns = fast_jit(_rows_and_columns)  # the Network is a leafless pytree
+
+
 @pytest.mark.parametrize("name", NETS)
-def test_rows_equal_columns_and_autodiff(name, fused):
+def test_rows_equal_columns_and_autodiff(name):
+    """Fused and not: the same program."""
     net, params, X, Y = problem(name)
-
-    def everything(params, X, Y):  # one compilation for all of them
-        return (
-            rows.value_and_backprop(params, X, Y, net, fused=fused),
-            jaxnn.value_and_backprop(params, X.T, Y.T, net, fused=fused),
-            jax.grad(rows.cost)(params, X, Y, net),
-            rows.backprop(params, X, Y, net, fused=fused),
-            (rows.predict(params, X, net), jaxnn.predict(params, X.T, net)),
-            (rows.predict(params, X[0], net), jaxnn.predict(params, X[0], net)),
-            (rows.forward(params, X, net), jaxnn.forward(params, X.T, net)),
-        )
-
-    (cost, grads), (col_cost, col_grads), auto, again, out, out1, caches = fast_jit(everything)(
-        params, X, Y
-    )
-    np.testing.assert_allclose(cost, col_cost, rtol=1e-12)
-    assert_trees_close(grads, col_grads, 1e-10, "columns")
-    assert_trees_close(grads, auto, 1e-10, "jax.grad")
-    assert_trees_close(again, auto, 1e-10)
+    got = rows_and_columns(params, X, Y, net)
+    auto = got["auto"]
+    for fused, ((cost, grads), (col_cost, col_grads), again) in zip(
+        (True, False), got["fused"], strict=True
+    ):
+        np.testing.assert_allclose(cost, col_cost, rtol=1e-12, err_msg=f"fused={fused}")
+        assert_trees_close(grads, col_grads, 1e-10, f"columns, fused={fused}")
+        assert_trees_close(grads, auto, 1e-10, f"jax.grad, fused={fused}")
+        assert_trees_close(again, auto, 1e-10, f"backprop, fused={fused}")
+    out, out1 = got["out"], got["out1"]
     np.testing.assert_allclose(out[0], out[1].T, rtol=1e-12)
     np.testing.assert_allclose(out1[0], out1[1], rtol=1e-12)
-    cache, col_cache = caches
+    cache, col_cache = got["caches"]
     for a, b in zip(cache.Z + cache.A, col_cache.Z + col_cache.A, strict=True):
         np.testing.assert_allclose(a, b.T, rtol=1e-12)
 
 
-@pytest.mark.parametrize("name", sample(NETS, 3))
-def test_rows_backward_deltas_and_dX_are_the_derivatives(name):
-    """(BP1-R), (BP2-R): deltas[l] = dC/dZ^[l] (rows); (BP2-X-R): dX = dC/dX."""
-    net, params, X, Y = problem(name)
+def _deltas_and_derivatives(params, X, Y, net):
+    """rows.backward's deltas and dX, and jax.grad of the cost in each Z^[l] and in X."""
     cache = rows.forward(params, X, net)
     back = rows.backward(params, cache, Y, net)
 
@@ -92,38 +102,63 @@ def test_rows_backward_deltas_and_dX_are_the_derivatives(name):
             A = jaxnn.activations.apply(jaxnn.activations.get(act), Z, axis=1)
         return rows.output_cost(jaxnn.Cache([Z], [A]), Y, net)
 
+    expected = [jax.grad(cost_from_Z)(cache.Z[l], l) for l in range(net.L)]
+    return back, expected, jax.grad(rows.cost, argnums=1)(params, X, Y, net)
+
+
+deltas_and_derivatives = fast_jit(_deltas_and_derivatives)  # the Network is a leafless pytree
+
+
+@pytest.mark.parametrize("name", sample(NETS, 3))
+def test_rows_backward_deltas_and_dX_are_the_derivatives(name):
+    """(BP1-R), (BP2-R): deltas[l] = dC/dZ^[l] (rows); (BP2-X-R): dX = dC/dX."""
+    net, params, X, Y = problem(name)
+    back, expected, dX = deltas_and_derivatives(params, X, Y, net)
     for l in range(net.L):
-        expected = jax.grad(cost_from_Z)(cache.Z[l], l)
-        np.testing.assert_allclose(back.deltas[l], expected, rtol=1e-10, atol=1e-14)
-    np.testing.assert_allclose(
-        back.dX, jax.grad(rows.cost, argnums=1)(params, X, Y, net), rtol=1e-10, atol=1e-14
-    )
+        np.testing.assert_allclose(back.deltas[l], expected[l], rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(back.dX, dX, rtol=1e-10, atol=1e-14)
+
+
+def _float32_and_float64(params, X, Y, net):
+    """rows.backprop as given (float32), and jax.grad of rows.cost in float64."""
+    up = lambda tree: jax.tree.map(lambda x: x.astype(jnp.float64), tree)
+    return rows.backprop(params, X, Y, net), jax.grad(rows.cost)(up(params), up(X), up(Y), net)
+
+
+float32_and_float64 = fast_jit(_float32_and_float64)
 
 
 @pytest.mark.parametrize("name", NETS)
 def test_rows_float32(name):
     net, params, X, Y = problem(name, jnp.float32)
-    grads = jax.jit(rows.backprop)(params, X, Y, net)
+    grads, auto = float32_and_float64(params, X, Y, net)
     assert {g.dtype for g in jax.tree.leaves(grads)} == {jnp.dtype(jnp.float32)}
-    p64 = jax.tree.map(lambda x: x.astype(jnp.float64), params)
-    auto = jax.grad(rows.cost)(p64, X.astype(jnp.float64), Y.astype(jnp.float64), net)
-    assert_trees_close(jax.tree.map(lambda g: g.astype(jnp.float64), grads), auto, 1e-4)
+    up = jax.tree.map(lambda g: np.asarray(g, np.float64), grads)
+    assert_trees_close(up, auto, 1e-4)
 
 
 @pytest.mark.parametrize("name", ["softmax+ce", "linear+mse"])
 def test_rows_hand_gradient_functions_equal_autodiff(name):
     net, params, X, Y = problem(name)
     cost = rows.cost_with_hand_gradients(net)
-    got = jax.jit(jax.value_and_grad(cost, argnums=(0, 1, 2)))(params, X, Y)
-    want = jax.value_and_grad(rows.cost, argnums=(0, 1, 2))(params, X, Y, net)
-    np.testing.assert_allclose(got[0], want[0], rtol=1e-12)
-    assert_trees_close(got[1], want[1], 1e-10)
     # The block, under any downstream cost: here a weighted sine of the outputs.
     block = rows.network_with_hand_gradients(net)
     weights = jnp.asarray(np.random.default_rng(1).normal(size=Y.shape))
     f = lambda p, x: jnp.sum(jnp.sin(block(p, x)) * weights)
     g = lambda p, x: jnp.sum(jnp.sin(rows.predict(p, x, net)) * weights)
-    assert_trees_close(jax.grad(f, (0, 1))(params, X), jax.grad(g, (0, 1))(params, X), 1e-10)
+
+    def results(params, X, Y):  # one program
+        return (
+            jax.value_and_grad(cost, argnums=(0, 1, 2))(params, X, Y),
+            jax.value_and_grad(rows.cost, argnums=(0, 1, 2))(params, X, Y, net),
+            jax.grad(f, (0, 1))(params, X),
+            jax.grad(g, (0, 1))(params, X),
+        )
+
+    got, want, block_grads, predict_grads = fast_jit(results)(params, X, Y)
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-12)
+    assert_trees_close(got[1], want[1], 1e-10)
+    assert_trees_close(block_grads, predict_grads, 1e-10)
 
 
 @pytest.mark.parametrize("layout", ["columns", "rows"])
@@ -158,24 +193,32 @@ def test_integer_labels_equal_one_hot(layout):
         module, X, one_hot = jaxnn, X.T, one_hot.T
     else:
         module = rows
-    for y in (labels, jnp.asarray(labels, jnp.int32)):
-        np.testing.assert_allclose(
-            module.cost(params, X, y, net), module.cost(params, X, one_hot, net)
-        )
-        assert_trees_close(
-            jax.jit(module.backprop)(params, X, y, net),
-            module.backprop(params, X, one_hot, net),
-            1e-12,
-        )
-        hand = jax.grad(module.cost_with_hand_gradients(net))(params, X, y)
-        assert_trees_close(hand, jax.grad(module.cost)(params, X, one_hot, net), 1e-10)
-    assert_trees_close(
-        jaxnn.per_example_grads(params, X if layout == "columns" else X.T, labels, net),
-        jaxnn.per_example_grads(
-            params, X if layout == "columns" else X.T, np.eye(net.sizes[-1])[labels].T, net
-        ),
-        1e-12,
-    )
+    ys = (labels, jnp.asarray(labels, jnp.int32))
+    hand = jax.grad(module.cost_with_hand_gradients(net))
+
+    def results(params, X, traced):  # one program; ys as given, and traced
+        columns = X if layout == "columns" else X.T
+        return {
+            "labels": [(module.cost(params, X, y, net), hand(params, X, y)) for y in ys],
+            "traced": [module.backprop(params, X, y, net) for y in traced],
+            "one_hot": (
+                module.cost(params, X, one_hot, net),
+                module.backprop(params, X, one_hot, net),
+                jax.grad(module.cost)(params, X, one_hot, net),
+            ),
+            "per_example": (
+                jaxnn.per_example_grads(params, columns, labels, net),
+                jaxnn.per_example_grads(params, columns, np.eye(net.sizes[-1])[labels].T, net),
+            ),
+        }
+
+    got = fast_jit(results)(params, X, ys)
+    cost, backprop, autodiff = got["one_hot"]
+    for y, (y_cost, y_hand), y_backprop in zip(ys, got["labels"], got["traced"], strict=True):
+        np.testing.assert_allclose(y_cost, cost, err_msg=str(y.dtype))
+        assert_trees_close(y_backprop, backprop, 1e-12, f"backprop {y.dtype}")
+        assert_trees_close(y_hand, autodiff, 1e-10, f"hand {y.dtype}")
+    assert_trees_close(*got["per_example"], 1e-12, "per_example_grads")
     bad = labels.copy()
     bad[4] = net.sizes[-1]
     with pytest.raises(

@@ -93,18 +93,19 @@ def problem(net: jaxnn.Network, dtype=jnp.float64, seed: int = 0):
     return params, X, jnp.asarray(Y, dtype), V
 
 
-def hand_function(net: jaxnn.Network):
-    """Every quantity by jaxnn.curvature, one compiled program (not cached: the corpus
-    compiles it again under each seeded error)."""
+def hand_function(net: jaxnn.Network, quantities: tuple[str, ...] = QUANTITIES):
+    """The ``quantities`` by jaxnn.curvature, one compiled program (not cached: the corpus
+    compiles it again under each seeded error, for the quantities that must catch it)."""
 
     def hand(params, X, Y, V, key):
-        return (
-            curvature.hvp(params, X, Y, net, V),
-            curvature.ggn_vp(params, X, Y, net, V),
-            curvature.diag_ggn(params, X, Y, net),
-            curvature.diag_hessian(params, X, Y, net),
-            curvature.diag_ggn_mc(params, X, Y, net, key, MC_SAMPLES),
-        )
+        every = {
+            "hvp": lambda: curvature.hvp(params, X, Y, net, V),
+            "ggn_vp": lambda: curvature.ggn_vp(params, X, Y, net, V),
+            "diag_ggn": lambda: curvature.diag_ggn(params, X, Y, net),
+            "diag_hessian": lambda: curvature.diag_hessian(params, X, Y, net),
+            "diag_ggn_mc": lambda: curvature.diag_ggn_mc(params, X, Y, net, key, MC_SAMPLES),
+        }
+        return tuple(every[what]() for what in quantities)
 
     return fast_jit(hand)
 
@@ -113,12 +114,17 @@ hand_compiled = functools.cache(hand_function)
 
 
 @functools.cache
-def reference(net: jaxnn.Network):
-    """The same quantities by autodiff (see the module's docstring), one compiled program."""
+def reference(net: jaxnn.Network, dtype=jnp.float64):
+    """The same quantities by autodiff (see the module's docstring), one compiled program,
+    in float64; the Monte Carlo factor's draws from hand's forward pass in ``dtype``."""
     output_act = activations.get(net.activations[-1])
     at_z = (net.activations[-1], net.loss) in SPLIT_AT_Z
 
-    def ref(params, X, Y, V, S):
+    def ref(params, X, Y, V, key):
+        # the draws of the Monte Carlo factor depend on the dtype: the reference takes hand's
+        cache = jaxnn.forward_unchecked(cast(params, dtype), cast(X, dtype), net)
+        S = heads.sampled_output_factor(cache.Z[-1], cache.A[-1], net, key, MC_SAMPLES)
+        S = jnp.asarray(S, jnp.float64)
         cost = lambda p: jaxnn.cost(p, X, Y, net)
         hv = jax.jvp(jax.grad(cost), (params,), (V,))[1]
 
@@ -150,19 +156,22 @@ def reference(net: jaxnn.Network):
     return fast_jit(ref)
 
 
-def errors(net: jaxnn.Network, hand, dtype=jnp.float64) -> tuple[dict, tuple, tuple]:
-    """``({quantity: the largest relative error of any leaf}, hand's, reference's)``,
-    ``hand`` run in ``dtype``, the reference in float64."""
+def cast(tree, dtype):
+    return jax.tree.map(lambda a: jnp.asarray(a, dtype), tree)
+
+
+def errors(
+    net: jaxnn.Network, hand, dtype=jnp.float64, quantities: tuple[str, ...] = QUANTITIES
+) -> tuple[dict, tuple, tuple]:
+    """``({quantity: the largest relative error of any leaf}, hand's, reference's)`` for
+    the ``quantities`` ``hand`` computes, ``hand`` run in ``dtype``, the reference in float64."""
     params, X, Y, V = problem(net, jnp.float64)
     key = jax.random.key(7)
-    cast = lambda tree: jax.tree.map(lambda a: jnp.asarray(a, dtype), tree)
-    # the draws of the Monte Carlo factor depend on the dtype: the reference takes hand's
-    cache = jaxnn.forward_unchecked(cast(params), cast(X), net)
-    S = heads.sampled_output_factor(cache.Z[-1], cache.A[-1], net, key, MC_SAMPLES)
-    want = reference(net)(params, X, Y, V, jnp.asarray(S, jnp.float64))
-    got = hand(cast(params), cast(X), cast(Y), cast(V), key)
+    every = dict(zip(QUANTITIES, reference(net, dtype)(params, X, Y, V, key), strict=True))
+    want = tuple(every[what] for what in quantities)
+    got = hand(*cast((params, X, Y, V), dtype), key)
     found = {}
-    for what, g, w in zip(QUANTITIES, got, want, strict=True):
+    for what, g, w in zip(quantities, got, want, strict=True):
         assert jax.tree.structure(g) == jax.tree.structure(w), what
         leaves = zip(jax.tree.leaves(g), jax.tree.leaves(w), strict=True)
         found[what] = max(leaf_relative_error(a, b) for a, b in leaves)
@@ -196,7 +205,10 @@ def test_the_cases_cover_every_activation_and_head():
 @pytest.mark.parametrize("fault", sample(curvature_corpus.FAULTS, 2), ids=lambda f: f.name)
 def test_each_seeded_error_is_caught(fault, monkeypatch):
     fault.plant(monkeypatch)
-    found, _, _ = errors(fault.net, hand_function(fault.net))
+    # only the quantities that must catch it: the claim is about them alone
+    found, _, _ = errors(
+        fault.net, hand_function(fault.net, fault.caught_by), quantities=fault.caught_by
+    )
     caught = {what for what, err in found.items() if err > 1e-6}
     assert set(fault.caught_by) <= caught, (fault.name, found)
 
@@ -253,15 +265,49 @@ def test_every_elementwise_activation_has_its_second_derivative():
         second_derivative("softmax")
 
 
-@pytest.mark.parametrize("name", sample(ELEMENTWISE, 3))
-def test_second_derivative_equals_autodiff(name):
+@fast_jit
+def second_derivatives_and_autodiff(z, far64, far32):
+    """{name: (sigma''(z), autodiff's, sigma''(far64), sigma''(far32))}, every element-wise
+    activation in one program."""
+
+    def autodiff(name):
+        sigma = lambda x: activations.get(name).fn(jnp.reshape(x, (1, 1)))[0, 0]
+        return jax.vmap(jax.grad(jax.grad(sigma)))(z)
+
+    seconds = {name: second_derivative(name) for name in ELEMENTWISE}
+    return {name: (f(z), autodiff(name), f(far64), f(far32)) for name, f in seconds.items()}
+
+
+def test_second_derivatives_equal_autodiff():
     z = jnp.linspace(-6.0, 6.0, 97) + 0.013  # no point at relu's kink
-    sigma = lambda x: activations.get(name).fn(jnp.reshape(x, (1, 1)))[0, 0]
-    expected = jax.vmap(jax.grad(jax.grad(sigma)))(z)
-    np.testing.assert_allclose(second_derivative(name)(z), expected, rtol=1e-10, atol=1e-13)
-    for dtype in (jnp.float64, jnp.float32):  # no overflow into inf or nan far out
-        far = jnp.asarray([-800.0, -60.0, -30.0, 30.0, 60.0, 800.0], dtype)
-        assert np.all(np.isfinite(second_derivative(name)(far)))
+    far = [-800.0, -60.0, -30.0, 30.0, 60.0, 800.0]  # no overflow into inf or nan far out
+    results = second_derivatives_and_autodiff(
+        z, jnp.asarray(far, jnp.float64), jnp.asarray(far, jnp.float32)
+    )
+    failures = []
+    for name, (got, expected, far64, far32) in results.items():
+        try:
+            np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-13, err_msg=name)
+        except AssertionError as e:
+            failures.append(str(e))
+        for dtype, values in (("float64", far64), ("float32", far32)):
+            if values.dtype != dtype or not np.all(np.isfinite(values)):
+                failures.append(f"{name}: far out in {dtype}: {values}")
+    assert not failures, "\n".join(failures)
+
+
+@functools.partial(fast_jit, static_argnums=0)
+def residual_and_autodiff(name, Z, G, V):
+    """(Res(g) v, the Hessian of g . a(z) times v, Res(g) from its factors, that Hessian)."""
+    act = activations.get(name)
+    A = act.fn(Z)
+    g_dot_a = lambda z, g: jnp.dot(g, act.fn(z[:, None])[:, 0])
+    expected = jnp.moveaxis(jax.vmap(jax.hessian(g_dot_a), in_axes=(1, 1))(Z, G), 0, -1)
+    d, F, w = residual_factors(name, Z, A, G)
+    got = jnp.eye(4)[:, :, None] * d[:, None, :]
+    if F is not None:
+        got = got + jnp.einsum("icm,cm,jcm->ijm", F, jnp.broadcast_to(w, F.shape[1:]), F)
+    return residual_vp(name, Z, A, G, V), jnp.einsum("ijm,jm->im", expected, V), got, expected
 
 
 @pytest.mark.parametrize("name", ["sigmoid", "softmax"])
@@ -269,20 +315,8 @@ def test_residual_equals_the_hessian_of_g_dot_a(name):
     """Res(g) = d^2 (g . a(z)) / dz^2, per column (SD-R), (SD-S1), (SD-S2)."""
     rng = np.random.default_rng(1)
     Z, G, V = (jnp.asarray(rng.normal(size=(4, 3))) for _ in range(3))
-    act = activations.get(name)
-    A = act.fn(Z)
-    g_dot_a = lambda z, g: jnp.dot(g, act.fn(z[:, None])[:, 0])
-    expected = jnp.moveaxis(jax.vmap(jax.hessian(g_dot_a), in_axes=(1, 1))(Z, G), 0, -1)
-    np.testing.assert_allclose(
-        residual_vp(name, Z, A, G, V),
-        jnp.einsum("ijm,jm->im", expected, V),
-        rtol=1e-12,
-        atol=1e-15,
-    )
-    d, F, w = residual_factors(name, Z, A, G)
-    got = jnp.eye(4)[:, :, None] * d[:, None, :]
-    if F is not None:
-        got = got + jnp.einsum("icm,cm,jcm->ijm", F, jnp.broadcast_to(w, F.shape[1:]), F)
+    vp, expected_vp, got, expected = residual_and_autodiff(name, Z, G, V)
+    np.testing.assert_allclose(vp, expected_vp, rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-15)
 
 
@@ -304,9 +338,9 @@ def head_problem(output: str, loss: str, m: int = 4):
     return net, Z, activations.get(output).fn(Z), jnp.asarray(Y)
 
 
-@pytest.mark.parametrize(("output", "loss"), sample(PAIRS, 2, unpack=True))
-def test_output_hessian_and_its_factor_equal_autodiff(output, loss):
-    net, Z, A, Y = head_problem(output, loss)
+def head_output_and_autodiff(output, loss, Z, A, Y, V):
+    """(jaxnn's H_out, H_out V, Lambda V, S S^T) and autodiff's (H, H V, Lambda V, Lambda)."""
+    net = jaxnn.Network((2, 3), (output,), loss)
     act = activations.get(output)
     one = lambda z, y: losses.get(loss).stable_value(z[:, None], act.fn(z[:, None]), y[:, None])[0]
     H = jnp.moveaxis(jax.vmap(jax.hessian(one), in_axes=(1, 1))(Z, Y), 0, -1)  # (n, n, m)
@@ -315,27 +349,71 @@ def test_output_hessian_and_its_factor_equal_autodiff(output, loss):
     else:  # J^T J, J the output activation's Jacobian
         J = jax.vmap(jax.jacobian(lambda z: act.fn(z[:, None])[:, 0]), in_axes=1)(Z)
         Lambda = jnp.moveaxis(jnp.einsum("mki,mkj->mij", J, J), 0, -1)
-    V = jnp.asarray(np.random.default_rng(3).normal(size=Z.shape))
-    close = functools.partial(np.testing.assert_allclose, rtol=1e-12, atol=1e-14)
-    close(heads.output_hessian(Z, A, Y, net), H)
-    close(heads.output_hessian_vp(Z, A, Y, net, V), jnp.einsum("ijm,jm->im", H, V))
-    close(heads.ggn_output_hessian_vp(Z, A, Y, net, V), jnp.einsum("ijm,jm->im", Lambda, V))
     S = heads.output_hessian_factor(Z, A, Y, net)
-    close(jnp.einsum("icm,jcm->ijm", S, S), Lambda)
+    got = (
+        heads.output_hessian(Z, A, Y, net),
+        heads.output_hessian_vp(Z, A, Y, net, V),
+        heads.ggn_output_hessian_vp(Z, A, Y, net, V),
+        jnp.einsum("icm,jcm->ijm", S, S),
+    )
+    lambda_v = jnp.einsum("ijm,jm->im", Lambda, V)
+    return got, (H, jnp.einsum("ijm,jm->im", H, V), lambda_v, Lambda)
 
 
-@pytest.mark.parametrize(("output", "loss"), PAIRS)
-def test_the_sampled_factor_is_the_ggn_output_hessian_in_expectation(output, loss):
-    """E[S~ S~^T] = Lambda (H6): 40000 draws, within 5 standard errors of the mean."""
-    net, Z, A, Y = head_problem(output, loss, m=2)
-    samples = 40000
-    S = heads.sampled_output_factor(Z, A, net, jax.random.key(0), samples, Y=Y)
-    assert S.shape == (3, samples, 2)
-    outer = jnp.einsum("icm,jcm->cijm", S, S) * samples  # one draw's S~ S~^T each
-    mean, spread = jnp.mean(outer, axis=0), jnp.std(outer, axis=0)
-    factor = heads.output_hessian_factor(Z, A, Y, net)
-    exact = jnp.einsum("icm,jcm->ijm", factor, factor)  # Lambda, by (H5)
-    assert np.all(np.abs(mean - exact) <= 5 * spread / np.sqrt(samples) + 1e-12)
+@fast_jit
+def every_head_and_autodiff(problems, V):
+    """``head_output_and_autodiff`` of every pair of PAIRS, one program."""
+    return [
+        head_output_and_autodiff(output, loss, *problem, V)
+        for (output, loss), problem in zip(PAIRS, problems, strict=True)
+    ]
+
+
+def test_output_hessian_and_its_factor_equal_autodiff():
+    """Every head of PAIRS: H_out, H_out V, Lambda V and S S^T = Lambda."""
+    problems = [head_problem(output, loss)[1:] for output, loss in PAIRS]
+    V = jnp.asarray(np.random.default_rng(3).normal(size=problems[0][0].shape))
+    names = ("output_hessian", "output_hessian_vp", "ggn_output_hessian_vp", "S S^T")
+    failures = []
+    for pair, (got, want) in zip(PAIRS, every_head_and_autodiff(problems, V), strict=True):
+        for what, g, w in zip(names, got, want, strict=True):
+            try:
+                np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-14, err_msg=f"{pair}: {what}")
+            except AssertionError as e:
+                failures.append(str(e))
+    assert not failures, "\n".join(failures)
+
+
+SAMPLES = 40000
+
+
+@fast_jit
+def sampled_and_exact_factors(problems, key):
+    """Per pair of PAIRS: (S~'s shape as an array, the mean and the spread of one draw's
+    S~ S~^T, Lambda = S S^T), one program."""
+    out = []
+    for (output, loss), (Z, A, Y) in zip(PAIRS, problems, strict=True):
+        net = jaxnn.Network((2, 3), (output,), loss)
+        S = heads.sampled_output_factor(Z, A, net, key, SAMPLES, Y=Y)
+        outer = jnp.einsum("icm,jcm->cijm", S, S) * SAMPLES  # one draw's S~ S~^T each
+        factor = heads.output_hessian_factor(Z, A, Y, net)
+        exact = jnp.einsum("icm,jcm->ijm", factor, factor)  # Lambda, by (H5)
+        out.append((jnp.asarray(S.shape), jnp.mean(outer, axis=0), jnp.std(outer, axis=0), exact))
+    return out
+
+
+def test_the_sampled_factor_is_the_ggn_output_hessian_in_expectation():
+    """E[S~ S~^T] = Lambda (H6), every head of PAIRS: 40000 draws, within 5 standard
+    errors of the mean."""
+    problems = [head_problem(output, loss, m=2)[1:] for output, loss in PAIRS]
+    results = sampled_and_exact_factors(problems, jax.random.key(0))
+    failures = []
+    for pair, (shape, mean, spread, exact) in zip(PAIRS, results, strict=True):
+        if tuple(shape) != (3, SAMPLES, 2):
+            failures.append(f"{pair}: S~ has shape {tuple(shape)}")
+        elif not np.all(np.abs(mean - exact) <= 5 * spread / np.sqrt(SAMPLES) + 1e-12):
+            failures.append(f"{pair}: mean {mean} vs Lambda {exact}")
+    assert not failures, "\n".join(failures)
 
 
 def test_every_convex_head_of_the_table_is_a_head_of_jaxnn():
@@ -349,20 +427,31 @@ def test_every_convex_head_of_the_table_is_a_head_of_jaxnn():
 # --- conventions and errors ------------------------------------------------------------
 
 
+def as_vectors(tree):
+    """params as a tuple of layers with (n,) biases."""
+    return tuple({"W": layer["W"], "b": layer["b"][:, 0]} for layer in tree)
+
+
+@fast_jit
+def with_labels_and_vector_biases(params, X, labels, V, key):
+    """Every quantity for CROSS_ENTROPY from integer labels and ``as_vectors`` params."""
+    net, p, v = curvature_corpus.CROSS_ENTROPY, as_vectors(params), as_vectors(V)
+    return (
+        curvature.hvp(p, X, labels, net, v),
+        curvature.ggn_vp(p, X, labels, net, v),
+        curvature.diag_ggn(p, X, labels, net),
+        curvature.diag_hessian(p, X, labels, net),
+        curvature.diag_ggn_mc(p, X, labels, net, key, MC_SAMPLES),
+    )
+
+
 def test_labels_tuples_and_vector_biases_give_the_same_numbers_in_the_callers_shapes():
     net = curvature_corpus.CROSS_ENTROPY
     params, X, Y, V = problem(net)
     key = jax.random.key(7)
     expected = hand_compiled(net)(params, X, Y, V, key)
-    labels = jnp.argmax(Y, axis=0)
-    as_vectors = lambda tree: tuple({"W": l["W"], "b": l["b"][:, 0]} for l in tree)
-    got = (
-        curvature.hvp(as_vectors(params), X, labels, net, as_vectors(V)),
-        curvature.ggn_vp(as_vectors(params), X, labels, net, as_vectors(V)),
-        curvature.diag_ggn(as_vectors(params), X, labels, net),
-        curvature.diag_hessian(as_vectors(params), X, labels, net),
-        curvature.diag_ggn_mc(as_vectors(params), X, labels, net, key, MC_SAMPLES),
-    )
+    labels = jnp.asarray(np.argmax(np.asarray(Y), axis=0))
+    got = with_labels_and_vector_biases(params, X, labels, V, key)
     for what, g, e in zip(QUANTITIES, got, expected, strict=True):
         assert_trees_close(g, as_vectors(e), 1e-12, what)
 

@@ -9,6 +9,7 @@ transposed data. float64 to 1e-10 and float32 to 1e-4 of each leaf's scale.
 
 import ast
 import importlib
+import itertools
 import pathlib
 import re
 
@@ -26,6 +27,20 @@ from tests.test_rows import NETS
 M = 9
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 TOLERANCES = [(jnp.float64, 1e-10), (jnp.float32, 1e-4)]
+
+
+def cases(*factors, every):
+    """(name, *values) for every network and every combination of the other factors (a
+    (dtype, rtol) pair gives two values), as ``sample`` parameters, network by network.
+    The inner loop keeps, with every=5 of 2 x 2 per network, every network and every value
+    of each factor; with every=3 of 2, both dtypes and three networks of four."""
+    flat = lambda value: value if isinstance(value, tuple) else (value,)
+    combinations = [
+        (name, *itertools.chain(*map(flat, values)))
+        for name in NETS
+        for values in itertools.product(*factors)
+    ]
+    return sample(combinations, every, unpack=True)
 
 
 def problem(name, dtype=jnp.float64, seed=0, bias="vector"):
@@ -98,9 +113,9 @@ def _vector_bias_results(params, columns, X, Y, net):
 vector_bias_results = fast_jit(_vector_bias_results)  # the Network is a leafless pytree
 
 
-@pytest.mark.parametrize(("dtype", "rtol"), TOLERANCES)
-@pytest.mark.parametrize("bias", ["vector", "mixed"])
-@pytest.mark.parametrize("name", sample(NETS, 3))
+@pytest.mark.parametrize(
+    ("name", "bias", "dtype", "rtol"), cases(["vector", "mixed"], TOLERANCES, every=5)
+)
 def test_vector_biases_give_gradients_in_their_own_shape(name, bias, dtype, rtol):
     """Every function takes b (n,) where it takes (n, 1), in both layouts, and returns
     its gradient as (n,): equal to jax.grad (autodiff of the cost) and to the same
@@ -133,8 +148,7 @@ def _per_example_results(params, columns, X, Y, net):
 per_example_results = fast_jit(_per_example_results)
 
 
-@pytest.mark.parametrize(("dtype", "rtol"), TOLERANCES)
-@pytest.mark.parametrize("name", sample(NETS, 3))
+@pytest.mark.parametrize(("name", "dtype", "rtol"), cases(TOLERANCES, every=3))
 def test_per_example_functions_take_vector_biases(name, dtype, rtol):
     """(PE-G) gives each example's b gradient as (n,) for a (n,) bias; norms and the
     clipped mean equal those of the (n, 1) params."""
@@ -170,9 +184,9 @@ def test_a_kernel_in_flax_layout_is_named():
 # --- 2. the row layout's per-example functions ----------------------------------------
 
 
-@pytest.mark.parametrize(("dtype", "rtol"), TOLERANCES)
-@pytest.mark.parametrize("bias", ["vector", "column"])
-@pytest.mark.parametrize("name", sample(NETS, 3))
+@pytest.mark.parametrize(
+    ("name", "bias", "dtype", "rtol"), cases(["vector", "column"], TOLERANCES, every=5)
+)
 def test_rows_per_example_functions_equal_columns_and_autodiff(name, bias, dtype, rtol):
     net, params, X, Y = problem(name, dtype, bias=bias)
 
@@ -289,9 +303,9 @@ def test_a_transposed_input_names_the_other_layouts_function(twin, call):
 # --- 3. one example, and jax.vmap over examples ---------------------------------------
 
 
-@pytest.mark.parametrize(("dtype", "rtol"), TOLERANCES)
-@pytest.mark.parametrize("layout", ["columns", "rows"])
-@pytest.mark.parametrize("name", sample(NETS, 3))
+@pytest.mark.parametrize(
+    ("name", "layout", "dtype", "rtol"), cases(["columns", "rows"], TOLERANCES, every=5)
+)
 def test_vmap_over_single_examples_equals_the_batch(name, layout, dtype, rtol):
     """One example is a vector x with a vector y (n_L,) or, for softmax with
     cross-entropy, a scalar integer label: jax.vmap of cost, backprop, predict and the

@@ -3,13 +3,14 @@ them), and its results are what it says: each example asserts its own gradients
 against jax.grad of the same model, and this test checks the values it leaves behind
 against independent references once more."""
 
-import os
 import pathlib
 import subprocess
 import sys
 import textwrap
 
 import pytest
+
+from tests.proc_support import fast_env
 
 DOC = pathlib.Path(__file__).resolve().parent.parent / "docs" / "interop.md"
 
@@ -59,8 +60,7 @@ HARNESS = textwrap.dedent(
 
 @pytest.mark.slow
 def test_interop_doc_examples_run_and_their_gradients_agree():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
-    env["JAX_PLATFORMS"] = "cpu"
+    env = fast_env(4)
     out = subprocess.run(
         [sys.executable, "-c", HARNESS, str(DOC)],
         env=env,

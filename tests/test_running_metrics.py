@@ -2,6 +2,8 @@
 ``train_mse`` over the examples of the epoch's batches, each batch with the params
 before its update (as ``train_cost``), from the steps' own forward passes."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -77,20 +79,41 @@ def test_hand_and_autodiff_report_the_same_train_metrics(head):
             assert a["train_accuracy"] == b["train_accuracy"]  # counts, not roundings
 
 
+@functools.cache
+def partition_metrics():
+    """Per head: the running metrics of five parts of 6 examples, combined, and the metrics
+    of the whole 30 (targets moved by 1e4 for the linear head); one compiled program."""
+    problems = {head: toy(head, m=30) for head in HEADS}
+
+    @jax.jit
+    def run(data):
+        out = {}
+        for head, (X, Y, params) in data.items():
+            net = problems[head][0]
+            A = forward(params, X, net).A[-1]
+            parts = [
+                metrics.task_sums(A[:, k : k + 6], Y[:, k : k + 6], net) for k in range(0, 30, 6)
+            ]
+            stacked = jax.tree.map(lambda *x: jnp.stack(x), *parts)
+            whole = metrics.metrics(params, X, Y, jnp.ones((1, 30)), net, 30)
+            out[head] = (metrics.running_metrics(stacked, net), whole)
+        return out
+
+    data = {
+        head: (X, np.asarray(Y) + (1e4 if head == "linear" else 0.0), params)
+        for head, (_, X, Y, params) in problems.items()
+    }
+    return {head: p[0] for head, p in problems.items()}, jax.device_get(run(data))
+
+
 @pytest.mark.parametrize("head", sorted(HEADS))
 def test_running_metrics_of_a_partition_are_the_metrics_of_the_whole(head):
     """Sums over parts, added up (``combine_sums``: SS_tot re-centred, within plus
     between), give the metrics of the whole set; the targets are moved far from 0 for
     the linear head, where a difference of large sums would lose digits."""
-    net, X, Y, params = toy(head, m=30)
-    if head == "linear":
-        Y = Y + 1e4
-    A = forward(params, X, net).A[-1]
-    parts = [metrics.task_sums(A[:, k : k + 6], Y[:, k : k + 6], net) for k in range(0, 30, 6)]
-    stacked = jax.tree.map(lambda *x: jnp.stack(x), *parts)
-    running = metrics.running_metrics(stacked, net)
-    whole = metrics.metrics(params, X, Y, jnp.ones((1, 30)), net, 30)
-    assert set(running) == set(metrics.metric_names(net)[1:])
+    nets, out = partition_metrics()
+    running, whole = out[head]
+    assert set(running) == set(metrics.metric_names(nets[head])[1:])
     for name, value in running.items():
         assert float(value) == pytest.approx(float(whole[name]), rel=1e-12), name
 

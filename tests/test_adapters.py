@@ -17,7 +17,7 @@ from flax import nnx
 
 import jaxnn
 from jaxnn import rows
-from tests.helpers import assert_trees_close
+from tests.helpers import assert_trees_close, fast_jit
 
 M = 9
 NET = jaxnn.Network((5, 7, 4), ("tanh", "softmax"), "cross_entropy")
@@ -49,22 +49,32 @@ class LinenMLP(nn.Module):
 def test_flax_linen_dense_params_and_hand_gradients(dtype, rtol):
     X, labels, Y = data(dtype)
     model = LinenMLP(dtype)
-    variables = model.init(jax.random.key(1), X)
-    variables = jax.tree.map(  # non-zero biases, so that a lost bias shows
-        lambda v: v + 0.3 if v.ndim == 1 else v, variables
-    )
-    params = jaxnn.from_flax(variables)
-    assert [(p["W"].shape, p["b"].shape) for p in params] == [((7, 5), (7,)), ((4, 7), (4,))]
-    np.testing.assert_allclose(rows.predict(params, X, NET), model.apply(variables, X), rtol=rtol)
-    np.testing.assert_allclose(jaxnn.predict(params, X.T, NET), model.apply(variables, X).T, rtol)
-
-    auto = jax.grad(lambda v: cross_entropy(model.apply(v, X), Y))(variables)
-    hand = jaxnn.to_flax(rows.backprop(params, X, labels, NET), like=variables)
-    assert jax.tree.structure(hand) == jax.tree.structure(auto)
-    assert_trees_close(hand, auto, rtol, "to_flax(hand) vs jax.grad of the Flax model")
     hand_cost = rows.cost_with_hand_gradients(NET)
-    through = jax.grad(lambda v: hand_cost(jaxnn.from_flax(v), X, labels))(variables)
-    assert_trees_close(through, auto, rtol, "jax.grad through from_flax")
+
+    def results(key, X, Y):  # one program; the labels as given
+        variables = model.init(key, X)
+        variables = jax.tree.map(  # non-zero biases, so that a lost bias shows
+            lambda v: v + 0.3 if v.ndim == 1 else v, variables
+        )
+        params = jaxnn.from_flax(variables)
+        return {
+            "params": params,
+            "model": model.apply(variables, X),
+            "rows": rows.predict(params, X, NET),
+            "columns": jaxnn.predict(params, X.T, NET),
+            "auto": jax.grad(lambda v: cross_entropy(model.apply(v, X), Y))(variables),
+            "hand": jaxnn.to_flax(rows.backprop(params, X, labels, NET), like=variables),
+            "through": jax.grad(lambda v: hand_cost(jaxnn.from_flax(v), X, labels))(variables),
+        }
+
+    got = fast_jit(results)(jax.random.key(1), X, Y)
+    assert [(p["W"].shape, p["b"].shape) for p in got["params"]] == [((7, 5), (7,)), ((4, 7), (4,))]
+    np.testing.assert_allclose(got["rows"], got["model"], rtol=rtol)
+    np.testing.assert_allclose(got["columns"], got["model"].T, rtol)
+    auto = got["auto"]
+    assert jax.tree.structure(got["hand"]) == jax.tree.structure(auto)
+    assert_trees_close(got["hand"], auto, rtol, "to_flax(hand) vs jax.grad of the Flax model")
+    assert_trees_close(got["through"], auto, rtol, "jax.grad through from_flax")
 
 
 def test_flax_round_trip_names_and_order():
@@ -78,7 +88,7 @@ def test_flax_round_trip_names_and_order():
                 x = nn.Dense(width)(x)
             return x
 
-    variables = Deep().init(jax.random.key(0), jnp.ones((1, 1)))
+    variables = jax.jit(Deep().init)(jax.random.key(0), jnp.ones((1, 1)))  # one program
     shuffled = {"params": dict(sorted(variables["params"].items()))}  # Dense_10 before Dense_2
     params = jaxnn.from_flax(shuffled)
     assert [p["W"].shape for p in params] == [(w, w - 1 if w > 2 else 1) for w in range(2, 13)]
@@ -88,7 +98,7 @@ def test_flax_round_trip_names_and_order():
     assert sorted(default["params"]) == sorted(variables["params"])  # Linen's own names
 
     seq = nn.Sequential([nn.Dense(7), jnp.tanh, nn.Dense(4)])
-    seq_vars = seq.init(jax.random.key(0), jnp.ones((1, 5)))
+    seq_vars = jax.jit(seq.init)(jax.random.key(0), jnp.ones((1, 5)))
     assert sorted(seq_vars["params"]) == ["layers_0", "layers_2"]
     seq_params = jaxnn.from_flax(seq_vars["params"])
     x = jnp.ones((3, 5))
@@ -106,7 +116,7 @@ def test_flax_nnx_linear_layers():
 
 
 def test_flax_errors_name_the_layer():
-    variables = LinenMLP().init(jax.random.key(1), jnp.ones((1, 5)))
+    variables = jax.jit(LinenMLP().init)(jax.random.key(1), jnp.ones((1, 5)))
     bad = {"params": {**variables["params"], "BatchNorm_0": {"mean": jnp.zeros(3)}}}
     with pytest.raises(ValueError, match=r"Flax params\['BatchNorm_0'\] is not a Dense layer"):
         jaxnn.from_flax(bad)
@@ -124,25 +134,39 @@ def test_flax_errors_name_the_layer():
 def test_equinox_mlp_params_and_hand_gradients(dtype, rtol):
     X, labels, Y = data(dtype)
     # Equinox applies final_activation unit by unit; the softmax goes after the MLP
-    mlp = eqx.nn.MLP(5, 4, 7, 2, activation=jnp.tanh, key=jax.random.key(2), dtype=dtype)
+    mlp = eqx.filter_jit(
+        lambda key: eqx.nn.MLP(5, 4, 7, 2, activation=jnp.tanh, key=key, dtype=dtype)
+    )(jax.random.key(2))
     model = lambda m, x: jax.nn.softmax(m(x))
     net = jaxnn.Network((5, 7, 7, 4), ("tanh", "tanh", "softmax"), "cross_entropy")
-    params = jaxnn.from_equinox(mlp)
-    assert [p["b"].shape for p in params] == [(7,), (7,), (4,)]
-    want = jax.vmap(lambda x: model(mlp, x))(X)
-    np.testing.assert_allclose(rows.predict(params, X, net), want, rtol=rtol)
-    # one example, as Equinox calls a model
-    np.testing.assert_allclose(jaxnn.predict(params, X[0], net), model(mlp, X[0]), rtol=rtol)
 
-    auto = eqx.filter_grad(lambda m: cross_entropy(jax.vmap(lambda x: model(m, x))(X), Y))(mlp)
-    hand = jaxnn.to_equinox(rows.backprop(params, X, labels, net), mlp)
-    assert_trees_close(
-        eqx.filter(hand, eqx.is_array), eqx.filter(auto, eqx.is_array), rtol, "to_equinox(hand)"
-    )
-    # and the Equinox style: vmap of one example's gradient, a scalar label each
-    each = jax.vmap(lambda x, y: jaxnn.backprop(params, x, y, net))(X, labels)
-    assert_trees_close(jax.tree.map(lambda g: g.mean(0), each), jaxnn.from_equinox(hand), rtol)
-    assert_trees_close(jaxnn.from_equinox(jaxnn.to_equinox(params, mlp)), params, 0.0)
+    def results(mlp, X, Y):  # one program; the labels as given
+        params = jaxnn.from_equinox(mlp)
+        auto = eqx.filter_grad(lambda m: cross_entropy(jax.vmap(lambda x: model(m, x))(X), Y))(mlp)
+        hand = jaxnn.to_equinox(rows.backprop(params, X, labels, net), mlp)
+        return {
+            "params": params,
+            "want": jax.vmap(lambda x: model(mlp, x))(X),
+            "rows": rows.predict(params, X, net),
+            # one example, as Equinox calls a model
+            "one": (jaxnn.predict(params, X[0], net), model(mlp, X[0])),
+            "hand": eqx.filter(hand, eqx.is_array),
+            "auto": eqx.filter(auto, eqx.is_array),
+            "hand_params": jaxnn.from_equinox(hand),
+            # and the Equinox style: vmap of one example's gradient, a scalar label each
+            "each": jax.vmap(lambda x, y: jaxnn.backprop(params, x, y, net))(X, labels),
+            "round_trip": jaxnn.from_equinox(jaxnn.to_equinox(params, mlp)),
+        }
+
+    got = eqx.filter_jit(results)(mlp, X, Y)
+    params = got["params"]
+    assert [p["b"].shape for p in params] == [(7,), (7,), (4,)]
+    np.testing.assert_allclose(got["rows"], got["want"], rtol=rtol)
+    np.testing.assert_allclose(*got["one"], rtol=rtol)
+    assert_trees_close(got["hand"], got["auto"], rtol, "to_equinox(hand)")
+    mean = jax.tree.map(lambda g: np.mean(g, axis=0), got["each"])
+    assert_trees_close(mean, got["hand_params"], rtol)
+    assert_trees_close(got["round_trip"], params, 0.0)
 
 
 def test_equinox_linear_without_bias_and_errors():

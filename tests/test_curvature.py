@@ -278,7 +278,7 @@ def second_derivatives_and_autodiff(z, far64, far32):
     return {name: (f(z), autodiff(name), f(far64), f(far32)) for name, f in seconds.items()}
 
 
-def test_second_derivatives_equal_autodiff():
+def test_second_derivative_equals_autodiff():
     z = jnp.linspace(-6.0, 6.0, 97) + 0.013  # no point at relu's kink
     far = [-800.0, -60.0, -30.0, 30.0, 60.0, 800.0]  # no overflow into inf or nan far out
     results = second_derivatives_and_autodiff(

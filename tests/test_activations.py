@@ -231,6 +231,7 @@ def mpmath_definitions(mp):
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", SMOOTH)
 def test_smooth_derivatives_at_large_z(name):
     """(A13), (A15), (A17), (A19) at z = 0, +-5, +-10, +-30, +-100, +-800 against the derivative
@@ -275,6 +276,7 @@ TORCH = {  # torch.nn's modules with their defaults, but GELU's approximate name
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sample(SMOOTH, 3))
 def test_smooth_activations_equal_pytorch(name, torch):
     """sigma and sigma' against torch.nn's module and its autograd, float64, |z| <= 6: the
@@ -303,6 +305,7 @@ def test_smooth_activations_equal_pytorch(name, torch):
         assert np.all(ours > big)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("hidden", [("gelu", "silu"), ("gelu_tanh", "softplus")])
 def test_smooth_activations_in_rows_per_example_and_blocks(hidden):
     """The activations need nothing of their own elsewhere: jaxnn.rows (units on axis 1),
@@ -349,6 +352,7 @@ def test_softmax_values_are_stable():
     np.testing.assert_array_equal(A[:, 1], [0.0, 0.0, 1.0])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_softmax_jacobian_equals_jax_jacobian(seed):
     """(S1) J[i, j] = da_j/dz_i. jax.jacobian indexes [output j, input i], so J is its

@@ -45,6 +45,7 @@ class LinenMLP(nn.Module):
         return jax.nn.softmax(nn.Dense(4, param_dtype=self.dtype, dtype=self.dtype)(x))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("dtype", "rtol"), TOLERANCES)
 def test_flax_linen_dense_params_and_hand_gradients(dtype, rtol):
     X, labels, Y = data(dtype)
@@ -77,6 +78,7 @@ def test_flax_linen_dense_params_and_hand_gradients(dtype, rtol):
     assert_trees_close(got["through"], auto, rtol, "jax.grad through from_flax")
 
 
+@pytest.mark.slow
 def test_flax_round_trip_names_and_order():
     """Linen's numbered names are taken by number (Dense_10 after Dense_9), nn.Sequential's
     names (layers_0, layers_2) too; to_flax(like=...) gives the same tree back."""
@@ -130,6 +132,7 @@ def test_flax_errors_name_the_layer():
         jaxnn.to_flax(params[:1], like=variables)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("dtype", "rtol"), TOLERANCES)
 def test_equinox_mlp_params_and_hand_gradients(dtype, rtol):
     X, labels, Y = data(dtype)

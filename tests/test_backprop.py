@@ -142,6 +142,7 @@ def test_backprop_equals_jax_grad_float32(net, fused):
         assert_trees_close(grads, exact, 1e-4, f"{labels}, m={m}")
 
 
+@pytest.mark.slow
 def test_float32_limit_of_an_almost_one_hot_hidden_softmax():
     """Where float32 cannot reach 1e-4, for jaxnn or for jax.grad: a hidden softmax that is
     one-hot to 1.1e-4 (a_max = 0.99989) makes delta^[1] = a (g - sum_j a_j g_j) (S2) about
@@ -414,6 +415,7 @@ def saturated_problem(net, labels, scale):
 SATURATED = [_net(2, ("tanh",), pair) for pair in PAIRS if pair != ("linear", "mse")]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("net", SATURATED, ids=net_id)
 def test_extreme_logits_fused_is_finite_and_exact(net):
     """|Z^[L]| up to ~1e4: the cost equals a stable reference to 1e-12 and the fused
@@ -470,6 +472,7 @@ def one_example(logits, targets, out, loss):
     return net, params, X, Y
 
 
+@pytest.mark.slow
 def test_unfused_bp1_at_saturation():
     """What fused=False does at saturation, stated by the test.
 
@@ -537,6 +540,7 @@ def test_unfused_bp1_loses_accuracy_before_saturation():
     assert max_relative_error(fused_small[0]["b"][:, 0], 1 / (1 + np.exp(-z_small)) - 0.3) <= 1e-13
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scale", [1e3, 1e4])
 @pytest.mark.parametrize("net", SATURATED[:2], ids=net_id)
 def test_extreme_values_in_float32(net, scale):
@@ -589,6 +593,7 @@ def test_bp2_cpu_form_only_where_lowered_for_the_cpu(platform, barriers):
     assert ("optimization_barrier" in exported.mlir_module()) == barriers
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("form", BP2_FORMS)
 def test_backprop_with_a_small_batch_through_wide_layers(form, monkeypatch):
     """The (delta^T W)^T form of BP2 in every hidden layer (2 examples, widths 40 and 30),

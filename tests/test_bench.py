@@ -44,6 +44,7 @@ def test_numpy_peer_matches_jaxnn_step():
             np.testing.assert_allclose(layer[k], np_layer[k], rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="XLA CPU's product kinds")
 def test_hand_gradient_compiles_to_library_matmuls_only():
     """BP2's explicit W^T keeps every product in the fast path (see BENCHMARKS.md):
@@ -59,6 +60,7 @@ def test_hand_gradient_compiles_to_library_matmuls_only():
     assert small_batch["hand"]["library_fusions"] >= 5
 
 
+@pytest.mark.slow
 def test_run_benchmark_reports_every_contender():
     environ = dict(os.environ)
     report = bench.run_benchmark(
@@ -102,6 +104,7 @@ def test_jaxnn_bench_command_errors_in_one_line(tmp_path, capsys):
     assert err == "jaxnn: error: batch size must be >= 1, got 0\n"
 
 
+@pytest.mark.slow
 def test_jaxnn_bench_command_writes_its_table(tmp_path, capsys, monkeypatch):
     from jaxnn import cli
 
@@ -193,6 +196,7 @@ def test_time_to_accuracy_split_is_jaxnn_train_split(tmp_path):
     assert saved["X_train"].flags.c_contiguous and int(saved["n_classes"]) == 10
 
 
+@pytest.mark.slow
 def test_jaxnn_bench_time_to_accuracy_writes_json_and_markdown(tmp_path, capsys):
     from jaxnn import cli
 

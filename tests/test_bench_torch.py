@@ -6,6 +6,7 @@ with ``jaxnn.optim.adam`` in float64 from the same initial parameters and batch.
 
 import jax
 import numpy as np
+import pytest
 
 from jaxnn import optim, steps
 from jaxnn.bench import contenders as bench
@@ -14,6 +15,7 @@ from tests.helpers import assert_trees_close
 SIZES, M, STEPS = (6, 5, 4, 3), 8, 3
 
 
+@pytest.mark.slow
 def test_torch_eager_makes_jaxnn_adam_steps(torch, monkeypatch):
     """3 steps of the peer equal 3 jaxnn steps: the changes of the parameters within 1e-4
     of their scale, where up to 1e-5 was seen (float32 against float64; each Adam step

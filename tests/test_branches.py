@@ -149,6 +149,7 @@ def test_params_turning_nonfinite_with_finite_batch_costs():
     assert (e.value.epoch, e.value.step, e.value.steps) == (1, None, 1) and seen == []
 
 
+@pytest.mark.slow
 def test_test_cost_turning_nonfinite_with_finite_training():
     """Test targets of 1e200 (finite): the squared error overflows to inf on the test set
     only; training and its parameters stay finite."""
@@ -210,6 +211,7 @@ def test_resume_without_valid_history(one_epoch, tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_resume_with_config_of_another_network(one_epoch, tmp_path):
     def other_network(run_dir):
         config = json.loads((run_dir / "config.json").read_text())
@@ -225,6 +227,7 @@ def test_resume_with_config_of_another_network(one_epoch, tmp_path):
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("text", "words"),
     [

@@ -52,6 +52,7 @@ def restore(directory, net=NET, optimizer=None, epoch=None):
         return ckpts.restore(params, opt_state, key, epoch)
 
 
+@pytest.mark.slow
 def test_roundtrip_and_newest_three_kept(tmp_path):
     params, opt_state, key = state()
     with checkpoint.Checkpoints(tmp_path / "c") as ckpts:

@@ -97,6 +97,7 @@ def digits_run(tmp_path_factory):
     return out, stdout, stderr
 
 
+@pytest.mark.slow
 def test_train_writes_run(digits_run):
     out, stdout, stderr = digits_run
     assert re.fullmatch(
@@ -198,6 +199,7 @@ def test_resume_is_bitwise_exact(tmp_path):
     assert sorted(os.listdir(split / "checkpoints")) == ["2", "3", "4"]  # the newest 3 kept
 
 
+@pytest.mark.slow
 def test_resume_rejects_other_settings(digits_run, tmp_path):
     out = digits_run[0]
     before = snapshot(out)
@@ -213,6 +215,7 @@ def test_resume_rejects_other_settings(digits_run, tmp_path):
     assert snapshot(out) == before
 
 
+@pytest.mark.slow
 def test_resume_rejects_checkpoint_of_another_network(digits_run, tmp_path):
     """A run whose checkpoints come from another network: the error names each mismatch."""
     other = tmp_path / "other"
@@ -229,6 +232,7 @@ def test_resume_rejects_checkpoint_of_another_network(digits_run, tmp_path):
     assert snapshot(other) == before
 
 
+@pytest.mark.slow
 def test_checkpoint_keeps_dtypes_and_typed_key(tmp_path):
     net = jaxnn.Network((3, 2), ("sigmoid",), "binary_cross_entropy")
     opt = optim.adam(0.1)

@@ -113,6 +113,7 @@ def _vector_bias_results(params, columns, X, Y, net):
 vector_bias_results = fast_jit(_vector_bias_results)  # the Network is a leafless pytree
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("name", "bias", "dtype", "rtol"), cases(["vector", "mixed"], TOLERANCES, every=5)
 )
@@ -148,6 +149,7 @@ def _per_example_results(params, columns, X, Y, net):
 per_example_results = fast_jit(_per_example_results)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("name", "dtype", "rtol"), cases(TOLERANCES, every=3))
 def test_per_example_functions_take_vector_biases(name, dtype, rtol):
     """(PE-G) gives each example's b gradient as (n,) for a (n,) bias; norms and the
@@ -184,6 +186,7 @@ def test_a_kernel_in_flax_layout_is_named():
 # --- 2. the row layout's per-example functions ----------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("name", "bias", "dtype", "rtol"), cases(["vector", "column"], TOLERANCES, every=5)
 )
@@ -264,6 +267,7 @@ def resolves(dotted: str) -> bool:
     return False
 
 
+@pytest.mark.slow
 def test_every_hint_naming_a_jaxnn_function_resolves():
     """Messages tell the user what to call: each ``jaxnn.<name>`` in a string of the
     package (docstrings aside) is a module or function that exists."""
@@ -303,6 +307,7 @@ def test_a_transposed_input_names_the_other_layouts_function(twin, call):
 # --- 3. one example, and jax.vmap over examples ---------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("name", "layout", "dtype", "rtol"), cases(["columns", "rows"], TOLERANCES, every=5)
 )
@@ -350,6 +355,7 @@ def test_vmap_over_single_examples_equals_the_batch(name, layout, dtype, rtol):
     assert_trees_close(got["block_grads"], got["block_autodiff"], rtol, "vmap(grad(block))")
 
 
+@pytest.mark.slow
 def test_one_example_with_a_scalar_label_or_target():
     net, params, X, Y = problem("softmax+ce")
     label = int(np.argmax(Y[:, 2]))
@@ -456,6 +462,7 @@ def test_the_type_stub_lists_every_public_name_from_where_it_lives():
 # --- 7. labels checked under jit, on request ------------------------------------------
 
 
+@pytest.mark.slow
 def test_checked_names_an_out_of_range_label_under_jit():
     net, params, X, _ = problem("softmax+ce")
     labels = jnp.asarray([0, 1, 2, 3, 7, 1, 0, -1, 2])

@@ -24,7 +24,7 @@ def test_the_corpus_is_large_and_varied():
     assert len(set(names)) == len(names)
 
 
-@pytest.mark.parametrize("case", sample(corpus.CASES, 4), ids=lambda c: c.name)
+@pytest.mark.parametrize("case", sample(corpus.CASES, 11), ids=lambda c: c.name)
 def test_jaxnn_catches_every_bug_and_names_where_it_enters(case):
     params, X, Y = corpus.make_point(case)
     report = check_gradients(corpus.grad_fn(case), corpus.cost_fn(case.net), params, X, Y)
@@ -45,6 +45,7 @@ def test_jaxnn_catches_every_bug_and_names_where_it_enters(case):
 KINK_CASES = [c for c in corpus.CASES if c.point == "kink"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", sample(KINK_CASES, 3), ids=lambda c: c.name)
 def test_directional_and_taylor_modes_judge_kinks_right(case):
     """At a kink, where a random direction crosses several non-differentiable points,

@@ -178,6 +178,7 @@ def errors(
     return found, got, want
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sample(NETS, 2))
 def test_curvature_equals_autodiff_float64(name):
     _, got, want = errors(NETS[name], hand_compiled(NETS[name]))
@@ -185,6 +186,7 @@ def test_curvature_equals_autodiff_float64(name):
         assert_trees_close(g, w, 1e-10, f"{name}: {what}")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "net",
     [curvature_corpus.CROSS_ENTROPY, curvature_corpus.SIGMOID_MSE],
@@ -202,6 +204,7 @@ def test_the_cases_cover_every_activation_and_head():
     assert {(net.activations[-1], net.loss) for net in NETS.values()} == set(PAIRS)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fault", sample(curvature_corpus.FAULTS, 2), ids=lambda f: f.name)
 def test_each_seeded_error_is_caught(fault, monkeypatch):
     fault.plant(monkeypatch)
@@ -278,6 +281,7 @@ def second_derivatives_and_autodiff(z, far64, far32):
     return {name: (f(z), autodiff(name), f(far64), f(far32)) for name, f in seconds.items()}
 
 
+@pytest.mark.slow
 def test_second_derivative_equals_autodiff():
     z = jnp.linspace(-6.0, 6.0, 97) + 0.013  # no point at relu's kink
     far = [-800.0, -60.0, -30.0, 30.0, 60.0, 800.0]  # no overflow into inf or nan far out
@@ -310,6 +314,7 @@ def residual_and_autodiff(name, Z, G, V):
     return residual_vp(name, Z, A, G, V), jnp.einsum("ijm,jm->im", expected, V), got, expected
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["sigmoid", "softmax"])
 def test_residual_equals_the_hessian_of_g_dot_a(name):
     """Res(g) = d^2 (g . a(z)) / dz^2, per column (SD-R), (SD-S1), (SD-S2)."""
@@ -369,6 +374,7 @@ def every_head_and_autodiff(problems, V):
     ]
 
 
+@pytest.mark.slow
 def test_output_hessian_and_its_factor_equal_autodiff():
     """Every head of PAIRS: H_out, H_out V, Lambda V and S S^T = Lambda."""
     problems = [head_problem(output, loss)[1:] for output, loss in PAIRS]
@@ -402,6 +408,7 @@ def sampled_and_exact_factors(problems, key):
     return out
 
 
+@pytest.mark.slow
 def test_the_sampled_factor_is_the_ggn_output_hessian_in_expectation():
     """E[S~ S~^T] = Lambda (H6), every head of PAIRS: 40000 draws, within 5 standard
     errors of the mean."""
@@ -445,6 +452,7 @@ def with_labels_and_vector_biases(params, X, labels, V, key):
     )
 
 
+@pytest.mark.slow
 def test_labels_tuples_and_vector_biases_give_the_same_numbers_in_the_callers_shapes():
     net = curvature_corpus.CROSS_ENTROPY
     params, X, Y, V = problem(net)

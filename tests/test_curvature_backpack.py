@@ -164,6 +164,7 @@ CASES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", CASES)
 def test_exact_quantities_equal_backpacks(torch, backpack, case):
     """DiagGGNExact, DiagHessian, KFLR, SumGradSquared and Variance, and the gradient,
@@ -202,6 +203,7 @@ def test_exact_quantities_equal_backpacks(torch, backpack, case):
         assert_layers_close(value, theirs[field], 1e-10, field, c * c)
 
 
+@pytest.mark.slow
 def test_sampled_quantities_equal_backpacks_in_expectation(torch, backpack):
     """DiagGGNMC and KFAC with 4000 labels per example, each side within 5% of the exact
     DiagGGNExact and KFLR (and so of each other)."""
@@ -225,6 +227,7 @@ def test_sampled_quantities_equal_backpacks_in_expectation(torch, backpack):
         assert leaf_relative_error(ours["W"][1], as_numpy(bp["W"][1])) <= 1e-10
 
 
+@pytest.mark.slow
 def test_the_torch_model_is_the_jaxnn_network(torch, backpack):
     """The oracle's own check: the PyTorch stack gives jaxnn's cost and gradient."""
     net = CASES["ce, tanh and sigmoid"][0]

@@ -109,6 +109,7 @@ def compiled(name):
     return fast_jit(hand), fast_jit(reference)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("dtype", "rtol"), [(jnp.float64, 1e-10), (jnp.float32, 1e-4)])
 @pytest.mark.parametrize("name", NETS)
 def test_kflr_factors_and_moments_equal_autodiff(name, dtype, rtol):
@@ -136,6 +137,7 @@ def test_kflr_factors_and_moments_equal_autodiff(name, dtype, rtol):
     assert_trees_close(var, var_ref, rtol, "variance")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", NETS)
 def test_kron_of_the_factors_is_the_exact_weight_block_for_one_example(name):
     """With m = 1 nothing is averaged apart, so kron(G, A) is W's exact GGN block (K3);
@@ -149,6 +151,7 @@ def test_kron_of_the_factors_is_the_exact_weight_block_for_one_example(name):
         assert leaf_relative_error(jnp.kron(A, G), block["W"]) > 1e-3, f"layer {l + 1}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", NETS)
 def test_kfac_is_kflr_in_expectation(name):
     """(K4): with 4000 labels drawn per example, KFAC's G is within 5% of KFLR's (of the
@@ -167,6 +170,7 @@ def test_kfac_is_kflr_in_expectation(name):
     assert not jnp.array_equal(other[0]["W"][0], sampled[0]["W"][0])
 
 
+@pytest.mark.slow
 def test_kfac_with_one_sample_is_a_positive_semidefinite_estimate():
     net, params, X, Y = problem("softmax+ce")
     for f in kfac(params, X, Y, net, jax.random.key(3)):
@@ -268,6 +272,7 @@ def errors(name):
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fault", FAULTS)
 def test_each_seeded_error_is_caught(fault, monkeypatch):
     """Unplanted, every error is within the tests' tolerances; each fault pushes the

@@ -19,6 +19,7 @@ HISTORY = [
 ]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_the_drawing_process_sends_the_png_drawn_here():
     expected = curves.draw(HISTORY, "accuracy", "digits: (64, 10, 10), adam", best=3)
     assert expected[:8] == b"\x89PNG\r\n\x1a\n"

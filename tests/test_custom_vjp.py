@@ -85,6 +85,7 @@ def autodiff_grads(compiled, name, params, X, Y):
     return grads
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", NETS)
 def test_gradients_and_input_cotangents_match_autodiff(name, compiled):
     """Under jax.jit, fused or not: the cost, dC/dparams, dC/dX and dC/dY equal autodiff's."""
@@ -100,6 +101,7 @@ def test_gradients_and_input_cotangents_match_autodiff(name, compiled):
     assert_trees_close(inputs_bp1, [auto_dX, auto_dY], 1e-12)
 
 
+@pytest.mark.slow
 def test_grad_runs_the_hand_backward(monkeypatch):
     """The VJP is jaxnn's own ``backward`` (BP1-BP4), not autodiff of the forward pass: it
     is called once per gradient, with the network and the ``fused`` setting given."""
@@ -130,6 +132,7 @@ def test_target_cotangent_is_finite_at_saturation(compiled):
     assert_trees_close(dY, auto_dY, 1e-12)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["softmax+ce", "sigmoid+bce"])
 def test_vmap_over_examples(name, compiled):
     """in_axes=1 gives one column, a vector of length n_x: one example."""
@@ -182,6 +185,7 @@ def test_optax_adam_loop_matches_autodiff():
     assert not np.allclose(via_custom_vjp[0]["W"], params[0]["W"])  # it did move
 
 
+@pytest.mark.slow
 def test_cotangent_scales_every_gradient(compiled):
     """Eagerly, without jit: jax.vjp with cotangent 3 gives 3 times every gradient."""
     net, params, X, Y = problem("linear+mse")
@@ -191,6 +195,7 @@ def test_cotangent_scales_every_gradient(compiled):
     assert_trees_close(vjp(jnp.asarray(3.0)), jax.tree.map(lambda g: 3 * g, expected), 1e-12)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["softmax+ce", "linear+mse"])
 def test_hessian_is_forward_over_the_hand_backward(name):
     """jax.hessian = jacfwd(jacrev(f)): forward mode runs over the backward's own jnp ops."""
@@ -212,6 +217,7 @@ def test_reverse_over_reverse():
     assert_trees_close(hand, auto, 1e-10)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("layout", ["columns", "rows"])
 def test_forward_mode_raises_a_type_error_that_says_what_to_use(layout):
     """jax.jvp and jax.jacfwd through the hand-gradient functions (cost and block, both
@@ -240,6 +246,7 @@ def test_forward_mode_raises_a_type_error_that_says_what_to_use(layout):
     np.testing.assert_allclose(tangent, expected, rtol=1e-10)
 
 
+@pytest.mark.slow
 def test_float32_gradients_stay_float32():
     net, params, X, Y = problem("sigmoid+bce", dtype=jnp.float32)
     grad = fast_jit(jax.grad(cost_with_hand_gradients(net), argnums=(0, 1, 2)))
@@ -252,6 +259,7 @@ def test_float32_gradients_stay_float32():
     assert_trees_close(up((grads, dX, dY)), auto(up(params), up(X), up(Y), net), 1e-5)
 
 
+@pytest.mark.slow
 def test_integer_targets_get_a_zero_cotangent(compiled):
     net, params, X, _ = problem("softmax+ce")
     Y = np.eye(3, dtype=np.int32)[:, np.arange(M) % 3]

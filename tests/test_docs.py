@@ -165,8 +165,8 @@ PYTHON = {
         "not run: the whole matrix, minutes of compiling: .ci/run's jaxnn verify --expect runs "
         "it (run_matrix, then its summary; tests/test_verify.py checks format_table)",
         "here",
-        "here",
-        "here",
+        "here, slow",  # locate_fault on one's own backward, right and with the seed's BCE
+        "here, slow",  # cost_with_hand_gradients: training steps, per-example, Hessian
         "here",
     ],
     "docs/sklearn.md": ["here", "here, slow"],  # slow: a grid search, 21 fits

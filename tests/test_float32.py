@@ -71,6 +71,7 @@ def by_hand(net, optimizer, ds, epochs, batch_size, key, params):
         return in_float64(params)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("head", "optimizer", "tol"),
     # Seen: sgd 3.6e-7 (params); adam 6.3e-6 (params) and 1.6e-5 (its first moment, the
@@ -97,6 +98,7 @@ def test_fit_in_float32_follows_float64(default_dtype, head, optimizer, tol):
             assert abs(got[k] - want[k]) <= tol * max(1.0, abs(want[k])), (k, got, want)
 
 
+@pytest.mark.slow
 def test_resume_in_float32_is_bitwise(default_dtype):
     net, ds, _ = toy_data("softmax")
     opt, key = optim.adam(1e-2), jax.random.key(5)
@@ -129,6 +131,7 @@ def test_step_in_float32(default_dtype, gradients):
         assert_trees_close(change(p), change(p_ref), 1e-4, "update")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("x64", [True, False], ids=["x64-on", "x64-off"])
 def test_fit_casts_data_to_the_params_dtype(x64):
     """float64 data and float32 params: the run is bitwise the run on the data cast to

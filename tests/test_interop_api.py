@@ -33,6 +33,7 @@ def problem(name, dtype=jnp.float64, seed=0):
     return net, params, X
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("dtype", "rtol"), [(jnp.float64, 1e-10), (jnp.float32, 1e-4)])
 @pytest.mark.parametrize("name", NETS)
 def test_network_block_gradients_equal_autodiff_under_any_downstream_cost(name, dtype, rtol):
@@ -70,6 +71,7 @@ def test_network_block_runs_the_hand_backward_pass(monkeypatch):
     assert calls == [1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", NETS)
 def test_backward_exposes_dC_dX(name):
     net, params, X = problem(name)
@@ -83,6 +85,7 @@ def test_backward_exposes_dC_dX(name):
     assert dX.shape == X.shape and len(deltas) == net.L
 
 
+@pytest.mark.slow
 def test_network_is_a_leafless_pytree_and_jits_without_static_argnames():
     net, params, X = problem("softmax+ce")
     Y = jnp.eye(net.sizes[-1])[:, np.arange(M) % net.sizes[-1]]

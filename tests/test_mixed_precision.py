@@ -31,6 +31,7 @@ def mixed(net: jaxnn.Network) -> jaxnn.Network:
 
 # Every network with both dtypes; the inner loop keeps every third (both dtypes, three
 # networks of four).
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("name", "dtype"),
     sample([(name, dtype) for name in NETS for dtype in ("bfloat16", "float16")], 3, True),
@@ -136,6 +137,7 @@ def test_every_product_and_sum_accumulates_in_float32(layout):
             assert not sixteen, sixteen
 
 
+@pytest.mark.slow
 def test_float32_accumulation_brings_the_gradients_near_float32s():
     """The gap between bfloat16 gradients and float64 gradients of the same (rounded)
     params and data, the largest over the leaves relative to each leaf's largest entry:

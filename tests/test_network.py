@@ -105,6 +105,7 @@ def data(net, seed=0, m=M, soft=False):
 # Cost and forward pass against the reference.
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("soft", [False, True], ids=["hard", "soft"])
 @pytest.mark.parametrize("loss", sorted(NETS))
 def test_cost_equals_reference_cost(loss, soft):
@@ -184,6 +185,7 @@ def test_cost_and_predict_under_jit_with_static_net():
     assert len(traces) == 1
 
 
+@pytest.mark.slow
 def test_vmap_over_parameter_sets():
     """Parameters stacked on a leading axis: vmap of cost and predict equals one set at a time."""
     net = NETS["mse"]
@@ -198,6 +200,7 @@ def test_vmap_over_parameter_sets():
         np.testing.assert_allclose(outs[k], reference_output(params, X, net), rtol=1e-13)
 
 
+@pytest.mark.slow
 def test_vmap_over_examples():
     """in_axes over the columns of X and Y: each example is a vector; the mean is the cost."""
     net = NETS["cross_entropy"]
@@ -421,6 +424,7 @@ BOUNDS = {  # the support of the distribution, where it is bounded
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", sorted(VARIANCES))
 def test_init_empirical_variance(method):
     """250k draws: the sample variance is within ~0.5% of the truth; we allow 5%."""
@@ -440,6 +444,7 @@ def test_init_empirical_variance(method):
         assert not np.any(b)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "acts", [("relu", "tanh", "leaky_relu"), ("gelu", "softplus", "silu", "gelu_tanh")]
 )
@@ -464,6 +469,7 @@ def test_init_unknown_method():
         jaxnn.init_params(jax.random.PRNGKey(0), NETS["mse"], method="xavier")
 
 
+@pytest.mark.slow
 def test_init_float32_params_give_float32_cost_and_predictions():
     net = jaxnn.Network((4, 5, 3), ("relu", "softmax"), "cross_entropy")
     params = jaxnn.init_params(jax.random.PRNGKey(1), net, dtype=jnp.float32)

@@ -104,6 +104,7 @@ def test_every_jaxnn_activation_has_an_onnx_operator():
 
 
 # The inner loop runs every 7th (hidden, head) pair (7 is coprime with both counts).
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("hidden", "head"), sample(itertools.product(HIDDEN, HEADS), 7, unpack=True)
 )

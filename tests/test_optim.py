@@ -297,6 +297,7 @@ def test_training_trajectories_equal_optax_equivalents(dtype):
 # --- algebraic equivalences ---------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_momentum_equals_undamped_optax_sgd_with_learning_rate_scaled_by_1_minus_beta(
     trajectories,
 ):
@@ -320,6 +321,7 @@ def test_momentum_with_beta_0_is_sgd(name, kwargs):
     assert_trees_close(ours, sgd, rtol=0.0, what="momentum(beta=0) vs sgd")
 
 
+@pytest.mark.slow
 def test_chain_with_clip_by_global_norm_equals_optax_chain(trajectories):
     """optax.chain(clip_by_global_norm(1), adam(1e-3)) with jaxnn's adam or optax's,
     on the summed cost's gradients, whose global norm is above 1 so the clip acts."""
@@ -337,6 +339,7 @@ def test_chain_with_clip_by_global_norm_equals_optax_chain(trajectories):
 # --- learning-rate schedules --------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_schedule_is_called_with_updates_done_before(name):
     """A schedule that is non-zero only at count 1 moves the params at the 2nd update only."""
@@ -367,6 +370,7 @@ def dead_unit_grads(rng, params, steps=12):
     return grads_seq
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("eps", [1e-8, 0.0])
 @pytest.mark.parametrize("name", ["rmsprop", "adam"])
 def test_zero_gradients_give_no_nan(name, eps):
@@ -411,6 +415,7 @@ def mixed_tree(rng):
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("name", "kwargs"), CASES)
 def test_nested_pytree_with_mixed_dtypes(name, kwargs, request):
     params, grads_seq, runs = jitted_steps(4, mixed_tree)
@@ -437,6 +442,7 @@ def test_nested_pytree_with_mixed_dtypes(name, kwargs, request):
     assert jax.tree.map(lambda x: x.dtype, states[-1]) == jax.tree.map(lambda x: x.dtype, state)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("name", "kwargs"), CASES)
 def test_update_under_jit_equals_eager_and_state_round_trips(name, kwargs, request):
     params, grads_seq, runs = jitted_steps(5, random_tree)
@@ -457,6 +463,7 @@ def test_update_under_jit_equals_eager_and_state_round_trips(name, kwargs, reque
     assert_trees_close(s2, s1, rtol=0.0, what="state after round trip")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("name", "kwargs"), CASES[::2])
 def test_inject_hyperparams_passes_traced_hyperparameters(name, kwargs):
     """optax.inject_hyperparams builds the optimizer at every update, under jit with
@@ -565,6 +572,7 @@ def test_grads_of_another_structure_are_rejected_naming_both(name):
 # --- docs ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_pytorch_mappings_in_the_docs(torch):
     """docs/optimizers.md's PyTorch column, six float64 steps each."""
     rng = np.random.default_rng(6)
@@ -612,6 +620,7 @@ def test_docstring_examples():
     assert result.attempted >= 5 and result.failed == 0
 
 
+@pytest.mark.slow
 def test_nesterov_momentum_equals_optax_nesterov_sgd_at_learning_rate_times_1_minus_beta(
     trajectories,
 ):
@@ -646,6 +655,7 @@ def test_nesterov_momentum_equals_scikit_learns_sgd_optimizer():
     assert not np.allclose(theirs[0], params[0])  # the steps moved the weights
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("eps", [1e-8, 1e-2])
 def test_adam_eps_hat_is_scikit_learns_adam(eps):
     """``eps_hat=True`` (OPT-A5) against scikit-learn's AdamOptimizer (NumPy, float64) over

@@ -135,6 +135,7 @@ def test_train_on_a_csv_writes_a_model(files, wine_run):
     }  # fmt: skip
 
 
+@pytest.mark.slow
 def test_load_run_reproduces_the_runs_test_accuracy_from_raw_rows(files, wine_run):
     """The preprocessing model.json records is the training's: predictions on the raw
     test rows give exactly the test accuracy the run measured on its arrays."""
@@ -152,6 +153,7 @@ def test_load_run_reproduces_the_runs_test_accuracy_from_raw_rows(files, wine_ru
     np.testing.assert_array_equal(np.asarray(WINE_CLASSES)[proba.argmax(axis=1)], predicted)
 
 
+@pytest.mark.slow
 def test_load_run_takes_a_dataframe_by_column_name(files, wine_run):
     model = jaxnn.load_run(wine_run[0])
     frame = wine_frame()
@@ -163,6 +165,7 @@ def test_load_run_takes_a_dataframe_by_column_name(files, wine_run):
         model.predict(frame.drop(columns="proline"))
 
 
+@pytest.mark.slow
 def test_load_run_restores_another_epoch(wine_run):
     out = wine_run[0]  # 6 epochs, the newest 3 saved
     first, last = jaxnn.load_run(out, epoch=4), jaxnn.load_run(out)
@@ -271,6 +274,7 @@ def test_evaluate_prints_accuracy_and_json(files, wine_run):
     )
 
 
+@pytest.mark.slow
 def test_evaluate_regression_gives_r2_and_rmse(files, diabetes_run):
     status, stdout, _ = run("evaluate", str(diabetes_run), str(files / "diabetes.csv"), "--json")
     assert status == 0
@@ -295,6 +299,7 @@ def test_evaluate_names_an_unknown_class(files, wine_run, tmp_path):
     assert "column 'cultivar', line 6: class 'merlot' was not among" in stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("which", ["wine", "diabetes"])
 def test_export_equals_load_run_under_onnxruntime(files, wine_run, diabetes_run, tmp_path, which):
     out = wine_run[0] if which == "wine" else diabetes_run
@@ -412,6 +417,7 @@ def test_resume_on_a_new_or_empty_directory_starts_fresh(files, tmp_path, wine_r
     assert status == 2 and "holds no run to resume (no config.json) and is not empty" in stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "lost", [("metrics.json",), ("curves.png",), ("metrics.json", "curves.png", "model.json")]
 )
@@ -435,6 +441,7 @@ def test_resume_completes_a_complete_run(wine_run, tmp_path, lost):
     assert (status, stdout) == (0, f"{out}: already complete, 6 epochs\n")
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_changed_file(files, wine_run, tmp_path):
     out = tmp_path / "run"
     shutil.copytree(wine_run[0], out)

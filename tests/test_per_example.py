@@ -74,6 +74,7 @@ def reference_norms_and_clipped_mean(per_example, max_norm):
     return norms, clipped
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("dtype", "rtol"), [(jnp.float64, 1e-10), (jnp.float32, 1e-4)])
 @pytest.mark.parametrize("name", NETS)
 def test_per_example_quantities_equal_vmap_grad(name, dtype, rtol):

@@ -183,6 +183,7 @@ def test_two_learning_rates_under_one_recipe_never_share_a_program(tmp_path):
     assert len(list(tmp_path.glob("*.jaxexport"))) == 4
 
 
+@pytest.mark.slow
 def test_an_optimizer_it_cannot_read_is_traced_and_nothing_is_kept(tmp_path):
     net, ds, _ = toy_data("softmax")
     opt = optim.adam(1e-2)

@@ -13,6 +13,7 @@ import math
 
 import jax
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -68,6 +69,7 @@ def _everything(params, X, Y, net, fused):
 everything = jax.jit(_everything, static_argnames=("net", "fused"))
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(problems())
 def test_backprop_properties(problem):

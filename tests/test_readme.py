@@ -5,12 +5,14 @@ import re
 
 import jax
 import numpy as np
+import pytest
 
 import jaxnn
 
 README = pathlib.Path(__file__).resolve().parent.parent / "README.md"
 
 
+@pytest.mark.slow
 def test_readme_tour_runs_and_its_gradients_agree():
     tour = README.read_text().split("\n## A short tour\n")[1]
     code = re.findall(r"```python\n(.*?)```", tour, re.S)[0]  # the section's first block

@@ -37,6 +37,7 @@ def penalised_gradients(params, X, Y, net):
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("head", sorted(HEADS))
 def test_hand_weight_decay_equals_jax_grad_of_the_penalised_cost(head):
     """(BP4-L2) against jax.grad of (C-L2): 1e-12 in float64, 1e-5 in float32 (the
@@ -59,6 +60,7 @@ def assert_same(a, b):
         np.testing.assert_array_equal(x, y)
 
 
+@pytest.mark.slow
 def test_zero_weight_decay_is_plain_backprop_bit_for_bit():
     net, X, Y, params = toy("softmax")
     c0, g0 = regularization.value_and_backprop_l2(params, X, Y, net, 0.0)
@@ -88,6 +90,7 @@ def decay_steps():
     return jax.device_get(run({head: toy(head)[1:] for head in HEADS}))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("head", sorted(HEADS))
 def test_a_step_with_weight_decay_hand_equals_autodiff(head):
     hand, auto, plain = decay_steps()[head]

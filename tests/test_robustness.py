@@ -176,6 +176,7 @@ def check(fn, args, reference_args, expect_error, words):
     assert_same(got, fn(*reference_args))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(FUNCTIONS))
 @SETTINGS
 @every_kind(KINDS, in_y=lambda i: i % 2 == 1, m=lambda i: (1, 3)[i // 2 % 2], seed=lambda i: i)
@@ -254,6 +255,7 @@ PARAM_KINDS = [
 ]  # fmt: skip
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(set(FUNCTIONS) - {"shard"}))
 @SETTINGS
 @every_kind(PARAM_KINDS, m=lambda i: (1, 3)[i % 2], seed=lambda i: i)
@@ -289,6 +291,7 @@ LABELS = {
 }
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(
     kind=st.sampled_from(sorted(LABELS)),

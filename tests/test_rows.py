@@ -69,6 +69,7 @@ def _rows_and_columns(params, X, Y, net):
 rows_and_columns = fast_jit(_rows_and_columns)  # the Network is a leafless pytree
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", NETS)
 def test_rows_equal_columns_and_autodiff(name):
     """Fused and not: the same program."""
@@ -128,6 +129,7 @@ def _float32_and_float64(params, X, Y, net):
 float32_and_float64 = fast_jit(_float32_and_float64)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", NETS)
 def test_rows_float32(name):
     net, params, X, Y = problem(name, jnp.float32)
@@ -137,6 +139,7 @@ def test_rows_float32(name):
     assert_trees_close(up, auto, 1e-4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["softmax+ce", "linear+mse"])
 def test_rows_hand_gradient_functions_equal_autodiff(name):
     net, params, X, Y = problem(name)
@@ -184,6 +187,7 @@ def test_backprop_transposes_no_data(layout):
     assert shapes and all(M not in shape for shape in shapes), shapes
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("layout", ["columns", "rows"])
 def test_integer_labels_equal_one_hot(layout):
     net, params, X, _ = problem("softmax+ce")

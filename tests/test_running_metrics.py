@@ -122,6 +122,7 @@ def refuse(*args, **kwargs):
     raise AssertionError("the hand step called JAX's autodiff")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("gradients", steps.GRADIENTS)
 def test_a_step_with_its_metric_sums_runs_one_forward_pass(monkeypatch, gradients):
     """The metric sums come from the forward pass of the cost and gradients, not a
@@ -146,6 +147,7 @@ def test_a_step_with_its_metric_sums_runs_one_forward_pass(monkeypatch, gradient
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_the_epoch_program_has_no_forward_pass_for_the_training_set(monkeypatch):
     """One forward pass per step and one per evaluated set after the steps (the test
     set): asking for the training set's metrics adds none."""

@@ -57,6 +57,7 @@ def assert_same_fit(a, b, rtol=1e-12, atol=1e-13):
     np.testing.assert_allclose(a.loss_curve_, b.loss_curve_, rtol=rtol, atol=atol)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target", sorted(TARGETS))
 def test_sgd_with_nesterovs_momentum_is_scikit_learns_fit(target):
     a, b = both(target)
@@ -68,6 +69,7 @@ def test_sgd_with_nesterovs_momentum_is_scikit_learns_fit(target):
         np.testing.assert_array_equal(a.predict(X), b.predict(X))
 
 
+@pytest.mark.slow
 def test_shuffled_batches_and_several_targets_are_scikit_learns():
     """shuffle=True (the default): the same permutations from the same random_state;
     three regression targets: the same steps, and the loss reported per output."""
@@ -80,6 +82,7 @@ def test_shuffled_batches_and_several_targets_are_scikit_learns():
     assert a.n_iter_ < COMMON["max_iter"]
 
 
+@pytest.mark.slow
 def test_a_long_fit_in_several_calls_is_one_fit(monkeypatch):
     """Above ``ORDER_ENTRIES`` row indices a fit runs as several calls of the program;
     the calls continue one another exactly (and scikit-learn's stream with them)."""
@@ -120,6 +123,7 @@ def test_every_rule_is_scikit_learns(target, kw):
         assert a.n_iter_ < COMMON["max_iter"]  # the rule, not the limit, ended it
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("epsilon", [1e-8, 1e-3])
 def test_adam_is_scikit_learns(epsilon):
     """solver="adam" computes scikit-learn's Adam, eps beside sqrt(v) before the bias
@@ -130,6 +134,7 @@ def test_adam_is_scikit_learns(epsilon):
     assert_same_fit(a, b)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target", ["multiclass", pytest.param("binary", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("solver", ["adam", "sgd", "rmsprop"])
 def test_hand_gradients_equal_autodiff(target, solver):
@@ -144,6 +149,7 @@ def test_hand_gradients_equal_autodiff(target, solver):
     assert hand.loss_curve_[-1] < hand.loss_curve_[0]
 
 
+@pytest.mark.slow
 def test_float32_data_trains_in_float32_within_its_rounding():
     """X in float32: the fit runs in float32 (predict in float64 from its weights); within
     1e-3 of the float64 fit after 40 epochs (float32 rounding through 120 steps)."""
@@ -155,6 +161,7 @@ def test_float32_data_trains_in_float32_within_its_rounding():
         np.testing.assert_allclose(p, q, rtol=1e-3, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_partial_fit_and_warm_start_are_scikit_learns():
     ours, theirs, y = TARGETS["multiclass"]
     a, b = ours(**COMMON), theirs(**COMMON)
@@ -168,6 +175,7 @@ def test_partial_fit_and_warm_start_are_scikit_learns():
     assert len(a.loss_curve_) == 8
 
 
+@pytest.mark.slow
 def test_labels_of_any_type_and_the_fitted_attributes():
     y = np.array(["cat", "dog", "eel"])[np.digitize(X[:, 0], [-0.5, 0.5])]
     clf = MLPClassifier(hidden_layer_sizes=(6,), max_iter=30, random_state=0).fit(X, y)
@@ -186,6 +194,7 @@ def test_labels_of_any_type_and_the_fitted_attributes():
     assert flags.predict_proba(X).shape == (50, 2)
 
 
+@pytest.mark.slow
 def test_feature_names_from_a_dataframe():
     pd = pytest.importorskip("pandas")
     frame = pd.DataFrame(X, columns=["a", "b", "c", "d"])
@@ -195,6 +204,7 @@ def test_feature_names_from_a_dataframe():
         reg.predict(X)
 
 
+@pytest.mark.slow
 def test_predict_is_jaxnns_forward_pass_of_the_fitted_weights():
     ours, _, y = TARGETS["multilabel"]
     clf = ours(**COMMON).fit(X, y)
@@ -205,6 +215,7 @@ def test_predict_is_jaxnns_forward_pass_of_the_fitted_weights():
     )
 
 
+@pytest.mark.slow
 def test_folds_refits_and_hyperparameters_share_one_program():
     """Sizes 90, 100 and 120 pad to 128 rows; a new learning rate or alpha is a traced
     value: one compile for all five fits."""
@@ -220,6 +231,7 @@ def test_folds_refits_and_hyperparameters_share_one_program():
     assert program._RUN["cpu"]._cache_size() == compiled + 2
 
 
+@pytest.mark.slow
 def test_pipeline_grid_search_clone_and_pickle():
     ours, _, y = TARGETS["multiclass"]
     grid = GridSearchCV(
@@ -257,6 +269,7 @@ def test_bad_parameters_are_named_before_any_math(settings, message):
         MLPClassifier(**settings).fit(X, TARGETS["binary"][2])
 
 
+@pytest.mark.slow
 def test_partial_fit_rules_and_divergence_are_clear_errors():
     y = TARGETS["binary"][2]
     with pytest.raises(ValueError, match="sample_weight is not offered"):
@@ -271,6 +284,7 @@ def test_partial_fit_rules_and_divergence_are_clear_errors():
         MLPRegressor(solver="sgd", learning_rate_init=1e6, max_iter=5).fit(X, X @ [1e3, 0, 0, 0])
 
 
+@pytest.mark.slow
 def test_the_iteration_limit_warns_as_scikit_learn_does():
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -278,6 +292,7 @@ def test_the_iteration_limit_warns_as_scikit_learn_does():
     assert any(issubclass(w.category, ConvergenceWarning) for w in caught)
 
 
+@pytest.mark.slow
 def test_verbose_prints_scikit_learns_lines(capsys):
     MLPClassifier(hidden_layer_sizes=(3,), max_iter=3, verbose=True).fit(X, TARGETS["binary"][2])
     lines = capsys.readouterr().out.splitlines()

@@ -98,6 +98,7 @@ def steps_of_every_head():
     return jax.device_get(run(data)), {head: p[3] for head, p in problems.items()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("head", sorted(HEADS))
 def test_step_hand_matches_autodiff(head):
     """One adam step in float64: same cost, and params within rounding of each other."""
@@ -150,6 +151,7 @@ def test_bad_batch_size(batch_size, message):
         train.fit(net, optim.sgd(0.1), ds, 1, batch_size, jax.random.key(0))
 
 
+@pytest.mark.slow
 def test_epoch_scan_equals_python_loop(gradients="hand"):
     net, X, Y, params = toy("softmax", m=23)
     opt = optim.adam(0.01)
@@ -179,6 +181,7 @@ def counting(fn):
     return wrapper
 
 
+@pytest.mark.slow
 def test_no_recompilation_across_epochs(monkeypatch):
     spy = counting(steps.backward)
     monkeypatch.setattr(steps, "backward", spy)
@@ -232,6 +235,7 @@ def test_evaluate_regression():
     assert metrics["r2"] == r2_score(constant.T, A.T) == 0.0
 
 
+@pytest.mark.slow
 def test_fit_history_and_resume_bitwise():
     net, ds, _ = toy_data("sigmoid")
     opt = optim.momentum(0.1)
@@ -387,6 +391,7 @@ def test_divergence_names_epoch_and_step():
     assert isinstance(e.value, ValueError)
 
 
+@pytest.mark.slow
 def test_poisoned_params_stop_at_the_first_step():
     net, ds, params = toy_data("softmax")
     params[1]["W"] = params[1]["W"].at[0, 0].set(jnp.nan)

@@ -89,6 +89,7 @@ def test_check_gradients_on_any_function_with_finite_differences():
     assert "central differences" in str(report)
 
 
+@pytest.mark.slow
 def test_check_gradients_flags_the_wrong_leaf():
     net = jaxnn.Network((3, 4, 2), ("relu", "linear"), "mse")
     params, (X, Y) = params_for(net), data_for(net)
@@ -107,6 +108,7 @@ def test_check_gradients_flags_the_wrong_leaf():
     assert "FAIL" in str(report) and str(report).endswith("FAILED")
 
 
+@pytest.mark.slow
 def test_check_gradients_tolerances_follow_the_dtype():
     net = jaxnn.Network((3, 4, 2), ("sigmoid", "sigmoid"), "binary_cross_entropy")
     params = params_for(net, dtype=np.float32)
@@ -192,6 +194,7 @@ def seed_bce_as_written(A, Y):
 BCE_NET = jaxnn.Network((4, 6, 5, 3), ("tanh", "relu", "sigmoid"), "binary_cross_entropy")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "net, fused, backward_fn",
     [
@@ -218,6 +221,7 @@ def test_locate_fault_finds_nothing_in_jaxnn_backward(net, fused, backward_fn):
     assert "every layer agrees" in str(report)
 
 
+@pytest.mark.slow
 def test_locate_fault_names_layer_L_for_the_seeds_bce_sign():
     params, (X, Y) = params_for(BCE_NET), data_for(BCE_NET)
     report = locate_fault(params, X, Y, BCE_NET, backward_with(output_grad=seed_bce_as_written))
@@ -230,6 +234,7 @@ def test_locate_fault_names_layer_L_for_the_seeds_bce_sign():
     assert "first disagreement, from the output back: layer 3, delta^[3] (BP1)" in str(report)
 
 
+@pytest.mark.slow
 def test_locate_fault_names_the_hidden_layer_with_a_wrong_derivative():
     net = jaxnn.Network((4, 6, 5, 4, 3), ("tanh", "tanh", "tanh", "softmax"), "cross_entropy")
     params, (X, Y) = params_for(net), data_for(net)
@@ -252,6 +257,7 @@ def test_locate_fault_names_a_bias_gradient_fault():
     assert all(c.delta_ok and c.W_ok for c in report.layers)
 
 
+@pytest.mark.slow
 def test_reference_deltas_are_jax_vjp_of_the_cut_network():
     net = jaxnn.Network((4, 5, 3), ("sigmoid", "softmax"), "cross_entropy")
     params, (X, Y) = params_for(net), data_for(net)
@@ -291,6 +297,7 @@ def configurations(rows):
     return [(r["depth"], r["hidden"], r["output"], r["loss"], r["fused"]) for r in rows]
 
 
+@pytest.mark.slow
 def test_matrix_covers_every_configuration_and_passes(matrix):
     """Every configuration of the tests' own table (tests/helpers.py, not the library's
     OUTPUT_LOSSES) for the reduced hidden activations and depths, once each."""
@@ -333,6 +340,7 @@ def test_full_default_matrix_covers_every_configuration_and_passes():
     )
 
 
+@pytest.mark.slow
 def test_matrix_rows_are_json(matrix):
     rows = json.loads(json.dumps(matrix, allow_nan=False))
     assert rows == matrix
@@ -351,6 +359,7 @@ def test_matrix_rows_are_json(matrix):
     } <= set(rows[0])
 
 
+@pytest.mark.slow
 def test_matrix_points_hit_kinks_and_saturation(matrix):
     for r in matrix:
         points = r["points"]
@@ -361,6 +370,7 @@ def test_matrix_points_hit_kinks_and_saturation(matrix):
         assert points["logit~2000"]["max_abs_logit"] > 2000
 
 
+@pytest.mark.slow
 def test_matrix_exclusions_are_where_the_numerics_say(matrix):
     for r in matrix:
         na = {(x["point"], x["check"]) for x in r["not_applicable"]}
@@ -375,6 +385,7 @@ def test_matrix_exclusions_are_where_the_numerics_say(matrix):
             assert "fd-kink" in r["notes"]
 
 
+@pytest.mark.slow
 def test_matrix_table(matrix):
     text = verify.format_table(matrix)
     lines = text.splitlines()
@@ -385,6 +396,7 @@ def test_matrix_table(matrix):
     assert "FAIL" in verify.format_table([bad]) and "0/1" in verify.format_table([bad])
 
 
+@pytest.mark.slow
 def test_matrix_summary_fits_one_screen(matrix):
     text = verify.format_summary(matrix, more="MORE")
     lines = text.splitlines()
@@ -399,6 +411,7 @@ def test_matrix_summary_fits_one_screen(matrix):
     assert "FAIL" not in text
 
 
+@pytest.mark.slow
 def test_matrix_summary_shows_every_failure(matrix):
     bad = [
         dict(r, ok=False, grad_rel_float64="nan") if i in (3, 7) else r
@@ -423,6 +436,7 @@ def test_matrix_summary_shows_every_failure(matrix):
     assert verify.format_summary([]) == "jaxnn verify: no configuration ran: nothing was verified"
 
 
+@pytest.mark.slow
 def test_matrix_enables_float64_itself(matrix_run):
     rows, x64_enabled_after = matrix_run  # run under jax.enable_x64(False)
     assert not x64_enabled_after
@@ -430,6 +444,7 @@ def test_matrix_enables_float64_itself(matrix_run):
     assert all(r["grad_rel_float64"] < 1e-12 for r in rows)  # float32 would give ~1e-7
 
 
+@pytest.mark.slow
 def test_matrix_catches_a_wrong_derivative(monkeypatch):
     """tanh' written as 1 - tanh(z): every tanh row fails, against jax.grad and FD."""
     wrong = activations.ACTIVATIONS["tanh"]._replace(

@@ -59,6 +59,7 @@ def test_every_leaf_names_its_worst_entry_with_both_values():
     assert f"at ({w.index[0]}, 0): hand {w.hand:.1e}, ref {w.reference:.1e}" in str(report)
 
 
+@pytest.mark.slow
 def test_reports_render_as_html_and_convert_to_json():
     case = next(c for c in corpus.BUGS if c.name == "tanh' = 1 - tanh (square missing)")
     params, X, Y = corpus.make_point(case)
@@ -149,6 +150,7 @@ def test_locate_fault_counts_and_locates_kinks():
     assert "delta entries at a kink (z = 0)" in str(report)
 
 
+@pytest.mark.slow
 def test_directional_check_at_a_kink():
     case = corpus_case("kink, relu output, relu'(0) = 1")
     params, X, Y = corpus.make_point(case)
@@ -161,6 +163,7 @@ def test_directional_check_at_a_kink():
 # --- directional ------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_directional_mode_names_the_wrong_leaf_with_a_per_direction_tolerance():
     case = next(c for c in corpus.BUGS if c.name == "BP4 extra 1/m")
     params, X, Y = corpus.make_point(case)
@@ -176,6 +179,7 @@ def test_directional_mode_names_the_wrong_leaf_with_a_per_direction_tolerance():
     assert right.ok and all(leaf.grad.max_rel < 1e-13 for leaf in right.leaves)
 
 
+@pytest.mark.slow
 def test_directional_tolerance_does_not_grow_with_the_number_of_entries():
     """A correct gradient of 200 000 entries passes at rtol 1e-8; a 1% error in one
     tenth of them fails, though per entry it is 1e-2 of the leaf's scale."""
@@ -196,6 +200,7 @@ def test_directional_tolerance_does_not_grow_with_the_number_of_entries():
 # --- Taylor -------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_taylor_order_is_two_when_right_and_one_when_wrong(dtype):
     w, x, y = logistic_data(dtype)
@@ -208,6 +213,7 @@ def test_taylor_order_is_two_when_right_and_one_when_wrong(dtype):
     assert right.dtype == np.dtype(dtype).name
 
 
+@pytest.mark.slow
 def test_taylor_per_leaf_and_linear_costs():
     case = next(c for c in corpus.BUGS if c.name == "BP3 mean for sum")
     params, X, Y = corpus.make_point(case)
@@ -249,6 +255,7 @@ def model_grad(model, x, *, y):
     return Model(x.T @ d, jnp.sum(d), None, None)
 
 
+@pytest.mark.slow
 def test_any_pytree_with_non_array_leaves_and_keyword_data():
     rng = np.random.default_rng(0)
     model = Model(rng.normal(size=3), np.float64(0.1), jax.nn.tanh, "tiny")
@@ -273,6 +280,7 @@ def test_any_pytree_with_non_array_leaves_and_keyword_data():
 # --- weak checks, and silence ----------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_float64_sized_tolerance_on_float32_warns():
     w, x, y = logistic_data(np.float32)
     with pytest.warns(WeakCheckWarning, match=r"rtol=1e-08 is below float32's resolution"):

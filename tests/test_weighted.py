@@ -87,6 +87,7 @@ def results() -> dict:
     return dict(zip(sorted(HEADS), jax.device_get(_program(problems, nets)), strict=True))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("decay", DECAYS)
 @pytest.mark.parametrize("head", sorted(HEADS))
 def test_hand_weighted_gradient_equals_jax_grad(head, decay):
@@ -100,6 +101,7 @@ def test_hand_weighted_gradient_equals_jax_grad(head, decay):
     assert rel_err(g32, ref) < 1e-5
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("head", sorted(HEADS))
 def test_unit_weights_are_the_mean_cost_and_its_decay(head):
     """w = 1: (C-W) is (C-M) and (BP1-W) is (BP1); with lambda, (C-L2) and (BP4-L2)."""
@@ -109,6 +111,7 @@ def test_unit_weights_are_the_mean_cost_and_its_decay(head):
         assert abs(float(c - c_ref)) < 1e-14 and rel_err(grads, ref) < 1e-13, ours
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("head", sorted(HEADS))
 def test_weight_0_removes_a_column_and_weight_2_repeats_it(head):
     r = results()[head]

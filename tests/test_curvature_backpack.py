@@ -31,7 +31,10 @@ from tests.helpers import leaf_relative_error
 
 # PyTorch warns that BackPACK's hooks fire on the first layer, whose input X needs no
 # gradient: what BackPACK does in every such model, and no fault here.
-pytestmark = pytest.mark.filterwarnings("ignore:Full backward hook is firing:UserWarning")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:Full backward hook is firing:UserWarning"),
+    pytest.mark.slow,  # PyTorch and BackPACK: CI runs these, the inner loop does not
+]
 
 M = 6
 SAMPLES = 4000
@@ -164,7 +167,6 @@ CASES = {
 }
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("case", CASES)
 def test_exact_quantities_equal_backpacks(torch, backpack, case):
     """DiagGGNExact, DiagHessian, KFLR, SumGradSquared and Variance, and the gradient,
@@ -203,7 +205,6 @@ def test_exact_quantities_equal_backpacks(torch, backpack, case):
         assert_layers_close(value, theirs[field], 1e-10, field, c * c)
 
 
-@pytest.mark.slow
 def test_sampled_quantities_equal_backpacks_in_expectation(torch, backpack):
     """DiagGGNMC and KFAC with 4000 labels per example, each side within 5% of the exact
     DiagGGNExact and KFLR (and so of each other)."""
@@ -227,7 +228,6 @@ def test_sampled_quantities_equal_backpacks_in_expectation(torch, backpack):
         assert leaf_relative_error(ours["W"][1], as_numpy(bp["W"][1])) <= 1e-10
 
 
-@pytest.mark.slow
 def test_the_torch_model_is_the_jaxnn_network(torch, backpack):
     """The oracle's own check: the PyTorch stack gives jaxnn's cost and gradient."""
     net = CASES["ce, tanh and sigmoid"][0]

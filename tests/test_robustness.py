@@ -20,6 +20,10 @@ from hypothesis import strategies as st
 import jaxnn
 from jaxnn import data, optim, parallel, train
 
+# Each example hypothesis draws is a new program to compile: CI runs these, the inner
+# loop does not (each function took 1 to 6 s there).
+pytestmark = pytest.mark.slow
+
 # Derandomized: the same examples every run, so CI's outcome cannot change by chance.
 # Every kind of malformed argument runs as an explicit example (``every_kind``); the
 # drawn examples add other combinations of the rest.
@@ -176,7 +180,6 @@ def check(fn, args, reference_args, expect_error, words):
     assert_same(got, fn(*reference_args))
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(FUNCTIONS))
 @SETTINGS
 @every_kind(KINDS, in_y=lambda i: i % 2 == 1, m=lambda i: (1, 3)[i // 2 % 2], seed=lambda i: i)
@@ -255,7 +258,6 @@ PARAM_KINDS = [
 ]  # fmt: skip
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(set(FUNCTIONS) - {"shard"}))
 @SETTINGS
 @every_kind(PARAM_KINDS, m=lambda i: (1, 3)[i % 2], seed=lambda i: i)
@@ -291,7 +293,6 @@ LABELS = {
 }
 
 
-@pytest.mark.slow
 @SETTINGS
 @given(
     kind=st.sampled_from(sorted(LABELS)),
